@@ -1,0 +1,30 @@
+# Idempotent targets: `install` builds .venv once (re-run only when pyproject.toml changes).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/featavg run synthetic-alignment --out runs/demo-synthetic-alignment
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_train_ensemble.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,17 @@
+"""Data: the synthetic multi-cluster distribution of the paper (Definition 3.1)."""
+
+from featavg.data.synthetic import (
+    SyntheticConfig,
+    SyntheticDataset,
+    make_centers,
+    sample_synthetic,
+    stack_datasets,
+)
+
+__all__ = [
+    "SyntheticConfig",
+    "SyntheticDataset",
+    "make_centers",
+    "sample_synthetic",
+    "stack_datasets",
+]

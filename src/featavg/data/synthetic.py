@@ -1,0 +1,161 @@
+"""The multi-cluster data distribution of Li et al. (ICLR 2025), Definition 3.1.
+
+Cluster features mu_1..mu_k in R^d and a partition of the k clusters into J+ and J-.
+A sample: draw a cluster j (uniformly, or exactly n/k per cluster as in the authors' code);
+its binary label is y = +1 if j in J+ else -1; its input is x = mu_j + sigma * xi with
+xi ~ N(0, I_d). The fine-grained label is j itself.
+
+Assumption 3.2 asks ||mu_j|| = sqrt(d) and mutually orthogonal mu_j; the ablations relax both
+(``norm_range`` spreads the norms over [lo, hi] * sqrt(d); ``max_cosine`` > 0 gives nearly
+orthogonal centers whose pairwise cosines are drawn uniformly in [-max_cosine, max_cosine]).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from featavg.seeding import generator
+
+
+class SyntheticConfig(BaseModel):
+    """Every knob of the synthetic distribution. Defaults: the authors' synthetic config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    d: int = Field(3072, ge=1, description="input dimension")
+    k: int = Field(10, ge=2, description="number of clusters")
+    positive: tuple[int, ...] | None = Field(
+        None, description="clusters in J+ (default: the first k//2, as in the authors' code)"
+    )
+    sampling: Literal["balanced", "iid"] = Field(
+        "balanced", description="'balanced': n/k points per cluster (authors); 'iid': uniform j"
+    )
+    n_train: int = Field(1000, ge=1, description="training points")
+    n_test: int = Field(1000, ge=0, description="test points")
+    noise_std: float = Field(1.0, ge=0.0, description="sigma of the Gaussian noise xi")
+    norm_range: tuple[float, float] = Field(
+        (1.0, 1.0), description="center norms spread uniformly over [lo, hi] * sqrt(d)"
+    )
+    max_cosine: float = Field(
+        0.0, ge=0.0, lt=1.0, description="0: exactly orthogonal centers; >0: nearly orthogonal"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticConfig:
+        if self.k > self.d:
+            raise ValueError(f"k: {self.k} orthogonal-ish centers need k <= d = {self.d}")
+        pos = self.positive_clusters
+        if len(set(pos)) != len(pos) or any(not 0 <= j < self.k for j in pos):
+            raise ValueError(f"positive: distinct cluster indices in 0..{self.k - 1} required")
+        if not 0 < len(pos) < self.k:
+            raise ValueError("positive: J+ and J- must both be non-empty")
+        lo, hi = self.norm_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"norm_range: need 0 < lo <= hi, got {self.norm_range}")
+        if self.max_cosine > 0 and self.max_cosine * (self.k - 1) >= 1:
+            raise ValueError(
+                f"max_cosine: must be < 1/(k-1) = {1 / (self.k - 1):.4g} so that the Gram "
+                "matrix of the centers is positive definite"
+            )
+        return self
+
+    @property
+    def positive_clusters(self) -> tuple[int, ...]:
+        """J+ as a tuple of cluster indices."""
+        return tuple(self.positive) if self.positive is not None else tuple(range(self.k // 2))
+
+    @property
+    def cluster_signs(self) -> torch.Tensor:
+        """(k,) tensor of +1 / -1: the binary label of each cluster."""
+        signs = -torch.ones(self.k)
+        signs[list(self.positive_clusters)] = 1.0
+        return signs
+
+
+@dataclass
+class SyntheticDataset:
+    """One draw of the distribution. Shapes for a single replicate (a stacked ensemble of S
+    replicates, see :func:`stack_datasets`, adds a leading axis S to every tensor).
+
+    x_train (n, d), y_train (n,) in {-1, +1} (float), c_train (n,) cluster index (long);
+    the same for test; centers (k, d) = mu_1..mu_k; signs (k,) = binary label per cluster.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    c_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    c_test: torch.Tensor
+    centers: torch.Tensor
+    signs: torch.Tensor
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None):
+        """Move every tensor (floating ones also cast to ``dtype`` when given)."""
+        moved = {}
+        for f in fields(self):
+            t = getattr(self, f.name)
+            moved[f.name] = t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+        return SyntheticDataset(**moved)
+
+
+def make_centers(cfg: SyntheticConfig, seed: int) -> torch.Tensor:
+    """The k cluster centers mu_j as a (k, d) tensor.
+
+    Exact orthogonality (max_cosine = 0): the QR-orthonormalised columns of a d x k Gaussian
+    matrix (the authors' construction). Nearly orthogonal: a target Gram matrix
+    Gamma = I + E with E symmetric, zero diagonal, entries uniform in [-c, c], realised exactly
+    as Q L^T with Gamma = L L^T (positive definite because c (k-1) < 1).
+    Norms: each center is then scaled to r_j sqrt(d) with r_j uniform in ``norm_range``.
+    """
+    g = generator(seed, "centers")
+    gauss = torch.randn(cfg.d, cfg.k, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(gauss)  # (d, k), orthonormal columns
+    basis = q.T  # (k, d)
+    if cfg.max_cosine > 0:
+        e = (torch.rand(cfg.k, cfg.k, generator=g, dtype=torch.float64) * 2 - 1) * cfg.max_cosine
+        e = torch.triu(e, diagonal=1)
+        gamma = torch.eye(cfg.k, dtype=torch.float64) + e + e.T
+        basis = torch.linalg.cholesky(gamma) @ basis
+    lo, hi = cfg.norm_range
+    radii = lo + (hi - lo) * torch.rand(cfg.k, generator=g, dtype=torch.float64)
+    return (basis * (radii * math.sqrt(cfg.d))[:, None]).float()
+
+
+def _cluster_labels(cfg: SyntheticConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    if cfg.sampling == "iid":
+        return torch.randint(cfg.k, (n,), generator=g)
+    # balanced: floor(n/k) per cluster, the remainder to the first clusters, then shuffled
+    labels = torch.arange(n) % cfg.k
+    return labels[torch.randperm(n, generator=g)]
+
+
+def _sample_split(cfg, centers, n, seed, split):
+    g = generator(seed, f"data/{split}")
+    c = _cluster_labels(cfg, n, g)
+    noise = torch.randn(n, cfg.d, generator=g) * cfg.noise_std
+    x = centers[c] + noise
+    return x, cfg.cluster_signs[c], c
+
+
+def sample_synthetic(cfg: SyntheticConfig, seed: int) -> SyntheticDataset:
+    """Draw centers, a training set and a test set from ``cfg`` with run seed ``seed``."""
+    centers = make_centers(cfg, seed)
+    x_tr, y_tr, c_tr = _sample_split(cfg, centers, cfg.n_train, seed, "train")
+    x_te, y_te, c_te = _sample_split(cfg, centers, cfg.n_test, seed, "test")
+    return SyntheticDataset(x_tr, y_tr, c_tr, x_te, y_te, c_te, centers, cfg.cluster_signs)
+
+
+def stack_datasets(datasets: list[SyntheticDataset]) -> SyntheticDataset:
+    """Stack S replicates along a new leading axis (S, ...) for ensemble training."""
+    return SyntheticDataset(
+        **{
+            f.name: torch.stack([getattr(ds, f.name) for ds in datasets])
+            for f in fields(datasets[0])
+        }
+    )

@@ -1,0 +1,275 @@
+"""Gradient descent on ensembles of two-layer ReLU nets, with exact hand-derived gradients.
+
+For f = A relu(P), P = W x + b (shapes in :mod:`featavg.models.two_layer`) and a loss L
+averaged over the batch:
+
+    dL/dP = (dL/dz A) * 1[P > 0],   dL/dW = dL/dP^T x,   dL/db = sum_i dL/dP_i.
+
+Binary nets use the logistic loss softplus(-y f) (never log(1 + exp)), fine-grained nets
+softmax cross-entropy on the cluster labels.
+
+Two exact formulations of the same iterates:
+
+* ``direct``: the update above, O(S M n d) per step;
+* ``gram``: GD only ever adds rows of x to W, so W_t = W_0 + C_t x with C_t of shape (M, n).
+  Then P_t = x W_0^T + G C_t^T + b with G = x x^T, and the update is C <- C - lr dL/dP^T:
+  O(S M n^2) per step after one O(n^2 d) Gram matrix shared by every member that sees the
+  same data. It wins when n < d (paper config: n = 1000, d = 3072). ``auto`` picks by a
+  flop count (see :func:`choose_formulation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from featavg.models.two_layer import TwoLayerEnsemble
+from featavg.seeding import generator
+
+# keep gram matrices below this many bytes in "auto" mode
+GRAM_MEMORY_LIMIT = 2 * 1024**3
+
+
+class TrainConfig(BaseModel):
+    """Full-batch GD (``batch_size=None``, the paper) or mini-batch SGD."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(100, ge=0, description="number of (mini-)batch gradient steps")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
+    batch_size: int | None = Field(None, ge=1, description="None: full-batch GD; else SGD")
+    formulation: Literal["auto", "direct", "gram"] = Field(
+        "auto", description="'direct' O(Mnd)/step, 'gram' O(Mn^2)/step, 'auto' by flop count"
+    )
+    record_every: int = Field(10, ge=1, description="record metrics every this many steps")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when the loss or the weights become non-finite."""
+
+
+def logit_gradient(
+    kind: str, z: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss per member (S,) and its gradient w.r.t. the logits z (S, B, C).
+
+    Binary: targets y in {-1, +1}, loss softplus(-y f), f = z[..., 0].
+    Multiclass: targets = class indices, loss = cross-entropy.
+    """
+    batch = z.shape[1]
+    if kind == "binary":
+        margin = targets * z[..., 0]
+        loss = F.softplus(-margin).mean(1)
+        dz = (-targets * torch.sigmoid(-margin) / batch)[..., None]
+        return loss, dz
+    logp = torch.log_softmax(z, dim=-1)
+    labels = targets.expand(z.shape[:2])[..., None]
+    loss = -logp.gather(-1, labels)[..., 0].mean(1)
+    dz = (logp.exp() - F.one_hot(labels[..., 0], z.shape[-1]).to(z.dtype)) / batch
+    return loss, dz
+
+
+def accuracy(kind: str, z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(S,) fraction correct: sign(f) = y (binary) or argmax = label (multiclass)."""
+    if kind == "binary":
+        return (targets * z[..., 0] > 0).to(z.dtype).mean(1)
+    return (z.argmax(-1) == targets).to(z.dtype).mean(1)
+
+
+def loss_and_gradients(model: TwoLayerEnsemble, x: torch.Tensor, targets: torch.Tensor):
+    """Loss (S,) and exact gradients dL/dW (S, M, d), dL/db (S, M) (direct formulation)."""
+    p = model.preactivations(x)
+    z = torch.relu(p) @ model.readout.T
+    loss, dz = logit_gradient(model.kind, z, targets)
+    dp = (dz @ model.readout) * (p > 0)
+    if x.ndim == 2:
+        s, b, m = dp.shape
+        dw = (dp.permute(1, 0, 2).reshape(b, s * m).T @ x).view(s, m, -1)
+    else:
+        dw = torch.bmm(dp.transpose(1, 2), x)
+    return loss, dw, dp.sum(1)
+
+
+def choose_formulation(
+    s: int, m: int, n: int, d: int, steps: int, batch: int, shared_data: bool, bytes_per: int
+) -> str:
+    """'gram' when its flop count (Gram matrices + per-step n x n products) is below the
+    direct one (two n x d products per step) and its matrices fit in memory."""
+    n_sets = 1 if shared_data else s
+    direct = steps * 2 * s * m * batch * d
+    gram = n_sets * n * n * d + 2 * s * m * n * d + steps * s * m * batch * n
+    fits = n_sets * n * n * bytes_per <= GRAM_MEMORY_LIMIT
+    return "gram" if gram < direct and fits else "direct"
+
+
+class _Direct:
+    """W and b updated in place."""
+
+    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
+        self.model, self.x = model, x
+
+    def preactivations(self, idx):
+        return self.model.preactivations(self.x if idx is None else self.x[..., idx, :])
+
+    def update(self, idx, dp, lr):
+        xb = self.x if idx is None else self.x[..., idx, :]
+        if xb.ndim == 2:
+            s, b, m = dp.shape
+            dw = (dp.permute(1, 0, 2).reshape(b, s * m).T @ xb).view(s, m, -1)
+        else:
+            dw = torch.bmm(dp.transpose(1, 2), xb)
+        self.model.weight.sub_(lr[:, None, None] * dw)
+        self.model.bias.sub_(lr[:, None] * dp.sum(1))
+
+    def sync_weights(self):
+        pass
+
+
+class _Gram:
+    """W = W0 + C x; tracks C^T and the bias; the Gram matrix is shared across members."""
+
+    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
+        self.model, self.x = model, x
+        self.w0 = model.weight.clone()
+        s, m, _ = self.w0.shape
+        self.shared = x.ndim == 2
+        if self.shared:  # layout (n, S, M) so that G @ C^T is one big GEMM
+            n = x.shape[0]
+            self.gram = x @ x.T
+            self.p0 = (x @ self.w0.reshape(s * m, -1).T).view(n, s, m)
+            self.ct = torch.zeros(n, s, m, dtype=x.dtype, device=x.device)
+        else:  # layout (S, n, M)
+            self.gram = torch.bmm(x, x.transpose(1, 2))
+            self.p0 = torch.bmm(x, self.w0.transpose(1, 2))
+            self.ct = torch.zeros_like(self.p0)
+
+    def preactivations(self, idx):
+        b = self.model.bias[:, None, :]
+        if self.shared:
+            n, s, m = self.ct.shape
+            g = self.gram if idx is None else self.gram[idx]
+            p0 = self.p0 if idx is None else self.p0[idx]
+            p = torch.addmm(p0.view(-1, s * m), g, self.ct.view(n, s * m))
+            return p.view(g.shape[0], s, m).permute(1, 0, 2) + b
+        g = self.gram if idx is None else self.gram[:, idx]
+        p0 = self.p0 if idx is None else self.p0[:, idx]
+        return torch.baddbmm(p0, g, self.ct) + b
+
+    def update(self, idx, dp, lr):
+        if self.shared:
+            step = lr[None, :, None] * dp.permute(1, 0, 2)
+        else:
+            step = lr[:, None, None] * dp
+        if idx is None:
+            self.ct.sub_(step)
+        elif self.shared:
+            self.ct[idx] -= step
+        else:
+            self.ct[:, idx] -= step
+        self.model.bias.sub_(lr[:, None] * dp.sum(1))
+
+    def sync_weights(self):
+        """Write W0 + C x into the model (for metrics and at the end)."""
+        if self.shared:
+            n, s, m = self.ct.shape
+            w = (self.ct.view(n, s * m).T @ self.x).view(s, m, -1)
+        else:
+            w = torch.bmm(self.ct.transpose(1, 2), self.x)
+        self.model.weight.copy_(self.w0 + w)
+
+
+def _batches(n: int, batch_size: int | None, steps: int, seed: int):
+    """Index tensor per step (None = full batch); SGD reshuffles every epoch."""
+    if batch_size is None or batch_size >= n:
+        for _ in range(steps + 1):
+            yield None
+        return
+    epoch = 0
+    while True:
+        perm = torch.randperm(n, generator=generator(seed, f"batches/{epoch}"))
+        yield from perm.split(batch_size)
+        epoch += 1
+
+
+def train(
+    model: TwoLayerEnsemble,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    lr: float | torch.Tensor | None = None,
+    seed: int = 0,
+    on_record: Callable[[int, TwoLayerEnsemble], dict[str, torch.Tensor]] | None = None,
+    progress: bool = False,
+) -> list[dict[str, object]]:
+    """Train every member of ``model`` in place; return the records.
+
+    x: (n, d) shared by all members or (S, n, d) one data set per member. targets: y in
+    {-1, +1} for binary nets, class indices for multiclass nets, shape (n,) or (S, n).
+    lr: overrides ``cfg.lr``; a tensor of shape (S,) gives each member its own rate.
+    seed: the mini-batch order (unused for full-batch GD).
+    on_record(step, model) -> extra per-member metrics, called at recorded steps with the
+    model holding the weights of that step.
+
+    Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
+    record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the
+    step if any loss or weight becomes non-finite.
+    """
+    dtype, device = model.weight.dtype, model.weight.device
+    x = x.to(device=device, dtype=dtype)
+    targets = targets.to(device)
+    if model.kind == "binary":
+        targets = targets.to(dtype)
+    s, m, d = model.weight.shape
+    n = x.shape[-2]
+    if x.shape[-1] != d or (x.ndim == 3 and x.shape[0] != s):
+        raise ValueError(f"x: expected (n, {d}) or ({s}, n, {d}), got {tuple(x.shape)}")
+    rates = torch.as_tensor(cfg.lr if lr is None else lr, dtype=dtype, device=device)
+    rates = rates.expand(s).clone()
+    batch = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    formulation = cfg.formulation
+    if formulation == "auto":
+        formulation = choose_formulation(
+            s, m, n, d, cfg.steps, batch, x.ndim == 2, x.element_size()
+        )
+    engine = (_Gram if formulation == "gram" else _Direct)(model, x)
+    full_batch = batch == n
+    records: list[dict[str, object]] = []
+    batches = _batches(n, cfg.batch_size, cfg.steps, seed)
+    with torch.no_grad():
+        for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {model.kind}"):
+            idx = next(batches)
+            p = engine.preactivations(idx)
+            z = torch.relu(p) @ model.readout.T
+            tb = targets if idx is None else targets[..., idx]
+            loss, dz = logit_gradient(model.kind, z, tb)
+            if not torch.isfinite(loss).all():
+                bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: non-finite loss for member(s) {bad} "
+                    f"(lr={rates.tolist()}); lower train.lr"
+                )
+            if step % cfg.record_every == 0 or step == cfg.steps:
+                if not full_batch:
+                    zf = torch.relu(engine.preactivations(None)) @ model.readout.T
+                    loss_f, _ = logit_gradient(model.kind, zf, targets)
+                    rec = {"loss": loss_f, "train_acc": accuracy(model.kind, zf, targets)}
+                else:
+                    rec = {"loss": loss, "train_acc": accuracy(model.kind, z, tb)}
+                engine.sync_weights()
+                if not torch.isfinite(model.weight).all():
+                    raise TrainingDiverged(f"training diverged at step {step}: non-finite weights")
+                if on_record is not None:
+                    rec.update(on_record(step, model))
+                records.append({"step": step, **{k: v.detach().cpu() for k, v in rec.items()}})
+            if step == cfg.steps:
+                break
+            dp = (dz @ model.readout) * (p > 0)
+            engine.update(idx, dp, rates)
+    engine.sync_weights()
+    return records
