@@ -81,18 +81,22 @@ def accuracy(kind: str, z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (z.argmax(-1) == targets).to(z.dtype).mean(1)
 
 
+def _backprop(kind: str, readout: torch.Tensor, pt: torch.Tensor, targets: torch.Tensor):
+    """Loss (S,), logits z (S, B, C) and dL/dP (S, M, B) from preactivations P^T (S, M, B).
+
+    Everything is kept unit-major (S, M, B) so that the Gram update is one GEMM per step.
+    """
+    z = (readout @ torch.relu(pt)).transpose(1, 2)
+    loss, dz = logit_gradient(kind, z, targets)
+    dpt = (readout.T @ dz.transpose(1, 2)) * (pt > 0)
+    return loss, z, dpt
+
+
 def loss_and_gradients(model: TwoLayerEnsemble, x: torch.Tensor, targets: torch.Tensor):
     """Loss (S,) and exact gradients dL/dW (S, M, d), dL/db (S, M) (direct formulation)."""
-    p = model.preactivations(x)
-    z = torch.relu(p) @ model.readout.T
-    loss, dz = logit_gradient(model.kind, z, targets)
-    dp = (dz @ model.readout) * (p > 0)
-    if x.ndim == 2:
-        s, b, m = dp.shape
-        dw = (dp.permute(1, 0, 2).reshape(b, s * m).T @ x).view(s, m, -1)
-    else:
-        dw = torch.bmm(dp.transpose(1, 2), x)
-    return loss, dw, dp.sum(1)
+    engine = _Direct(model, x)
+    loss, _, dpt = _backprop(model.kind, model.readout, engine.preactivations(None), targets)
+    return loss, engine.weight_gradient(None, dpt), dpt.sum(-1)
 
 
 def choose_formulation(
@@ -107,79 +111,81 @@ def choose_formulation(
     return "gram" if gram < direct and fits else "direct"
 
 
+def _rows(x: torch.Tensor, idx) -> torch.Tensor:
+    return x if idx is None else x[..., idx, :]
+
+
 class _Direct:
-    """W and b updated in place."""
+    """W and b updated in place. Preactivations unit-major: P^T = W x^T + b, (S, M, B)."""
 
     def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
         self.model, self.x = model, x
 
     def preactivations(self, idx):
-        return self.model.preactivations(self.x if idx is None else self.x[..., idx, :])
-
-    def update(self, idx, dp, lr):
-        xb = self.x if idx is None else self.x[..., idx, :]
+        w, b, xb = self.model.weight, self.model.bias, _rows(self.x, idx)
         if xb.ndim == 2:
-            s, b, m = dp.shape
-            dw = (dp.permute(1, 0, 2).reshape(b, s * m).T @ xb).view(s, m, -1)
-        else:
-            dw = torch.bmm(dp.transpose(1, 2), xb)
-        self.model.weight.sub_(lr[:, None, None] * dw)
-        self.model.bias.sub_(lr[:, None] * dp.sum(1))
+            s, m, d = w.shape
+            return (w.reshape(s * m, d) @ xb.T).view(s, m, -1) + b[..., None]
+        return torch.baddbmm(b[..., None], w, xb.transpose(1, 2))
+
+    def weight_gradient(self, idx, dpt):
+        xb = _rows(self.x, idx)
+        if xb.ndim == 2:
+            s, m, b = dpt.shape
+            return (dpt.reshape(s * m, b) @ xb).view(s, m, -1)
+        return torch.bmm(dpt, xb)
+
+    def update(self, idx, dpt, lr):
+        self.model.weight.sub_(lr[:, None, None] * self.weight_gradient(idx, dpt))
+        self.model.bias.sub_(lr[:, None] * dpt.sum(-1))
 
     def sync_weights(self):
         pass
 
 
 class _Gram:
-    """W = W0 + C x; tracks C^T and the bias; the Gram matrix is shared across members."""
+    """W = W0 + C x with C (S, M, n); since G = x x^T is symmetric, P^T = W0 x^T + C G + b.
+    The Gram matrix is shared by every member that sees the same data."""
 
     def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
         self.model, self.x = model, x
         self.w0 = model.weight.clone()
-        s, m, _ = self.w0.shape
         self.shared = x.ndim == 2
-        if self.shared:  # layout (n, S, M) so that G @ C^T is one big GEMM
-            n = x.shape[0]
+        if self.shared:  # (S*M, n) rows so that C G is one big GEMM for the whole ensemble
+            s, m, d = self.w0.shape
             self.gram = x @ x.T
-            self.p0 = (x @ self.w0.reshape(s * m, -1).T).view(n, s, m)
-            self.ct = torch.zeros(n, s, m, dtype=x.dtype, device=x.device)
-        else:  # layout (S, n, M)
+            self.p0 = self.w0.reshape(s * m, d) @ x.T
+            self.c = torch.zeros_like(self.p0)
+        else:
             self.gram = torch.bmm(x, x.transpose(1, 2))
-            self.p0 = torch.bmm(x, self.w0.transpose(1, 2))
-            self.ct = torch.zeros_like(self.p0)
+            self.p0 = torch.bmm(self.w0, x.transpose(1, 2))
+            self.c = torch.zeros_like(self.p0)
 
     def preactivations(self, idx):
-        b = self.model.bias[:, None, :]
+        s, m, _ = self.w0.shape
+        b = self.model.bias[..., None]
+        g = self.gram if idx is None else self.gram[..., idx]
+        p0 = self.p0 if idx is None else self.p0[..., idx]
         if self.shared:
-            n, s, m = self.ct.shape
-            g = self.gram if idx is None else self.gram[idx]
-            p0 = self.p0 if idx is None else self.p0[idx]
-            p = torch.addmm(p0.view(-1, s * m), g, self.ct.view(n, s * m))
-            return p.view(g.shape[0], s, m).permute(1, 0, 2) + b
-        g = self.gram if idx is None else self.gram[:, idx]
-        p0 = self.p0 if idx is None else self.p0[:, idx]
-        return torch.baddbmm(p0, g, self.ct) + b
+            return torch.addmm(p0, self.c, g).view(s, m, -1) + b
+        return torch.baddbmm(p0, self.c, g) + b
 
-    def update(self, idx, dp, lr):
-        if self.shared:
-            step = lr[None, :, None] * dp.permute(1, 0, 2)
-        else:
-            step = lr[:, None, None] * dp
+    def update(self, idx, dpt, lr):
+        step = lr[:, None, None] * dpt
+        c = self.c.view(step.shape[0], step.shape[1], -1)
         if idx is None:
-            self.ct.sub_(step)
-        elif self.shared:
-            self.ct[idx] -= step
+            c.sub_(step)
         else:
-            self.ct[:, idx] -= step
-        self.model.bias.sub_(lr[:, None] * dp.sum(1))
+            c[..., idx] -= step
+        self.model.bias.sub_(lr[:, None] * dpt.sum(-1))
 
     def sync_weights(self):
         """Write W0 + C x into the model (for metrics and at the end)."""
+        s, m, d = self.w0.shape
         if self.shared:
-            n, s, m = self.ct.shape
-            w = (self.ct.view(n, s * m).T @ self.x).view(s, m, -1)
+            w = (self.c @ self.x).view(s, m, d)
         else:
-            w = torch.bmm(self.ct.transpose(1, 2), self.x)
+            w = torch.bmm(self.c, self.x)
         self.model.weight.copy_(self.w0 + w)
 
 
@@ -244,10 +250,8 @@ def train(
     with torch.no_grad():
         for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {model.kind}"):
             idx = next(batches)
-            p = engine.preactivations(idx)
-            z = torch.relu(p) @ model.readout.T
             tb = targets if idx is None else targets[..., idx]
-            loss, dz = logit_gradient(model.kind, z, tb)
+            loss, z, dpt = _backprop(model.kind, model.readout, engine.preactivations(idx), tb)
             if not torch.isfinite(loss).all():
                 bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
                 raise TrainingDiverged(
@@ -256,8 +260,9 @@ def train(
                 )
             if step % cfg.record_every == 0 or step == cfg.steps:
                 if not full_batch:
-                    zf = torch.relu(engine.preactivations(None)) @ model.readout.T
-                    loss_f, _ = logit_gradient(model.kind, zf, targets)
+                    loss_f, zf, _ = _backprop(
+                        model.kind, model.readout, engine.preactivations(None), targets
+                    )
                     rec = {"loss": loss_f, "train_acc": accuracy(model.kind, zf, targets)}
                 else:
                     rec = {"loss": loss, "train_acc": accuracy(model.kind, z, tb)}
@@ -269,7 +274,6 @@ def train(
                 records.append({"step": step, **{k: v.detach().cpu() for k, v in rec.items()}})
             if step == cfg.steps:
                 break
-            dp = (dz @ model.readout) * (p > 0)
-            engine.update(idx, dp, rates)
+            engine.update(idx, dpt, rates)
     engine.sync_weights()
     return records

@@ -1,0 +1,96 @@
+"""The ``featavg`` command line: list, show-config, run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from featavg.config import ConfigError, build_config, parse_overrides
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", help="experiment name (see `featavg list`)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.lr=0.01 (repeatable)",
+    )
+    p.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="S",
+        help="number of independent replicates (shortcut for --set seeds=S)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="featavg",
+        description="Feature averaging (Li et al., ICLR 2025): reproduce and extend.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list experiments with run time and data needs")
+    show = sub.add_parser("show-config", help="print the effective config of an experiment")
+    _add_config_args(show)
+    run = sub.add_parser("run", help="run an experiment into its run directory")
+    _add_config_args(run)
+    run.add_argument(
+        "--out", metavar="DIR", help="run directory (default: runs/<experiment>-<config hash>)"
+    )
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--force", action="store_true", help="recompute even if cached")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _overrides(args) -> dict:
+    overrides = parse_overrides(args.overrides)
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from featavg.experiments.registry import EXPERIMENTS, get_experiment
+
+    try:
+        if args.command == "list":
+            for exp in EXPERIMENTS.values():
+                print(
+                    f"{exp.name:24s} {exp.description}\n{'':24s} time: {exp.runtime}; "
+                    f"data: {exp.data}"
+                )
+            return 0
+        exp = get_experiment(args.experiment)
+        cfg = build_config(exp.config_cls, _overrides(args), args.config_file)
+        if args.command == "show-config":
+            print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+            return 0
+        from featavg.experiments.runner import run_experiment
+
+        result = run_experiment(
+            exp.name,
+            config=cfg,
+            out=args.out,
+            device=args.device,
+            force=args.force,
+            progress=not args.quiet,
+        )
+    except (ConfigError, ValueError) as err:
+        print(f"featavg: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    state = "cached" if result.cached else "done"
+    print(f"{exp.name}: {state} -> {result.directory}/summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Experiments: one module per experiment, registered in :mod:`featavg.experiments.registry`."""

@@ -1,0 +1,34 @@
+"""What an experiment returns, and how per-seed numbers become a summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from featavg.metrics.intervals import mean_ci95
+
+
+@dataclass
+class ExperimentOutput:
+    """numbers: JSON-able summary entries; tables: name -> CSV rows; figures: name -> Figure."""
+
+    numbers: dict[str, Any]
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def aggregate(per_seed: dict[str, torch.Tensor | list[float]]) -> dict[str, Any]:
+    """Per-seed values -> {key: mean, key_ci95: [lo, hi] (when S > 1), per_seed: {key: [...]}}."""
+    out: dict[str, Any] = {}
+    raw: dict[str, list[float]] = {}
+    for key, values in per_seed.items():
+        vals = [float(v) for v in (values.tolist() if torch.is_tensor(values) else values)]
+        raw[key] = vals
+        mean, lo, hi = mean_ci95(vals)
+        out[key] = mean
+        if len(vals) > 1:
+            out[f"{key}_ci95"] = [lo, hi]
+    out["per_seed"] = raw
+    return out

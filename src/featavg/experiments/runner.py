@@ -1,0 +1,80 @@
+"""Run an experiment into its run directory: cache check, timing, atomic result files."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from featavg import store
+from featavg.config import build_config
+from featavg.device import resolve_device
+from featavg.experiments.registry import get_experiment
+
+
+@dataclass
+class RunResult:
+    """summary: the contents of summary.json; directory: the run directory; cached: whether
+    the summary came from an earlier identical run."""
+
+    summary: dict[str, Any]
+    directory: Path
+    cached: bool
+
+
+def _finite(obj: Any) -> Any:
+    """Replace non-finite floats by None: JSON holds numbers or an explicit null, never NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def run_experiment(
+    name: str,
+    *,
+    config: BaseModel | None = None,
+    overrides: dict[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    out: str | Path | None = None,
+    root: str | Path = store.DEFAULT_ROOT,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = False,
+) -> RunResult:
+    """Validate the config, reuse a finished identical run unless ``force``, else run and
+    write config.json, <table>.csv, <figure>.png and (last) summary.json."""
+    exp = get_experiment(name)
+    cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
+    cfg_json = cfg.model_dump(mode="json")
+    directory = Path(out) if out is not None else store.run_dir(name, cfg_json, root)
+    if not force and (cached := store.cached_summary(directory, name, cfg_json)) is not None:
+        return RunResult(cached, directory, cached=True)
+
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    output = exp.run(cfg, dev, progress=progress)
+    wall = time.perf_counter() - start
+
+    store.write_json(directory / "config.json", cfg_json)
+    for table, rows in output.tables.items():
+        store.write_csv(directory / f"{table}.csv", rows)
+    for figure, fig in output.figures.items():
+        store.write_figure(directory / f"{figure}.png", fig)
+    seeds = [cfg_json.get("seed", 0) + i for i in range(cfg_json.get("seeds", 1))]
+    summary = {
+        "experiment": name,
+        "data": exp.data,
+        **_finite(output.numbers),
+        "config": cfg_json,
+        "provenance": store.provenance(dev, wall, seeds),
+    }
+    store.write_json(directory / "summary.json", summary)
+    return RunResult(summary, directory, cached=False)

@@ -1,0 +1,5 @@
+"""Figures (matplotlib, headless Agg backend)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
