@@ -11,37 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from featavg.data.synthetic import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.experiments.base import ExperimentOutput, aggregate
-from featavg.metrics.alignment import (
-    binary_alignment,
-    cosine_matrix,
-    multiclass_alignment,
-    theory_cos_same_class,
-)
+from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
+from featavg.metrics.alignment import cosine_matrix, theory_cos_same_class
 from featavg.metrics.intervals import mean_ci95
-from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
 from featavg.plots.alignment import alignment_dynamics, alignment_heatmaps
-from featavg.train import TrainConfig, accuracy, train
+from featavg.train import accuracy
 
 
-class SyntheticAlignmentConfig(BaseModel):
+class SyntheticAlignmentConfig(SyntheticRunConfig):
     """Config of ``synthetic-alignment`` (defaults: the paper / authors' code)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    data: SyntheticConfig = SyntheticConfig()
-    net: NetConfig = NetConfig()
-    train: TrainConfig = TrainConfig()
-    seed: int = Field(0, ge=0, description="replicate i uses seed + i for data and init")
-    seeds: int = Field(1, ge=1, description="number of independent replicates")
-
-
-def replicate_seeds(cfg) -> list[int]:
-    """Seeds of the replicates: seed, seed + 1, ..., seed + seeds - 1."""
-    return [cfg.seed + i for i in range(cfg.seeds)]
 
 
 def _history_rows(records, net: str, seeds: list[int]) -> list[dict]:
@@ -62,37 +42,10 @@ def _band(records, key):
 
 def run(cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False):
     """Train both nets for every replicate; return numbers, per-step table and figures."""
-    seeds = replicate_seeds(cfg)
-    data = stack_datasets([sample_synthetic(cfg.data, s) for s in seeds]).to(device)
+    pair = train_pair(cfg, device, progress)
+    seeds, data, binary, multi = pair.seeds, pair.data, pair.binary, pair.multiclass
+    rec_b, rec_m = pair.records_binary, pair.records_multiclass
     d, k = cfg.data.d, cfg.data.k
-
-    def binary_metrics(step, model):
-        cos = cosine_matrix(model.weight, data.centers)
-        return binary_alignment(cos, model.unit_sign, data.signs)
-
-    def multiclass_metrics(step, model):
-        return multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
-
-    binary = binary_ensemble(seeds, d, cfg.net).to(device)
-    rec_b = train(
-        binary,
-        data.x_train,
-        data.y_train,
-        cfg.train,
-        seed=cfg.seed,
-        on_record=binary_metrics,
-        progress=progress,
-    )
-    multi = multiclass_ensemble(seeds, d, k, cfg.net).to(device)
-    rec_m = train(
-        multi,
-        data.x_train,
-        data.c_train,
-        cfg.train,
-        seed=cfg.seed,
-        on_record=multiclass_metrics,
-        progress=progress,
-    )
 
     final_b, final_m = rec_b[-1], rec_m[-1]
     per_seed = {

@@ -1,0 +1,95 @@
+"""What the synthetic experiments share: the replicate seeds, and training the binary and
+the fine-grained net on every replicate's own data as two ensembles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from featavg.data.synthetic import (
+    SyntheticConfig,
+    SyntheticDataset,
+    sample_synthetic,
+    stack_datasets,
+)
+from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
+from featavg.models.two_layer import (
+    NetConfig,
+    TwoLayerEnsemble,
+    binary_ensemble,
+    multiclass_ensemble,
+)
+from featavg.train import TrainConfig, train
+
+
+class SyntheticRunConfig(BaseModel):
+    """Data, nets, training and seeds of a synthetic experiment (defaults: the paper)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: SyntheticConfig = SyntheticConfig()
+    net: NetConfig = NetConfig()
+    train: TrainConfig = TrainConfig()
+    seed: int = Field(0, ge=0, description="replicate i uses seed + i for data and init")
+    seeds: int = Field(1, ge=1, description="number of independent replicates")
+
+
+def replicate_seeds(cfg: SyntheticRunConfig) -> list[int]:
+    """Seeds of the replicates: seed, seed + 1, ..., seed + seeds - 1."""
+    return [cfg.seed + i for i in range(cfg.seeds)]
+
+
+@dataclass
+class TrainedPair:
+    """Both nets trained on each replicate's data (every tensor has a leading axis S)."""
+
+    seeds: list[int]
+    data: SyntheticDataset
+    binary: TwoLayerEnsemble
+    multiclass: TwoLayerEnsemble
+    records_binary: list[dict]
+    records_multiclass: list[dict]
+
+
+def train_pair(
+    cfg: SyntheticRunConfig,
+    device: torch.device,
+    progress: bool = False,
+    data_cfg: SyntheticConfig | None = None,
+) -> TrainedPair:
+    """Train the binary net on y and the fine-grained net on the cluster labels, recording
+    the alignment metrics along the way (``data_cfg`` overrides ``cfg.data``)."""
+    data_cfg = data_cfg or cfg.data
+    seeds = replicate_seeds(cfg)
+    data = stack_datasets([sample_synthetic(data_cfg, s) for s in seeds]).to(device)
+
+    def binary_metrics(step, model):
+        cos = cosine_matrix(model.weight, data.centers)
+        return binary_alignment(cos, model.unit_sign, data.signs)
+
+    def multiclass_metrics(step, model):
+        return multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
+
+    binary = binary_ensemble(seeds, data_cfg.d, cfg.net).to(device)
+    rec_b = train(
+        binary,
+        data.x_train,
+        data.y_train,
+        cfg.train,
+        seed=cfg.seed,
+        on_record=binary_metrics,
+        progress=progress,
+    )
+    multi = multiclass_ensemble(seeds, data_cfg.d, data_cfg.k, cfg.net).to(device)
+    rec_m = train(
+        multi,
+        data.x_train,
+        data.c_train,
+        cfg.train,
+        seed=cfg.seed,
+        on_record=multiclass_metrics,
+        progress=progress,
+    )
+    return TrainedPair(seeds, data, binary, multi, rec_b, rec_m)
