@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# torchattacks (test cross-check): --no-deps, its own requirements would replace the CPU torch
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
 	touch $@
 
 demo: install

@@ -160,7 +160,9 @@ class TwoLayerNet(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, readout: torch.Tensor, kind: str):
         super().__init__()
         self.kind = kind
-        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        self.linear = nn.Linear(
+            weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device
+        )
         with torch.no_grad():
             self.linear.weight.copy_(weight)
             self.linear.bias.copy_(bias)
