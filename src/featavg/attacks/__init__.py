@@ -1,5 +1,19 @@
-"""Attacks: PGD on any model (all radii batched) and exact subspace PGD for two-layer nets."""
+"""Attacks: PGD on any model (all radii batched), exact subspace PGD, exact minimal L2 radii
+and the analytic averaged-direction attack for two-layer nets."""
 
+from featavg.attacks.analytic import (
+    averaged_direction,
+    line_search_flip_radius,
+    margin_flip_on_ray,
+    module_flip_on_ray,
+)
+from featavg.attacks.exact import (
+    ExactResult,
+    certified_accuracy,
+    median_radius,
+    minimal_l2_radius,
+    sum_form_net,
+)
 from featavg.attacks.objectives import (
     BinaryMargin,
     CrossEntropy,
@@ -10,6 +24,15 @@ from featavg.attacks.pgd import PGDResult, flip_radius_from_grid, pgd, radius50
 from featavg.attacks.subspace import row_space_basis, subspace_pgd
 
 __all__ = [
+    "ExactResult",
+    "averaged_direction",
+    "certified_accuracy",
+    "line_search_flip_radius",
+    "margin_flip_on_ray",
+    "median_radius",
+    "minimal_l2_radius",
+    "module_flip_on_ray",
+    "sum_form_net",
     "BinaryMargin",
     "CrossEntropy",
     "GroupCrossEntropy",

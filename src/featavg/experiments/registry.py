@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from featavg.config import ConfigError
-from featavg.experiments import synthetic_alignment
+from featavg.experiments import synthetic_alignment, synthetic_robustness, synthetic_scaling
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,22 @@ EXPERIMENTS: dict[str, Experiment] = {
             synthetic_alignment.SyntheticAlignmentConfig,
             synthetic_alignment.run,
             "~5 s (1 seed), ~10 s (10 seeds)",
+            "none (synthetic)",
+        ),
+        Experiment(
+            "synthetic-robustness",
+            "Fig. 3 left: robust accuracy vs L2 radius (PGD + exact), binary vs 10-class",
+            synthetic_robustness.SyntheticRobustnessConfig,
+            synthetic_robustness.run,
+            "~15 s (1 seed)",
+            "none (synthetic)",
+        ),
+        Experiment(
+            "synthetic-scaling",
+            "ours: 50% radius vs k and vs d with fitted log-log slopes (theory -1/2 and 0)",
+            synthetic_scaling.SyntheticScalingConfig,
+            synthetic_scaling.run,
+            "~60 s (3 seeds)",
             "none (synthetic)",
         ),
     ]

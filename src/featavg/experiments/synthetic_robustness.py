@@ -1,0 +1,218 @@
+"""Paper Fig. 3 left: robust accuracy vs L2 radius, binary vs fine-grained supervision.
+
+For every replicate both nets of :mod:`synthetic_common` are attacked on the test set with
+the authors' protocol (L2 PGD, 7 steps of eps/4, random start on the eps-sphere, no box,
+radii 0, 2, .., 58), run exactly in the span of the first-layer rows
+(:func:`featavg.attacks.subspace.subspace_pgd`), all radii in one batch. Four read-outs:
+
+* ``binary``: the binary net, logistic-margin loss;
+* ``multiclass``: plain k-way accuracy of the fine-grained net under k-way cross-entropy
+  (the authors' synthetic curve for the 10-class net);
+* ``derived_sum``: F = sum_{J+} f_j - sum_{J-} f_j, logistic-margin loss;
+* ``derived_argmax``: class group of argmax_j f_j, loss -log sum_{j in group(y)} softmax_j.
+
+Beside PGD (an upper bound on robustness) the exact minimal L2 radius of every point gives
+certified curves (:mod:`featavg.attacks.exact`), and the analytic attack along the negative
+averaged feature direction gives the binary net's flip radius along that one direction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from featavg import theory
+from featavg.attacks.analytic import (
+    averaged_direction,
+    line_search_flip_radius,
+    margin_flip_on_ray,
+)
+from featavg.attacks.exact import certified_accuracy, minimal_l2_radius, sum_form_net
+from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
+from featavg.attacks.pgd import radius50
+from featavg.attacks.subspace import subspace_pgd
+from featavg.experiments.base import ExperimentOutput, aggregate
+from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
+from featavg.metrics.intervals import mean_ci95
+from featavg.plots.robustness import robustness_curves
+
+READOUTS = ("binary", "multiclass", "derived_sum", "derived_argmax")
+EXACT_MAX_UNITS = 16
+
+
+class AttackConfig(BaseModel):
+    """The robustness protocol (defaults: the authors' synthetic Fig. 3 left)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    radii: tuple[float, ...] = Field(
+        tuple(float(r) for r in range(0, 60, 2)), description="L2 radii of the curve"
+    )
+    pgd_steps: int = Field(7, ge=1, description="PGD steps")
+    rel_step: float = Field(0.25, gt=0, description="PGD step size / eps")
+    random_start: Literal["sphere", "ball", "none"] = Field(
+        "sphere", description="random start: on the eps-sphere (paper), in the ball, or none"
+    )
+    restarts: int = Field(1, ge=1, description="PGD restarts")
+    exact: bool = Field(True, description="exact minimal radii (nets with <= 16 units)")
+
+
+class SyntheticRobustnessConfig(SyntheticRunConfig):
+    """Config of ``synthetic-robustness``."""
+
+    attack: AttackConfig = AttackConfig()
+    n_attack: int | None = Field(None, ge=1, description="attack the first n test points")
+
+
+def _pgd_curve(net, x, labels, cfg, objective, readout=None, seed=0) -> torch.Tensor:
+    res = subspace_pgd(
+        net,
+        x,
+        labels,
+        cfg.radii,
+        steps=cfg.pgd_steps,
+        rel_step=cfg.rel_step,
+        restarts=cfg.restarts,
+        random_start=cfg.random_start,
+        objective=objective,
+        seed=seed,
+        readout=readout,
+        return_full=False,
+    )
+    return res.robust_accuracy.double().cpu()
+
+
+def attack_replicate(bnet, mnet, x, y, c, signs, cfg: AttackConfig, seed: int):
+    """PGD curves (R,) and exact radii (B,) of the four read-outs for one replicate
+    (exact radii only for nets with at most EXACT_MAX_UNITS hidden units)."""
+    groups = (signs > 0).long()
+    group_y = (y > 0).long()
+    sum_net = sum_form_net(mnet, signs)
+    margin_readout = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    jobs = {  # readout -> (net, labels, PGD objective, PGD readout, exact readout, exact labels)
+        "binary": (bnet, y, BinaryMargin(), margin_readout, "margin", y),
+        "multiclass": (mnet, c, CrossEntropy(), None, "argmax", c),
+        "derived_sum": (sum_net, y, BinaryMargin(), margin_readout, "margin", y),
+        "derived_argmax": (mnet, group_y, GroupCrossEntropy(groups), None, "group_argmax", group_y),
+    }
+    curves, radii = {}, {}
+    for name, (net, labels, objective, pgd_readout, exact_readout, exact_y) in jobs.items():
+        curves[name] = _pgd_curve(net, x, labels, cfg, objective, pgd_readout, seed)
+        if cfg.exact and net.linear.weight.shape[0] <= EXACT_MAX_UNITS:
+            radii[name] = minimal_l2_radius(
+                net, x, exact_y, exact_readout, groups=groups if name == "derived_argmax" else None
+            ).radius
+    return curves, radii
+
+
+def _analytic_radius(bnet, x, y, centers, signs, max_radius):
+    u = averaged_direction(centers, signs, y)
+    flipped_at = margin_flip_on_ray(bnet, x, y, u)
+    return line_search_flip_radius(flipped_at, len(x), max_radius, dtype=x.dtype, device=x.device)
+
+
+def theory_radii(d: int, k: int) -> dict[str, float]:
+    """Closed forms of SPEC §2 at a cluster center (balanced J+/J-)."""
+    return {
+        "theory_radius_feature_averaging": theory.radius_feature_averaging(d, k),
+        "theory_radius_decoupling_sum_zero_bias": theory.radius_decoupling_sum(d, k - k // 2),
+        "theory_radius_decoupling_sum_bias_minus_d_half": theory.radius_decoupling_sum(
+            d, k - k // 2, bias=-d / 2
+        ),
+        "theory_radius_decoupling_argmax": theory.radius_decoupling_argmax(d),
+        "theory_radius_optimal": theory.radius_optimal(d),
+    }
+
+
+def _band(per_seed: list[torch.Tensor]):
+    stats = np.array([mean_ci95(col) for col in torch.stack(per_seed).T.tolist()])
+    return stats[:, 0], stats[:, 1], stats[:, 2]
+
+
+def run(cfg: SyntheticRobustnessConfig, device: torch.device, progress: bool = False):
+    """Train, attack every replicate with PGD / exact / analytic attacks, summarise."""
+    pair = train_pair(cfg, device, progress)
+    data, n_att = pair.data, cfg.n_attack or cfg.data.n_test
+    radii_grid = cfg.attack.radii
+    pgd_curves = {r: [] for r in READOUTS}
+    exact_radii = {r: [] for r in READOUTS}
+    analytic = []
+    for i, seed in enumerate(pair.seeds):
+        x, y, c = data.x_test[i, :n_att], data.y_test[i, :n_att], data.c_test[i, :n_att]
+        bnet, mnet = pair.binary.member(i), pair.multiclass.member(i)
+        curves, radii = attack_replicate(bnet, mnet, x, y, c, data.signs[i], cfg.attack, seed)
+        for name in READOUTS:
+            pgd_curves[name].append(curves[name])
+            if name in radii:
+                exact_radii[name].append(radii[name])
+        analytic.append(
+            _analytic_radius(
+                bnet, x, y, data.centers[i], data.signs[i], 4 * math.sqrt(cfg.data.d)
+            ).cpu()
+        )
+
+    per_seed: dict[str, list[float]] = {}
+    exact_curves = {}
+    for name in READOUTS:
+        per_seed[f"radius50_{name}"] = [radius50(radii_grid, a) for a in pgd_curves[name]]
+        per_seed[f"clean_acc_{name}"] = [
+            float(a[0]) if radii_grid[0] == 0 else math.nan for a in pgd_curves[name]
+        ]
+        if exact_radii[name]:
+            cert = [certified_accuracy(r, radii_grid) for r in exact_radii[name]]
+            exact_curves[name] = cert
+            per_seed[f"exact_median_radius_{name}"] = [float(r.median()) for r in exact_radii[name]]
+            per_seed[f"radius50_exact_{name}"] = [radius50(radii_grid, a) for a in cert]
+    per_seed["analytic_median_radius_binary"] = [float(r.median()) for r in analytic]
+    for net, ens in (("binary", pair.binary), ("multiclass", pair.multiclass)):
+        per_seed[f"bias_mean_{net}"] = ens.bias.mean(1).tolist()
+        per_seed[f"bias_min_{net}"] = ens.bias.amin(1).tolist()
+        per_seed[f"bias_max_{net}"] = ens.bias.amax(1).tolist()
+    numbers = aggregate(per_seed)
+    d, k = cfg.data.d, cfg.data.k
+    numbers.update(theory_radii(d, k))
+    numbers["curves"] = {
+        "radii": list(radii_grid),
+        "pgd": {n: _band(v)[0].tolist() for n, v in pgd_curves.items()},
+        "exact": {n: _band(v)[0].tolist() for n, v in exact_curves.items()},
+    }
+    rows = []
+    for name in READOUTS:
+        pm, plo, phi = _band(pgd_curves[name])
+        em = _band(exact_curves[name]) if name in exact_curves else None
+        for j, eps in enumerate(radii_grid):
+            row = {
+                "readout": name,
+                "radius": eps,
+                "pgd_acc": pm[j],
+                "pgd_acc_lo": plo[j],
+                "pgd_acc_hi": phi[j],
+            }
+            if em is not None:
+                row.update(
+                    {"exact_acc": em[0][j], "exact_acc_lo": em[1][j], "exact_acc_hi": em[2][j]}
+                )
+            rows.append(row)
+    fa = numbers["theory_radius_feature_averaging"]
+    fd_sum = numbers["theory_radius_decoupling_sum_zero_bias"]
+    fd_arg = numbers["theory_radius_decoupling_argmax"]
+    theory_marks = {
+        f"sqrt(d/k)={fa:.1f} (f_FA)": fa,
+        f"sqrt(d/(1+k/2))={fd_sum:.1f} (f_FD sum)": fd_sum,
+        f"sqrt(d/2)={fd_arg:.1f} (f_FD argmax)": fd_arg,
+    }
+    fig = robustness_curves(
+        list(radii_grid),
+        {n: _band(v) for n, v in pgd_curves.items()},
+        {n: _band(v) for n, v in exact_curves.items()},
+        theory_marks,
+        note=f"d={d}, k={k}, {len(pair.seeds)} seed(s), {n_att} test points; "
+        "theory radii are at cluster centers",
+    )
+    return ExperimentOutput(
+        numbers=numbers, tables={"robustness": rows}, figures={"robustness": fig}
+    )
