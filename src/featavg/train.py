@@ -211,6 +211,8 @@ def train(
     lr: float | torch.Tensor | None = None,
     seed: int = 0,
     on_record: Callable[[int, TwoLayerEnsemble], dict[str, torch.Tensor]] | None = None,
+    perturb: Callable[[int, TwoLayerEnsemble, torch.Tensor, torch.Tensor], torch.Tensor]
+    | None = None,
     progress: bool = False,
 ) -> list[dict[str, object]]:
     """Train every member of ``model`` in place; return the records.
@@ -221,6 +223,9 @@ def train(
     seed: the mini-batch order (unused for full-batch GD).
     on_record(step, model) -> extra per-member metrics, called at recorded steps with the
     model holding the weights of that step.
+    perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
+    e.g. adversarial examples (:mod:`featavg.adversarial`); forces the direct formulation,
+    and the recorded loss / accuracy are then those on the perturbed inputs.
 
     Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
     record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the
@@ -238,7 +243,7 @@ def train(
     rates = torch.as_tensor(cfg.lr if lr is None else lr, dtype=dtype, device=device)
     rates = rates.expand(s).clone()
     batch = n if cfg.batch_size is None else min(cfg.batch_size, n)
-    formulation = cfg.formulation
+    formulation = "direct" if perturb is not None else cfg.formulation
     if formulation == "auto":
         formulation = choose_formulation(
             s, m, n, d, cfg.steps, batch, x.ndim == 2, x.element_size()
@@ -250,6 +255,8 @@ def train(
     with torch.no_grad():
         for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {model.kind}"):
             idx = next(batches)
+            if perturb is not None:
+                engine.x = perturb(step, model, x, targets)
             tb = targets if idx is None else targets[..., idx]
             loss, z, dpt = _backprop(model.kind, model.readout, engine.preactivations(idx), tb)
             if not torch.isfinite(loss).all():

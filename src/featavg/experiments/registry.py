@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from featavg.config import ConfigError
-from featavg.experiments import synthetic_alignment, synthetic_robustness, synthetic_scaling
+from featavg.experiments import (
+    synthetic_adversarial,
+    synthetic_alignment,
+    synthetic_robustness,
+    synthetic_scaling,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             synthetic_scaling.SyntheticScalingConfig,
             synthetic_scaling.run,
             "~60 s (3 seeds)",
+            "none (synthetic)",
+        ),
+        Experiment(
+            "synthetic-adversarial",
+            "L2 adversarial training (eps 0/20/40) of the 100-unit binary net: decoupling?",
+            synthetic_adversarial.SyntheticAdversarialConfig,
+            synthetic_adversarial.run,
+            "~25 s (1 seed)",
             "none (synthetic)",
         ),
     ]
