@@ -90,3 +90,14 @@ def test_averaging_pattern_fades_as_init_std_grows():
     assert same[0] > 0.4
     assert same[0] > same[1] > same[2]
     assert same[2] < 0.1
+
+
+def test_t_quantile_matches_scipy():
+    from scipy import stats
+
+    from featavg.metrics.intervals import t_cdf, t_quantile
+
+    for df in (1, 2, 3, 5, 9, 29, 100, 1000):
+        assert math.isclose(t_quantile(0.975, df), stats.t.ppf(0.975, df), rel_tol=1e-10)
+        assert math.isclose(t_cdf(1.3, df), stats.t.cdf(1.3, df), rel_tol=1e-10)
+    assert math.isclose(t_cdf(-0.7, 4), stats.t.cdf(-0.7, 4), rel_tol=1e-10)

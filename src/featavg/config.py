@@ -9,11 +9,9 @@ allowed; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -67,6 +65,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (.toml) or YAML (.yaml/.yml) config file with a safe loader."""
+    import tomllib  # lazy: only config files need the parsers
+
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config: file not found: {path}")

@@ -147,17 +147,21 @@ class _Gram:
     """W = W0 + C x with C (S, M, n); since G = x x^T is symmetric, P^T = W0 x^T + C G + b.
     The Gram matrix is shared by every member that sees the same data."""
 
-    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
+    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor, cache: dict | None = None):
         self.model, self.x = model, x
         self.w0 = model.weight.clone()
         self.shared = x.ndim == 2
+        cache = {} if cache is None else cache
+        if cache.get("x") is not x:  # a cache serves several runs on the very same tensor
+            cache.clear()
+            cache["x"] = x
+            cache["gram"] = x @ x.T if self.shared else torch.bmm(x, x.transpose(1, 2))
+        self.gram = cache["gram"]
         if self.shared:  # (S*M, n) rows so that C G is one big GEMM for the whole ensemble
             s, m, d = self.w0.shape
-            self.gram = x @ x.T
             self.p0 = self.w0.reshape(s * m, d) @ x.T
             self.c = torch.zeros_like(self.p0)
         else:
-            self.gram = torch.bmm(x, x.transpose(1, 2))
             self.p0 = torch.bmm(self.w0, x.transpose(1, 2))
             self.c = torch.zeros_like(self.p0)
 
@@ -213,6 +217,7 @@ def train(
     on_record: Callable[[int, TwoLayerEnsemble], dict[str, torch.Tensor]] | None = None,
     perturb: Callable[[int, TwoLayerEnsemble, torch.Tensor, torch.Tensor], torch.Tensor]
     | None = None,
+    gram_cache: dict | None = None,
     progress: bool = False,
 ) -> list[dict[str, object]]:
     """Train every member of ``model`` in place; return the records.
@@ -226,6 +231,8 @@ def train(
     perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
     e.g. adversarial examples (:mod:`featavg.adversarial`); forces the direct formulation,
     and the recorded loss / accuracy are then those on the perturbed inputs.
+    gram_cache: a dict shared by several calls on the same ``x`` tensor (e.g. the binary and
+    the fine-grained net of one data set) so the Gram matrix is computed once.
 
     Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
     record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the
@@ -248,7 +255,7 @@ def train(
         formulation = choose_formulation(
             s, m, n, d, cfg.steps, batch, x.ndim == 2, x.element_size()
         )
-    engine = (_Gram if formulation == "gram" else _Direct)(model, x)
+    engine = _Gram(model, x, gram_cache) if formulation == "gram" else _Direct(model, x)
     full_batch = batch == n
     records: list[dict[str, object]] = []
     batches = _batches(n, cfg.batch_size, cfg.steps, seed)
@@ -273,14 +280,14 @@ def train(
                     rec = {"loss": loss_f, "train_acc": accuracy(model.kind, zf, targets)}
                 else:
                     rec = {"loss": loss, "train_acc": accuracy(model.kind, z, tb)}
-                engine.sync_weights()
-                if not torch.isfinite(model.weight).all():
-                    raise TrainingDiverged(f"training diverged at step {step}: non-finite weights")
-                if on_record is not None:
+                if on_record is not None:  # metrics need this step's weights in the model
+                    engine.sync_weights()
                     rec.update(on_record(step, model))
                 records.append({"step": step, **{k: v.detach().cpu() for k, v in rec.items()}})
             if step == cfg.steps:
                 break
             engine.update(idx, dpt, rates)
     engine.sync_weights()
+    if not torch.isfinite(model.weight).all():
+        raise TrainingDiverged(f"training diverged by step {cfg.steps}: non-finite weights")
     return records

@@ -430,7 +430,26 @@ def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
     starts = pieces.starts
     # each row's violation at z = 0 lower-bounds the distance to its piece
     lower = np.maximum.reduceat(np.maximum(-h, 0.0), starts[:-1], axis=1)
-    for i in range(n):
+    # Vectorised fast path: if, in the piece with the smallest lower bound, the projection
+    # onto its most violated row is feasible, it attains that bound, which no other piece
+    # can beat, so the point is solved exactly; the loop below handles the rest.
+    best_piece = np.argmin(lower, axis=1)
+    lowest = lower[np.arange(n), best_piece]
+    solved = np.zeros(n, dtype=bool)
+    for piece in np.unique(best_piece):
+        pts = np.flatnonzero((best_piece == piece) & np.isfinite(lowest) & (lowest > 0))
+        if len(pts) == 0:
+            continue
+        rows = slice(starts[piece], starts[piece + 1])
+        hp, gp = h[pts, rows], g_unit[rows]
+        worst = np.argmin(hp, axis=1)
+        hmin = hp[np.arange(len(pts)), worst]  # = -lowest
+        z = hmin[:, None] * gp[worst]
+        feasible = ((z @ gp.T - hp) <= 1e-12 * (-hmin)[:, None]).all(1)
+        done = pts[feasible]
+        radius[done], z_best[done], qps[done] = -hmin[feasible], z[feasible], 1
+        solved[done] = True
+    for i in np.flatnonzero(~solved):
         for piece in np.argsort(lower[i], kind="stable"):
             if lower[i, piece] >= radius[i]:
                 break

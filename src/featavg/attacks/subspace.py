@@ -182,7 +182,10 @@ def subspace_pgd(
                 )
             else:
                 unit = start_directions(n_points, dim, random_start, seed, restart, dtype)
-                starts[restart] = _split(unit.to(device), basis)
+                z_unit, c_unit, perp = _split(unit.to(device), basis)
+                if not return_full:  # u_perp is only needed to rebuild x_adv
+                    perp = torch.zeros_like(perp[:, :1])
+                starts[restart] = (z_unit, c_unit, perp)
         z_unit, c_unit, perp = starts[restart]
         return e[:, None] * z_unit[point], e * c_unit[point], perp[point]
 

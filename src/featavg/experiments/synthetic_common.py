@@ -58,9 +58,11 @@ def train_pair(
     device: torch.device,
     progress: bool = False,
     data_cfg: SyntheticConfig | None = None,
+    record_alignment: bool = True,
 ) -> TrainedPair:
     """Train the binary net on y and the fine-grained net on the cluster labels, recording
-    the alignment metrics along the way (``data_cfg`` overrides ``cfg.data``)."""
+    the alignment metrics along the way unless ``record_alignment`` is False (``data_cfg``
+    overrides ``cfg.data``)."""
     data_cfg = data_cfg or cfg.data
     seeds = replicate_seeds(cfg)
     data = stack_datasets([sample_synthetic(data_cfg, s) for s in seeds]).to(device)
@@ -72,6 +74,7 @@ def train_pair(
     def multiclass_metrics(step, model):
         return multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
 
+    cache: dict = {}  # both nets train on the same inputs: one Gram matrix
     binary = binary_ensemble(seeds, data_cfg.d, cfg.net).to(device)
     rec_b = train(
         binary,
@@ -79,7 +82,8 @@ def train_pair(
         data.y_train,
         cfg.train,
         seed=cfg.seed,
-        on_record=binary_metrics,
+        on_record=binary_metrics if record_alignment else None,
+        gram_cache=cache,
         progress=progress,
     )
     multi = multiclass_ensemble(seeds, data_cfg.d, data_cfg.k, cfg.net).to(device)
@@ -89,7 +93,8 @@ def train_pair(
         data.c_train,
         cfg.train,
         seed=cfg.seed,
-        on_record=multiclass_metrics,
+        on_record=multiclass_metrics if record_alignment else None,
+        gram_cache=cache,
         progress=progress,
     )
     return TrainedPair(seeds, data, binary, multi, rec_b, rec_m)

@@ -31,12 +31,12 @@ from featavg.attacks.analytic import (
     line_search_flip_radius,
     margin_flip_on_ray,
 )
+from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.exact import certified_accuracy, minimal_l2_radius, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.pgd import radius50
-from featavg.attacks.subspace import subspace_pgd
 from featavg.experiments.base import ExperimentOutput, aggregate
-from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
+from featavg.experiments.synthetic_common import SyntheticRunConfig, TrainedPair, train_pair
 from featavg.metrics.intervals import mean_ci95
 from featavg.plots.robustness import robustness_curves
 
@@ -68,45 +68,63 @@ class SyntheticRobustnessConfig(SyntheticRunConfig):
     n_attack: int | None = Field(None, ge=1, description="attack the first n test points")
 
 
-def _pgd_curve(net, x, labels, cfg, objective, readout=None, seed=0) -> torch.Tensor:
-    res = subspace_pgd(
-        net,
-        x,
-        labels,
-        cfg.radii,
-        steps=cfg.pgd_steps,
-        rel_step=cfg.rel_step,
-        restarts=cfg.restarts,
-        random_start=cfg.random_start,
-        objective=objective,
-        seed=seed,
-        readout=readout,
-        return_full=False,
-    )
-    return res.robust_accuracy.double().cpu()
+def attack_pair(pair: TrainedPair, cfg: AttackConfig, n_attack: int | None = None):
+    """PGD curves and exact radii of the four read-outs for every replicate of ``pair``.
 
-
-def attack_replicate(bnet, mnet, x, y, c, signs, cfg: AttackConfig, seed: int):
-    """PGD curves (R,) and exact radii (B,) of the four read-outs for one replicate
-    (exact radii only for nets with at most EXACT_MAX_UNITS hidden units)."""
-    groups = (signs > 0).long()
-    group_y = (y > 0).long()
-    sum_net = sum_form_net(mnet, signs)
-    margin_readout = torch.ones(1, 1, dtype=x.dtype, device=x.device)
-    jobs = {  # readout -> (net, labels, PGD objective, PGD readout, exact readout, exact labels)
-        "binary": (bnet, y, BinaryMargin(), margin_readout, "margin", y),
-        "multiclass": (mnet, c, CrossEntropy(), None, "argmax", c),
-        "derived_sum": (sum_net, y, BinaryMargin(), margin_readout, "margin", y),
-        "derived_argmax": (mnet, group_y, GroupCrossEntropy(groups), None, "group_argmax", group_y),
+    Returns curves: readout -> (S, R) robust accuracy (exact subspace PGD, all replicates
+    and radii of a read-out in one batched call), and radii: readout -> list of S (B,)
+    exact minimal radii (only for nets with at most EXACT_MAX_UNITS hidden units).
+    """
+    data, n = pair.data, n_attack or pair.data.x_test.shape[1]
+    x, y, c = data.x_test[:, :n], data.y_test[:, :n], data.c_test[:, :n]
+    signs = data.signs[0]  # J+ is part of the config: the same for every replicate
+    groups, group_y = (signs > 0).long(), (y > 0).long()
+    binary = [pair.binary.member(i) for i in range(len(pair.seeds))]
+    multi = [pair.multiclass.member(i) for i in range(len(pair.seeds))]
+    sums = [sum_form_net(net, signs) for net in multi]
+    margin = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    jobs = {  # readout -> (nets, labels, PGD objective, PGD readout, exact readout)
+        "binary": (binary, y, BinaryMargin(), margin, "margin"),
+        "multiclass": (multi, c, CrossEntropy(), None, "argmax"),
+        "derived_sum": (sums, y, BinaryMargin(), margin, "margin"),
+        "derived_argmax": (multi, group_y, GroupCrossEntropy(groups), None, "group_argmax"),
     }
-    curves, radii = {}, {}
-    for name, (net, labels, objective, pgd_readout, exact_readout, exact_y) in jobs.items():
-        curves[name] = _pgd_curve(net, x, labels, cfg, objective, pgd_readout, seed)
-        if cfg.exact and net.linear.weight.shape[0] <= EXACT_MAX_UNITS:
-            radii[name] = minimal_l2_radius(
-                net, x, exact_y, exact_readout, groups=groups if name == "derived_argmax" else None
-            ).radius
-    return curves, radii
+    x64 = x.to("cpu", torch.float64)  # converted once: the exact solver works in float64
+
+    def exact_radii():
+        """Exact minimal radii of every replicate and read-out (float64 numpy solver)."""
+        return {
+            name: [
+                minimal_l2_radius(
+                    net,
+                    x64[i],
+                    labels[i],
+                    exact_readout,
+                    groups=groups if exact_readout == "group_argmax" else None,
+                ).radius
+                for i, net in enumerate(nets)
+            ]
+            for name, (nets, labels, _, _, exact_readout) in jobs.items()
+            if cfg.exact and nets[0].linear.weight.shape[0] <= EXACT_MAX_UNITS
+        }
+
+    curves = {}
+    for name, (nets, labels, objective, pgd_readout, _) in jobs.items():
+        correct = ensemble_subspace_pgd(
+            nets,
+            x,
+            labels,
+            cfg.radii,
+            seeds=pair.seeds,
+            steps=cfg.pgd_steps,
+            rel_step=cfg.rel_step,
+            restarts=cfg.restarts,
+            random_start=cfg.random_start,
+            objective=objective,
+            readout=pgd_readout,
+        )
+        curves[name] = correct.double().mean(-1).cpu()
+    return curves, exact_radii()
 
 
 def _analytic_radius(bnet, x, y, centers, signs, max_radius):
@@ -135,23 +153,23 @@ def _band(per_seed: list[torch.Tensor]):
 
 def run(cfg: SyntheticRobustnessConfig, device: torch.device, progress: bool = False):
     """Train, attack every replicate with PGD / exact / analytic attacks, summarise."""
-    pair = train_pair(cfg, device, progress)
+    pair = train_pair(cfg, device, progress, record_alignment=False)
     data, n_att = pair.data, cfg.n_attack or cfg.data.n_test
     radii_grid = cfg.attack.radii
-    pgd_curves = {r: [] for r in READOUTS}
-    exact_radii = {r: [] for r in READOUTS}
+    curves, exact_radii = attack_pair(pair, cfg.attack, n_att)
+    pgd_curves = {name: list(curves[name]) for name in READOUTS}
+    exact_radii = {name: exact_radii.get(name, []) for name in READOUTS}
     analytic = []
-    for i, seed in enumerate(pair.seeds):
-        x, y, c = data.x_test[i, :n_att], data.y_test[i, :n_att], data.c_test[i, :n_att]
-        bnet, mnet = pair.binary.member(i), pair.multiclass.member(i)
-        curves, radii = attack_replicate(bnet, mnet, x, y, c, data.signs[i], cfg.attack, seed)
-        for name in READOUTS:
-            pgd_curves[name].append(curves[name])
-            if name in radii:
-                exact_radii[name].append(radii[name])
+    for i in range(len(pair.seeds)):
+        x, y = data.x_test[i, :n_att], data.y_test[i, :n_att]
         analytic.append(
             _analytic_radius(
-                bnet, x, y, data.centers[i], data.signs[i], 4 * math.sqrt(cfg.data.d)
+                pair.binary.member(i),
+                x,
+                y,
+                data.centers[i],
+                data.signs[i],
+                4 * math.sqrt(cfg.data.d),
             ).cpu()
         )
 

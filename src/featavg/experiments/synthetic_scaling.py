@@ -20,7 +20,7 @@ from pydantic import Field
 from featavg import theory
 from featavg.experiments.base import ExperimentOutput, aggregate
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
-from featavg.experiments.synthetic_robustness import READOUTS, AttackConfig, attack_replicate
+from featavg.experiments.synthetic_robustness import READOUTS, AttackConfig, attack_pair
 from featavg.metrics.scaling import crossing_radius, loglog_slope
 from featavg.plots.scaling import scaling_figure
 
@@ -55,26 +55,15 @@ def _setting(cfg: SyntheticScalingConfig, d: int, k: int, device, progress):
             "n_test": cfg.n_test,
         }
     )
-    pair = train_pair(cfg, device, progress, data_cfg=data_cfg)
+    pair = train_pair(cfg, device, progress, data_cfg=data_cfg, record_alignment=False)
     radii = tuple(r * math.sqrt(d) for r in cfg.radii_rel)
     attack = cfg.attack.model_copy(update={"radii": radii})
+    curves, exact = attack_pair(pair, attack)
     out: dict[str, list[float]] = {}
-    for i, seed in enumerate(pair.seeds):
-        ds = pair.data
-        curves, exact = attack_replicate(
-            pair.binary.member(i),
-            pair.multiclass.member(i),
-            ds.x_test[i],
-            ds.y_test[i],
-            ds.c_test[i],
-            ds.signs[i],
-            attack,
-            seed,
-        )
-        for name in READOUTS:
-            out.setdefault(f"pgd_{name}", []).append(crossing_radius(radii, curves[name]))
-            if name in exact:
-                out.setdefault(f"exact_{name}", []).append(float(exact[name].median()))
+    for name in READOUTS:
+        out[f"pgd_{name}"] = [crossing_radius(radii, curve) for curve in curves[name]]
+        if name in exact:
+            out[f"exact_{name}"] = [float(r.median()) for r in exact[name]]
     return out
 
 
