@@ -8,7 +8,7 @@ from torch import nn
 
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, TrainingDiverged, loss_and_gradients, train
+from featavg.train import TrainConfig, TrainingDiverged, loss_and_gradients, train, train_many
 
 SMALL = SyntheticConfig(d=40, k=4, n_train=60, n_test=20)
 
@@ -175,3 +175,27 @@ def test_bad_input_shape_is_reported():
     ens = binary_ensemble([0, 1], 40)
     with pytest.raises(ValueError, match="x: expected"):
         train(ens, torch.zeros(3, 10, 40), torch.ones(10), TrainConfig(steps=1))
+
+
+@pytest.mark.parametrize("formulation", ["direct", "gram"])
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_joint_training_equals_separate_training(formulation, batch_size):
+    ds = stack_datasets([sample_synthetic(SMALL, s) for s in range(2)]).to("cpu", torch.float64)
+    cfg = TrainConfig(steps=30, lr=0.02, formulation=formulation, batch_size=batch_size)
+
+    def nets():
+        b = binary_ensemble([0, 1], 40, NetConfig(m=3, init_std=1e-3)).to_dtype(torch.float64)
+        m = multiclass_ensemble([0, 1], 40, 4, NetConfig(init_std=1e-3)).to_dtype(torch.float64)
+        return b, m
+
+    b_joint, m_joint = nets()
+    rec_b, rec_m = train_many([b_joint, m_joint], ds.x_train, [ds.y_train, ds.c_train], cfg, seed=3)
+    b_alone, m_alone = nets()
+    ref_b = train(b_alone, ds.x_train, ds.y_train, cfg, seed=3)
+    ref_m = train(m_alone, ds.x_train, ds.c_train, cfg, seed=3)
+    for joint, alone in ((b_joint, b_alone), (m_joint, m_alone)):
+        assert torch.allclose(joint.weight, alone.weight, rtol=1e-10, atol=1e-13)
+        assert torch.allclose(joint.bias, alone.bias, rtol=1e-10, atol=1e-13)
+    for got, ref in ((rec_b, ref_b), (rec_m, ref_m)):
+        assert [r["step"] for r in got] == [r["step"] for r in ref]
+        assert torch.allclose(got[-1]["loss"], ref[-1]["loss"], rtol=1e-10)

@@ -69,12 +69,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_figure(path: Path, fig) -> None:
-    """Atomic PNG write of a matplotlib figure (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
+    """Atomic PNG write of a matplotlib figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     _atomic_write_bytes(path, buf.getvalue())
 
 

@@ -94,8 +94,8 @@ def _backprop(kind: str, readout: torch.Tensor, pt: torch.Tensor, targets: torch
 
 def loss_and_gradients(model: TwoLayerEnsemble, x: torch.Tensor, targets: torch.Tensor):
     """Loss (S,) and exact gradients dL/dW (S, M, d), dL/db (S, M) (direct formulation)."""
-    engine = _Direct(model, x)
-    loss, _, dpt = _backprop(model.kind, model.readout, engine.preactivations(None), targets)
+    engine = _Direct([model], x)
+    loss, _, dpt = _backprop(model.kind, model.readout, engine.preactivations(None)[0], targets)
     return loss, engine.weight_gradient(None, dpt), dpt.sum(-1)
 
 
@@ -116,17 +116,23 @@ def _rows(x: torch.Tensor, idx) -> torch.Tensor:
 
 
 class _Direct:
-    """W and b updated in place. Preactivations unit-major: P^T = W x^T + b, (S, M, B)."""
+    """W and b of every model updated in place. Preactivations unit-major:
+    P^T = W x^T + b, (S, M, B) per model."""
 
-    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor):
-        self.model, self.x = model, x
+    def __init__(self, models: list[TwoLayerEnsemble], x: torch.Tensor):
+        self.models, self.x = models, x
 
-    def preactivations(self, idx):
-        w, b, xb = self.model.weight, self.model.bias, _rows(self.x, idx)
-        if xb.ndim == 2:
-            s, m, d = w.shape
-            return (w.reshape(s * m, d) @ xb.T).view(s, m, -1) + b[..., None]
-        return torch.baddbmm(b[..., None], w, xb.transpose(1, 2))
+    def preactivations(self, idx) -> list[torch.Tensor]:
+        xb = _rows(self.x, idx)
+        out = []
+        for model in self.models:
+            w, b = model.weight, model.bias
+            if xb.ndim == 2:
+                s, m, d = w.shape
+                out.append((w.reshape(s * m, d) @ xb.T).view(s, m, -1) + b[..., None])
+            else:
+                out.append(torch.baddbmm(b[..., None], w, xb.transpose(1, 2)))
+        return out
 
     def weight_gradient(self, idx, dpt):
         xb = _rows(self.x, idx)
@@ -135,9 +141,10 @@ class _Direct:
             return (dpt.reshape(s * m, b) @ xb).view(s, m, -1)
         return torch.bmm(dpt, xb)
 
-    def update(self, idx, dpt, lr):
-        self.model.weight.sub_(lr[:, None, None] * self.weight_gradient(idx, dpt))
-        self.model.bias.sub_(lr[:, None] * dpt.sum(-1))
+    def update(self, idx, dpts, lr):
+        for model, dpt in zip(self.models, dpts, strict=True):
+            model.weight.sub_(lr[:, None, None] * self.weight_gradient(idx, dpt))
+            model.bias.sub_(lr[:, None] * dpt.sum(-1))
 
     def sync_weights(self):
         pass
@@ -145,52 +152,53 @@ class _Direct:
 
 class _Gram:
     """W = W0 + C x with C (S, M, n); since G = x x^T is symmetric, P^T = W0 x^T + C G + b.
-    The Gram matrix is shared by every member that sees the same data."""
 
-    def __init__(self, model: TwoLayerEnsemble, x: torch.Tensor, cache: dict | None = None):
-        self.model, self.x = model, x
-        self.w0 = model.weight.clone()
+    The units of all models (e.g. the binary and the fine-grained net of one data set) are
+    stacked along M, so each step reads the Gram matrix once for all of them: the product
+    is memory-bound, 20 rows cost what 10 do."""
+
+    def __init__(self, models: list[TwoLayerEnsemble], x: torch.Tensor):
+        self.models, self.x = models, x
+        self.sizes = [model.weight.shape[1] for model in models]
+        self.w0 = torch.cat([model.weight for model in models], dim=1)  # (S, sum M, d)
+        s, m, d = self.w0.shape
         self.shared = x.ndim == 2
-        cache = {} if cache is None else cache
-        if cache.get("x") is not x:  # a cache serves several runs on the very same tensor
-            cache.clear()
-            cache["x"] = x
-            cache["gram"] = x @ x.T if self.shared else torch.bmm(x, x.transpose(1, 2))
-        self.gram = cache["gram"]
         if self.shared:  # (S*M, n) rows so that C G is one big GEMM for the whole ensemble
-            s, m, d = self.w0.shape
+            self.gram = x @ x.T
             self.p0 = self.w0.reshape(s * m, d) @ x.T
-            self.c = torch.zeros_like(self.p0)
         else:
+            self.gram = torch.bmm(x, x.transpose(1, 2))
             self.p0 = torch.bmm(self.w0, x.transpose(1, 2))
-            self.c = torch.zeros_like(self.p0)
+        self.c = torch.zeros_like(self.p0)
 
-    def preactivations(self, idx):
+    def preactivations(self, idx) -> list[torch.Tensor]:
         s, m, _ = self.w0.shape
-        b = self.model.bias[..., None]
         g = self.gram if idx is None else self.gram[..., idx]
         p0 = self.p0 if idx is None else self.p0[..., idx]
         if self.shared:
-            return torch.addmm(p0, self.c, g).view(s, m, -1) + b
-        return torch.baddbmm(p0, self.c, g) + b
+            p = torch.addmm(p0, self.c, g).view(s, m, -1)
+        else:
+            p = torch.baddbmm(p0, self.c, g)
+        parts = p.split(self.sizes, dim=1)
+        return [q + model.bias[..., None] for q, model in zip(parts, self.models, strict=True)]
 
-    def update(self, idx, dpt, lr):
+    def update(self, idx, dpts, lr):
+        dpt = torch.cat(dpts, dim=1) if len(dpts) > 1 else dpts[0]
         step = lr[:, None, None] * dpt
         c = self.c.view(step.shape[0], step.shape[1], -1)
         if idx is None:
             c.sub_(step)
         else:
             c[..., idx] -= step
-        self.model.bias.sub_(lr[:, None] * dpt.sum(-1))
+        for model, d in zip(self.models, dpts, strict=True):
+            model.bias.sub_(lr[:, None] * d.sum(-1))
 
     def sync_weights(self):
-        """Write W0 + C x into the model (for metrics and at the end)."""
+        """Write W0 + C x into the models (for metrics and at the end)."""
         s, m, d = self.w0.shape
-        if self.shared:
-            w = (self.c @ self.x).view(s, m, d)
-        else:
-            w = torch.bmm(self.c, self.x)
-        self.model.weight.copy_(self.w0 + w)
+        w = (self.c @ self.x).view(s, m, d) if self.shared else torch.bmm(self.c, self.x)
+        for model, part in zip(self.models, (self.w0 + w).split(self.sizes, dim=1), strict=True):
+            model.weight.copy_(part)
 
 
 def _batches(n: int, batch_size: int | None, steps: int, seed: int):
@@ -217,7 +225,6 @@ def train(
     on_record: Callable[[int, TwoLayerEnsemble], dict[str, torch.Tensor]] | None = None,
     perturb: Callable[[int, TwoLayerEnsemble, torch.Tensor, torch.Tensor], torch.Tensor]
     | None = None,
-    gram_cache: dict | None = None,
     progress: bool = False,
 ) -> list[dict[str, object]]:
     """Train every member of ``model`` in place; return the records.
@@ -231,19 +238,54 @@ def train(
     perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
     e.g. adversarial examples (:mod:`featavg.adversarial`); forces the direct formulation,
     and the recorded loss / accuracy are then those on the perturbed inputs.
-    gram_cache: a dict shared by several calls on the same ``x`` tensor (e.g. the binary and
-    the fine-grained net of one data set) so the Gram matrix is computed once.
 
     Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
     record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the
     step if any loss or weight becomes non-finite.
     """
-    dtype, device = model.weight.dtype, model.weight.device
+    return train_many(
+        [model],
+        x,
+        [targets],
+        cfg,
+        lr=lr,
+        seed=seed,
+        on_record=[on_record],
+        perturb=perturb,
+        progress=progress,
+    )[0]
+
+
+def train_many(
+    models: list[TwoLayerEnsemble],
+    x: torch.Tensor,
+    targets: list[torch.Tensor],
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    lr: float | torch.Tensor | None = None,
+    seed: int = 0,
+    on_record: list | None = None,
+    perturb=None,
+    progress: bool = False,
+) -> list[list[dict[str, object]]]:
+    """:func:`train` for several ensembles (same S and inputs, any readouts and losses) in
+    one loop: each is trained exactly as alone, but the Gram formulation reads the data once
+    per step for all of them. ``targets`` and ``on_record`` hold one entry per model;
+    ``perturb`` needs a single model. Returns one list of records per model."""
+    if not models or len(targets) != len(models):
+        raise ValueError("targets: need one target tensor per model")
+    if perturb is not None and len(models) != 1:
+        raise ValueError("perturb: adversarial inputs depend on the model; train one at a time")
+    on_record = on_record or [None] * len(models)
+    dtype, device = models[0].weight.dtype, models[0].weight.device
+    s, _, d = models[0].weight.shape
+    if any(m.weight.shape[0] != s or m.weight.shape[2] != d for m in models):
+        raise ValueError("models: all need the same ensemble size S and input dimension d")
     x = x.to(device=device, dtype=dtype)
-    targets = targets.to(device)
-    if model.kind == "binary":
-        targets = targets.to(dtype)
-    s, m, d = model.weight.shape
+    targets = [
+        t.to(device=device, dtype=dtype if m.kind == "binary" else None)
+        for m, t in zip(models, targets, strict=True)
+    ]
     n = x.shape[-2]
     if x.shape[-1] != d or (x.ndim == 3 and x.shape[0] != s):
         raise ValueError(f"x: expected (n, {d}) or ({s}, n, {d}), got {tuple(x.shape)}")
@@ -252,42 +294,49 @@ def train(
     batch = n if cfg.batch_size is None else min(cfg.batch_size, n)
     formulation = "direct" if perturb is not None else cfg.formulation
     if formulation == "auto":
+        units = sum(m.weight.shape[1] for m in models)
         formulation = choose_formulation(
-            s, m, n, d, cfg.steps, batch, x.ndim == 2, x.element_size()
+            s, units, n, d, cfg.steps, batch, x.ndim == 2, x.element_size()
         )
-    engine = _Gram(model, x, gram_cache) if formulation == "gram" else _Direct(model, x)
+    engine = _Gram(models, x) if formulation == "gram" else _Direct(models, x)
     full_batch = batch == n
-    records: list[dict[str, object]] = []
+    records: list[list[dict[str, object]]] = [[] for _ in models]
     batches = _batches(n, cfg.batch_size, cfg.steps, seed)
+    kinds = "+".join(m.kind for m in models)
     with torch.no_grad():
-        for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {model.kind}"):
+        for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {kinds}"):
             idx = next(batches)
             if perturb is not None:
-                engine.x = perturb(step, model, x, targets)
-            tb = targets if idx is None else targets[..., idx]
-            loss, z, dpt = _backprop(model.kind, model.readout, engine.preactivations(idx), tb)
-            if not torch.isfinite(loss).all():
-                bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
-                raise TrainingDiverged(
-                    f"training diverged at step {step}: non-finite loss for member(s) {bad} "
-                    f"(lr={rates.tolist()}); lower train.lr"
-                )
-            if step % cfg.record_every == 0 or step == cfg.steps:
-                if not full_batch:
-                    loss_f, zf, _ = _backprop(
-                        model.kind, model.readout, engine.preactivations(None), targets
+                engine.x = perturb(step, models[0], x, targets[0])
+            record = step % cfg.record_every == 0 or step == cfg.steps
+            if record and on_record.count(None) < len(on_record):
+                engine.sync_weights()  # metrics need this step's weights in the models
+            full_p = engine.preactivations(None) if record and not full_batch else None
+            dpts = []
+            for i, (model, p) in enumerate(zip(models, engine.preactivations(idx), strict=True)):
+                tb = targets[i] if idx is None else targets[i][..., idx]
+                loss, z, dpt = _backprop(model.kind, model.readout, p, tb)
+                dpts.append(dpt)
+                if not torch.isfinite(loss).all():
+                    bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
+                    raise TrainingDiverged(
+                        f"training diverged at step {step}: non-finite loss for member(s) "
+                        f"{bad} (lr={rates.tolist()}); lower train.lr"
                     )
-                    rec = {"loss": loss_f, "train_acc": accuracy(model.kind, zf, targets)}
-                else:
+                if record:
+                    if full_p is not None:
+                        loss, z, _ = _backprop(model.kind, model.readout, full_p[i], targets[i])
+                        tb = targets[i]
                     rec = {"loss": loss, "train_acc": accuracy(model.kind, z, tb)}
-                if on_record is not None:  # metrics need this step's weights in the model
-                    engine.sync_weights()
-                    rec.update(on_record(step, model))
-                records.append({"step": step, **{k: v.detach().cpu() for k, v in rec.items()}})
+                    if on_record[i] is not None:
+                        rec.update(on_record[i](step, model))
+                    records[i].append(
+                        {"step": step, **{k: v.detach().cpu() for k, v in rec.items()}}
+                    )
             if step == cfg.steps:
                 break
-            engine.update(idx, dpt, rates)
+            engine.update(idx, dpts, rates)
     engine.sync_weights()
-    if not torch.isfinite(model.weight).all():
+    if not all(torch.isfinite(m.weight).all() for m in models):
         raise TrainingDiverged(f"training diverged by step {cfg.steps}: non-finite weights")
     return records

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from featavg.attacks.objectives import CrossEntropy
-from featavg.attacks.pgd import ascent_direction, check_radii, project, step_sizes
+from featavg.attacks.pgd import check_radii, step_sizes
 from featavg.attacks.subspace import _subspace_start, row_space_basis
 from featavg.models.two_layer import TwoLayerNet
 
@@ -103,26 +103,27 @@ def ensemble_subspace_pgd(
                 n_points, basis.to(device), random_start, seeds[s], restart, False
             )
             z0[s, :, : basis.shape[0]], c0[s] = z.to(dtype), c.to(dtype)
-        state = torch.cat(
-            [
-                z0[:, None].expand(n_nets, n_r, n_points, rank).reshape(-1, rank),
-                c0[:, None].expand(n_nets, n_r, n_points).reshape(-1, 1),
-            ],
-            dim=1,
-        )
-        state = project(state * e[:, None], e, "l2")
-        for _ in range(steps):
-            with torch.no_grad():
-                z = state[:, :rank].view(n_nets, -1, rank)
-                pre = clean_pre[:, None] + torch.bmm(z, w_in_basis.transpose(1, 2)).view(
-                    n_nets, n_r, n_points, -1
-                )
-                grad_z = torch.bmm(pre_gradient(pre), w_in_basis).view(-1, rank)
-                grad = torch.cat([grad_z, torch.zeros_like(grad_z[:, :1])], dim=1)
-                state = project(state + a[:, None] * ascent_direction(grad, "l2"), e, "l2")
+        # state: z (N, r) in the row space and c (N,) along the start's orthogonal part;
+        # the gradient never has a c component, so c only changes by projection
+        z = z0[:, None].expand(n_nets, n_r, n_points, rank).reshape(-1, rank) * e[:, None]
+        c = c0[:, None].expand(n_nets, n_r, n_points).reshape(-1) * e
+        z, c = _project(z, c, e)
         with torch.no_grad():
-            move = torch.bmm(state[:, :rank].view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
+            for _ in range(steps):
+                move = torch.bmm(z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
+                pre = clean_pre[:, None] + move.view(n_nets, n_r, n_points, -1)
+                grad = torch.bmm(pre_gradient(pre), w_in_basis).view(-1, rank)
+                norm = grad.norm(dim=1).clamp_min(torch.finfo(dtype).tiny)
+                z, c = _project(z + grad * (a / norm)[:, None], c, e)
+            move = torch.bmm(z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
             pre = clean_pre[:, None] + move.view(n_nets, n_r, n_points, -1)
             ok = objective.correct(logits_at(pre), y_rep).view(n_nets, n_r, n_points)
         correct &= ok
     return correct
+
+
+def _project(z: torch.Tensor, c: torch.Tensor, e: torch.Tensor):
+    """Project (z, c) onto the L2 ball of radius e: ||delta||^2 = ||z||^2 + c^2."""
+    length = (z.square().sum(1) + c.square()).sqrt()
+    shrink = torch.where(length > e, e / length.clamp_min(torch.finfo(z.dtype).tiny), 1.0)
+    return z * shrink[:, None], c * shrink

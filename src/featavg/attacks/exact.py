@@ -184,6 +184,28 @@ class _Pieces:
     starts: np.ndarray  # (P + 1,)
 
 
+_PIECES_CACHE: dict[tuple, _Pieces] = {}
+
+
+def _pieces_for(A: np.ndarray, readout: str, groups, label, max_rows: int) -> _Pieces:
+    """The pieces of one label's flip region; they depend only on the readout, so nets that
+    share it (the replicates of an ensemble) build them once."""
+    key = (
+        A.tobytes(),
+        A.shape,
+        readout,
+        None if groups is None else groups.tobytes(),
+        float(label),
+        max_rows,
+    )
+    if key not in _PIECES_CACHE:
+        if len(_PIECES_CACHE) > 256:
+            _PIECES_CACHE.clear()
+        conditions = _flip_conditions(A, readout, groups, label)
+        _PIECES_CACHE[key] = _build_pieces(conditions, A.shape[1], max_rows)
+    return _PIECES_CACHE[key]
+
+
 def _build_pieces(conditions: list[np.ndarray], n_units: int, max_rows: int) -> _Pieces:
     blocks, starts, total = [], [0], 0
     for cmat in conditions:
@@ -392,15 +414,14 @@ def minimal_l2_radius(
     bar = tqdm(total=len(todo), disable=not progress, desc=f"exact radius ({readout})")
     for label in np.unique(y_np[todo]):
         idx = todo[y_np[todo] == label]
-        conditions = _flip_conditions(A, readout, groups_np, label)
-        pieces = _build_pieces(conditions, A.shape[1], max_rows)
+        pieces = _pieces_for(A, readout, groups_np, label, max_rows)
         for chunk in _chunks(idx, max(1, (1 << 22) // max(1, len(pieces.w)))):
             radius[chunk], z_best[chunk], qps[chunk] = _solve(p_all[chunk], pieces, bmat)
             bar.update(len(chunk))
     bar.close()
 
     delta = z_best @ basis  # (n, d); exactly 0 where radius is 0 or inf
-    _verify(W, bias, A, X, delta, y_np, readout, groups_np, np.isfinite(radius) & (radius > 0))
+    _verify(W, A, p_all, delta, y_np, readout, groups_np, np.isfinite(radius) & (radius > 0))
     out_delta = torch.from_numpy(delta).reshape(shape) if return_delta else None
     return ExactResult(torch.from_numpy(radius), out_delta, torch.from_numpy(qps))
 
@@ -462,11 +483,12 @@ def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
     return radius, z_best, qps
 
 
-def _verify(W, bias, A, X, delta, y, readout, groups, check):
-    """Raise unless x + delta is flipped for every point in ``check``."""
+def _verify(W, A, p_all, delta, y, readout, groups, check):
+    """Raise unless x + delta is flipped for every point in ``check``: the real net's
+    preactivations W (x + delta) + b = p_all + W delta, with the full d-dimensional delta."""
     if not check.any():
         return
-    acts = np.maximum((X[check] + delta[check]) @ W.T + bias, 0.0)
+    acts = np.maximum(p_all[check] + delta[check] @ W.T, 0.0)
     scale = (acts @ np.abs(A).T).max(1)
     ok = _flipped(acts @ A.T, y[check], readout, groups, VERIFY_RTOL * (1.0 + scale))
     if not ok.all():

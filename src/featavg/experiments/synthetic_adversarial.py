@@ -13,7 +13,6 @@ paper: 20 and 40, PGD step 10, 7 steps, 200 full-batch GD steps), then reports f
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from pydantic import Field
@@ -28,7 +27,7 @@ from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.experiments.synthetic_robustness import AttackConfig
 from featavg.metrics.alignment import binary_alignment, cosine_matrix
 from featavg.models.two_layer import NetConfig, binary_ensemble
-from featavg.plots.alignment import _heatmap
+from featavg.plots.adversarial import adversarial_figure
 from featavg.train import TrainConfig, accuracy, train
 
 
@@ -121,27 +120,15 @@ def run(cfg: SyntheticAdversarialConfig, device: torch.device, progress: bool = 
         },
     }
 
-    fig, axes = plt.subplots(1, n_eps + 1, figsize=(4.2 * (n_eps + 1), 6), constrained_layout=True)
-    cols = [f"mu_{j} ({'+' if s > 0 else '-'})" for j, s in enumerate(signs.tolist())]
-    rows = [f"{'+' if s > 0 else '-'}" for s in model.unit_sign.tolist()]
-    for j, e in enumerate(cfg.eps):
-        im = _heatmap(
-            axes[j],
-            cos[j].cpu().numpy(),
-            rows,
-            cols,
-            f"adversarial training eps={e:g}\ndecoupled units: "
-            f"{float(frac[j]):.0%}, same-class cos {float(align['cos_same_class_mean'][j]):.2f}",
-        )
-        axes[j].tick_params(axis="y", labelsize=4)
-    fig.colorbar(im, ax=axes[:n_eps], shrink=0.6, label="cosine similarity")
-    ax = axes[-1]
-    for e in cfg.eps:
-        ax.plot(cfg.attack.radii, numbers["curves"][f"eps{e:g}"], label=f"trained at eps={e:g}")
-    ax.set_xlabel("L2 radius (PGD, paper protocol)")
-    ax.set_ylabel("robust test accuracy")
-    ax.legend(fontsize=8)
-    ax.set_title(
-        f"robustness (seed {seeds[0]} heatmaps; curves: mean of {len(seeds)} seed(s))", fontsize=9
+    fig = adversarial_figure(
+        cfg.eps,
+        cos[:n_eps].cpu().numpy(),
+        model.unit_sign.tolist(),
+        signs.tolist(),
+        frac[:n_eps].tolist(),
+        align["cos_same_class_mean"][:n_eps].tolist(),
+        cfg.attack.radii,
+        {f"trained at eps={e:g}": numbers["curves"][f"eps{e:g}"] for e in cfg.eps},
+        note=f"heatmaps: seed {seeds[0]}; curves: mean of {len(seeds)} seed(s)",
     )
     return ExperimentOutput(numbers=numbers, figures={"adversarial": fig})

@@ -21,7 +21,7 @@ from featavg.models.two_layer import (
     binary_ensemble,
     multiclass_ensemble,
 )
-from featavg.train import TrainConfig, train
+from featavg.train import TrainConfig, train_many
 
 
 class SyntheticRunConfig(BaseModel):
@@ -74,27 +74,16 @@ def train_pair(
     def multiclass_metrics(step, model):
         return multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
 
-    cache: dict = {}  # both nets train on the same inputs: one Gram matrix
     binary = binary_ensemble(seeds, data_cfg.d, cfg.net).to(device)
-    rec_b = train(
-        binary,
-        data.x_train,
-        data.y_train,
-        cfg.train,
-        seed=cfg.seed,
-        on_record=binary_metrics if record_alignment else None,
-        gram_cache=cache,
-        progress=progress,
-    )
     multi = multiclass_ensemble(seeds, data_cfg.d, data_cfg.k, cfg.net).to(device)
-    rec_m = train(
-        multi,
+    # one loop for both nets: the Gram formulation then reads each data set once per step
+    rec_b, rec_m = train_many(
+        [binary, multi],
         data.x_train,
-        data.c_train,
+        [data.y_train, data.c_train],
         cfg.train,
         seed=cfg.seed,
-        on_record=multiclass_metrics if record_alignment else None,
-        gram_cache=cache,
+        on_record=[binary_metrics, multiclass_metrics] if record_alignment else None,
         progress=progress,
     )
     return TrainedPair(seeds, data, binary, multi, rec_b, rec_m)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-import featavg.plots  # noqa: F401  (selects the headless backend)
+from featavg.plots import new_figure
 
 
-def _heatmap(ax, cos: np.ndarray, row_labels, col_labels, title: str):
+def heatmap_panel(ax, cos: np.ndarray, row_labels, col_labels, title: str):
     im = ax.imshow(cos, cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=90, fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
@@ -46,8 +45,8 @@ def alignment_heatmaps(
     cols = [f"mu_{j} ({'+' if s > 0 else '-'})" for j, s in enumerate(signs)]
     rows_b = [f"unit {r} (votes {'+' if s > 0 else '-'})" for r, s in enumerate(unit_sign)]
     rows_m = [f"unit {r} (class {c})" for r, c in enumerate(unit_class)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
-    _heatmap(
+    fig, axes = new_figure(1, 2, figsize=(12, 5.2))
+    heatmap_panel(
         axes[0],
         cos_binary,
         rows_b,
@@ -55,7 +54,7 @@ def alignment_heatmaps(
         f"(a) binary labels: feature averaging\ntheory: same-class cos = "
         f"1/sqrt(|J_s|) = {theory_same:.3f}, other class 0",
     )
-    im = _heatmap(
+    im = heatmap_panel(
         axes[1],
         cos_multiclass,
         rows_m,
@@ -71,7 +70,7 @@ def alignment_heatmaps(
 def alignment_dynamics(steps, curves: dict[str, tuple], theory: dict[str, float], note: str = ""):
     """Alignment metrics vs GD step. curves: label -> (mean, lo, hi) arrays over steps;
     theory: label -> horizontal reference line."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    fig, ax = new_figure(figsize=(6.5, 4.2))
     for label, (mean, lo, hi) in curves.items():
         (line,) = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)

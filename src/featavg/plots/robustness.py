@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-
-import featavg.plots  # noqa: F401  (selects the headless backend)
+from featavg.plots import new_figure
 
 COLORS = {"binary": "C3", "multiclass": "C0", "derived_sum": "C2", "derived_argmax": "C1"}
 LABELS = {
@@ -20,7 +18,7 @@ def robustness_curves(radii, pgd: dict, exact: dict, theory: dict, note: str = "
 
     Solid: PGD robust accuracy (an upper bound); dashed: exact certified accuracy (the
     fraction of points whose exact minimal L2 radius exceeds eps)."""
-    fig, ax = plt.subplots(figsize=(11, 5), constrained_layout=True)
+    fig, ax = new_figure(figsize=(11, 5))
     for name, (mean, lo, hi) in pgd.items():
         color = COLORS.get(name)
         ax.plot(radii, mean, color=color, label=f"{LABELS.get(name, name)} (PGD)")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-import featavg.plots  # noqa: F401  (selects the headless backend)
+from featavg.plots import new_figure
 from featavg.plots.robustness import COLORS, LABELS
 
 
 def scaling_figure(var: str, xs, results, theory: dict, numbers: dict, note: str = ""):
     """results[i][series] = per-seed radii at xs[i]; series 'pgd_<readout>' (solid) and
     'exact_<readout>' (dashed). theory: label -> values over xs (gray lines)."""
-    fig, ax = plt.subplots(figsize=(10, 5), constrained_layout=True)
+    fig, ax = new_figure(figsize=(10, 5))
     for series in results[0]:
         kind, readout = series.split("_", 1)
         pts = [

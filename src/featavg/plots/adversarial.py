@@ -1,0 +1,43 @@
+"""Adversarial training figure: one alignment heatmap per training radius + robustness."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featavg.plots import new_figure
+from featavg.plots.alignment import heatmap_panel
+
+
+def adversarial_figure(
+    eps,
+    cos: np.ndarray,
+    unit_sign,
+    signs,
+    decoupled,
+    same_class,
+    radii,
+    curves: dict,
+    note: str = "",
+):
+    """cos (len(eps), M, k) of one seed; decoupled / same_class: per-eps numbers for the
+    titles; curves: label -> robust accuracy over ``radii``."""
+    n = len(eps)
+    fig, axes = new_figure(1, n + 1, figsize=(4.2 * (n + 1), 6))
+    cols = [f"mu_{j} ({'+' if s > 0 else '-'})" for j, s in enumerate(signs)]
+    rows = ["+" if s > 0 else "-" for s in unit_sign]
+    for j, e in enumerate(eps):
+        title = (
+            f"adversarial training eps={e:g}\ndecoupled units {decoupled[j]:.0%}, "
+            f"same-class cos {same_class[j]:.2f}"
+        )
+        im = heatmap_panel(axes[j], cos[j], rows, cols, title)
+        axes[j].tick_params(axis="y", labelsize=4)
+    fig.colorbar(im, ax=axes[:n], shrink=0.6, label="cosine similarity")
+    ax = axes[-1]
+    for label, curve in curves.items():
+        ax.plot(radii, curve, label=label)
+    ax.set_xlabel("L2 radius (PGD, paper protocol)")
+    ax.set_ylabel("robust test accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title(f"robustness{f' ({note})' if note else ''}", fontsize=9)
+    return fig
