@@ -3,6 +3,21 @@
 Gradient descent on coarse (binary) labels makes a two-layer ReLU net learn the average of
 the class's cluster features; that average is the direction an adversary exploits.
 Fine-grained (cluster) labels make it learn each feature and become far more robust.
+
+The notebook API (each mirrors a CLI command and shares its run cache): :func:`run`,
+:func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`
+and :func:`reproduce`. Importing the package is cheap; torch loads on first use.
 """
 
 __version__ = "0.1.0"
+
+from featavg.api import (  # noqa: E402
+    list_experiments,
+    reproduce,
+    run,
+    run_sweep,
+    show_config,
+    write_report,
+)
+
+__all__ = ["list_experiments", "reproduce", "run", "run_sweep", "show_config", "write_report"]

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from featavg.config import ConfigError, build_config, parse_overrides
 
@@ -48,7 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--force", action="store_true", help="recompute even if cached")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep = sub.add_parser(
+        "reproduce", help="run every synthetic experiment (cached) and write the report"
+    )
+    rep.add_argument("--out", default="runs", metavar="DIR", help="runs root (default: runs)")
+    rep.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    rep.add_argument("--force", action="store_true", help="recompute even if cached")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_optional_commands(sub)
     return parser
+
+
+def _add_optional_commands(sub) -> None:
+    """The sweep and report subcommands live beside their implementations."""
+    try:  # TEMPORARY while the modules are being written
+        from featavg.report import add_report_parser
+        from featavg.sweep import add_sweep_parser
+    except ImportError:
+        return
+    add_sweep_parser(sub)
+    add_report_parser(sub)
 
 
 def _overrides(args) -> dict:
@@ -70,6 +90,21 @@ def main(argv: list[str] | None = None) -> int:
                     f"data: {exp.data}"
                 )
             return 0
+        if args.command == "reproduce":
+            from featavg.reproduction import reproduce
+
+            start = time.perf_counter()
+            _, report = reproduce(args.out, args.device, args.force, progress=not args.quiet)
+            print(f"reproduce: done in {time.perf_counter() - start:.1f} s -> {report}")
+            return 0
+        if args.command == "sweep":
+            from featavg.sweep import sweep_command
+
+            return sweep_command(args)
+        if args.command == "report":
+            from featavg.report import report_command
+
+            return report_command(args)
         exp = get_experiment(args.experiment)
         cfg = build_config(exp.config_cls, _overrides(args), args.config_file)
         if args.command == "show-config":

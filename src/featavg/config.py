@@ -102,7 +102,9 @@ def build_config(
     cls: type[M], overrides: dict[str, Any] | None = None, file: str | Path | None = None
 ) -> M:
     """Defaults of ``cls`` <- file <- overrides, validated; raises :class:`ConfigError`."""
-    data: dict[str, Any] = {}
+    # start from the defaults of the model itself, so that overriding one field of a nested
+    # section (train.steps) keeps that section's experiment-specific defaults (record_every)
+    data: dict[str, Any] = cls().model_dump(mode="json")
     if file is not None:
         data = deep_merge(data, load_config_file(file))
     if overrides:

@@ -9,8 +9,10 @@ from pydantic import BaseModel
 
 from featavg.config import ConfigError
 from featavg.experiments import (
+    synthetic_ablations,
     synthetic_adversarial,
     synthetic_alignment,
+    synthetic_dynamics,
     synthetic_robustness,
     synthetic_scaling,
 )
@@ -51,6 +53,22 @@ EXPERIMENTS: dict[str, Experiment] = {
             synthetic_scaling.SyntheticScalingConfig,
             synthetic_scaling.run,
             "~60 s (3 seeds)",
+            "none (synthetic)",
+        ),
+        Experiment(
+            "synthetic-ablations",
+            "SPEC §3 ablations: init std, He init, lr, n, SNR, near-orthogonality, norms, adv.",
+            synthetic_ablations.SyntheticAblationsConfig,
+            synthetic_ablations.run,
+            "~90 s (1 seed)",
+            "none (synthetic)",
+        ),
+        Experiment(
+            "synthetic-dynamics",
+            "ours: alignment and PGD / exact radii over the course of training",
+            synthetic_dynamics.SyntheticDynamicsConfig,
+            synthetic_dynamics.run,
+            "~15 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(

@@ -18,10 +18,10 @@ import torch
 from pydantic import Field
 
 from featavg.adversarial import adversarial_perturb
+from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.pgd import radius50
-from featavg.attacks.subspace import subspace_pgd
-from featavg.data.synthetic import sample_synthetic
+from featavg.data.synthetic import sample_synthetic, stack_datasets
 from featavg.experiments.base import ExperimentOutput, aggregate
 from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.experiments.synthetic_robustness import AttackConfig
@@ -53,52 +53,61 @@ def decoupled_fraction(
     return ((best > threshold) & own).float().mean(-1)
 
 
+def adversarially_train(
+    data_cfg, net_cfg, train_cfg, seeds, eps, pgd_steps, step_size, device, progress=False
+):
+    """Binary nets trained with L2 PGD adversarial training, one member per (seed, eps),
+    seed-major, all in one ensemble. Returns (model, stacked data of every member, member
+    seeds); member i uses eps[i % len(eps)] and the data and init of its seed."""
+    member_seeds = [s for s in seeds for _ in eps]
+    data = stack_datasets([sample_synthetic(data_cfg, s) for s in member_seeds]).to(device)
+    model = binary_ensemble(member_seeds, data_cfg.d, net_cfg).to(device)
+    member_eps = torch.tensor(list(eps) * len(seeds))
+    train(
+        model,
+        data.x_train,
+        data.y_train,
+        train_cfg,
+        perturb=adversarial_perturb(member_eps, pgd_steps, step_size),
+        progress=progress,
+    )
+    return model, data, member_seeds
+
+
 def run(cfg: SyntheticAdversarialConfig, device: torch.device, progress: bool = False):
     """Train one member per (seed, eps) in a single ensemble; alignment and robustness."""
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     n_eps = len(cfg.eps)
-    member_seeds = [s for s in seeds for _ in cfg.eps]  # member = (seed, eps), seed-major
-    eps = torch.tensor(list(cfg.eps) * len(seeds))
-    data = [sample_synthetic(cfg.data, s) for s in seeds]
-    x = torch.stack([data[i // n_eps].x_train for i in range(len(member_seeds))]).to(device)
-    y = torch.stack([data[i // n_eps].y_train for i in range(len(member_seeds))]).to(device)
-    model = binary_ensemble(member_seeds, cfg.data.d, cfg.net).to(device)
-    train(
-        model,
-        x,
-        y,
+    model, data, member_seeds = adversarially_train(
+        cfg.data,
+        cfg.net,
         cfg.train,
-        perturb=adversarial_perturb(eps, cfg.pgd_steps, cfg.pgd_step_size),
-        progress=progress,
+        seeds,
+        cfg.eps,
+        cfg.pgd_steps,
+        cfg.pgd_step_size,
+        device,
+        progress,
     )
-
-    centers = torch.stack([data[i // n_eps].centers for i in range(len(member_seeds))])
-    signs = data[0].signs
-    cos = cosine_matrix(model.weight, centers.to(device))
-    align = binary_alignment(cos, model.unit_sign, signs.to(device))
-    frac = decoupled_fraction(cos, model.unit_sign, signs.to(device), cfg.decoupled_threshold)
-    x_test = torch.stack([data[i // n_eps].x_test for i in range(len(member_seeds))]).to(device)
-    y_test = torch.stack([data[i // n_eps].y_test for i in range(len(member_seeds))]).to(device)
-    test_acc = accuracy("binary", model(x_test), y_test)
-    curves = []
-    margin = torch.ones(1, 1, device=device)
-    for i, seed in enumerate(member_seeds):
-        res = subspace_pgd(
-            model.member(i),
-            x_test[i],
-            y_test[i],
-            cfg.attack.radii,
-            steps=cfg.attack.pgd_steps,
-            rel_step=cfg.attack.rel_step,
-            random_start=cfg.attack.random_start,
-            restarts=cfg.attack.restarts,
-            objective=BinaryMargin(),
-            readout=margin,
-            seed=seed,
-            return_full=False,
-            start_draw="subspace",
-        )
-        curves.append(res.robust_accuracy.double().cpu())
+    signs = data.signs[0]
+    cos = cosine_matrix(model.weight, data.centers)
+    align = binary_alignment(cos, model.unit_sign, signs)
+    frac = decoupled_fraction(cos, model.unit_sign, signs, cfg.decoupled_threshold)
+    test_acc = accuracy("binary", model(data.x_test), data.y_test)
+    correct = ensemble_subspace_pgd(
+        [model.member(i) for i in range(len(member_seeds))],
+        data.x_test,
+        data.y_test,
+        cfg.attack.radii,
+        seeds=member_seeds,
+        steps=cfg.attack.pgd_steps,
+        rel_step=cfg.attack.rel_step,
+        restarts=cfg.attack.restarts,
+        random_start=cfg.attack.random_start,
+        objective=BinaryMargin(),
+        readout=torch.ones(1, 1, device=device),
+    )
+    curves = list(correct.double().mean(-1).cpu())
 
     per_seed: dict[str, list[float]] = {}
     for e_idx, e in enumerate(cfg.eps):

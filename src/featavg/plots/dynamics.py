@@ -1,0 +1,38 @@
+"""Alignment and robustness radius against the GD step."""
+
+from __future__ import annotations
+
+from featavg.plots import new_figure
+
+
+def dynamics_figure(
+    steps, alignment: dict, radii: dict, theory_cos: dict, theory_radius: dict, note: str = ""
+):
+    """alignment / radii: label -> (mean, lo, hi) over ``steps``; theory_*: label -> value."""
+    fig, (ax_a, ax_r) = new_figure(1, 2, figsize=(13, 4.6))
+    for ax, curves, refs, ylabel in (
+        (ax_a, alignment, theory_cos, "cosine"),
+        (ax_r, radii, theory_radius, "L2 radius"),
+    ):
+        for label, (mean, lo, hi) in curves.items():
+            style = "--" if "PGD" in label else "-"
+            (line,) = ax.plot(steps, mean, style, label=label)
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
+        for label, value in refs.items():
+            ax.axhline(value, color="gray", ls=":", lw=1)
+            ax.annotate(
+                f"theory {label}",
+                (steps[-1], value),
+                fontsize=7,
+                ha="right",
+                va="bottom",
+                color="dimgray",
+            )
+        ax.set_xscale("symlog", linthresh=1)  # everything happens in the first steps
+        ax.set_xlim(0, steps[-1])
+        ax.set_xlabel("gradient step (symlog)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    ax_a.set_title("alignment over training", fontsize=10)
+    ax_r.set_title("robustness radius over training" + (f" ({note})" if note else ""), fontsize=10)
+    return fig
