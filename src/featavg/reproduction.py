@@ -25,15 +25,20 @@ SYNTHETIC = [
 
 
 def reproduce(
-    out: str | Path = "runs", device: str = "auto", force: bool = False, progress: bool = True
+    out: str | Path = "runs",
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    experiments: list[tuple[str, dict]] | None = None,
 ) -> tuple[list[RunResult], Path]:
     """Run (or reuse) every synthetic experiment under ``out`` and write ``out/report.html``.
-    Returns the run results and the report path."""
+    ``experiments``: (name, overrides) pairs, default :data:`SYNTHETIC`. Returns the run
+    results and the report path."""
     from featavg.report import write_report  # the report pulls in its own helpers
 
     out = Path(out)
     results = []
-    bar = tqdm(SYNTHETIC, desc="reproduce", disable=not progress)
+    bar = tqdm(experiments or SYNTHETIC, desc="reproduce", disable=not progress)
     for name, overrides in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()

@@ -36,7 +36,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Fig. 2a/b: cosine heatmaps, binary (averaging) vs 10-class (decoupling) net",
             synthetic_alignment.SyntheticAlignmentConfig,
             synthetic_alignment.run,
-            "~5 s (1 seed), ~10 s (10 seeds)",
+            "~5 s (1 seed), ~8 s (10 seeds)",
             "none (synthetic)",
         ),
         Experiment(
@@ -44,7 +44,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Fig. 3 left: robust accuracy vs L2 radius (PGD + exact), binary vs 10-class",
             synthetic_robustness.SyntheticRobustnessConfig,
             synthetic_robustness.run,
-            "~15 s (1 seed)",
+            "~4 s (1 seed), ~5 s (10 seeds)",
             "none (synthetic)",
         ),
         Experiment(
@@ -52,7 +52,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ours: 50% radius vs k and vs d with fitted log-log slopes (theory -1/2 and 0)",
             synthetic_scaling.SyntheticScalingConfig,
             synthetic_scaling.run,
-            "~60 s (3 seeds)",
+            "~25 s (3 seeds)",
             "none (synthetic)",
         ),
         Experiment(
@@ -60,7 +60,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "SPEC §3 ablations: init std, He init, lr, n, SNR, near-orthogonality, norms, adv.",
             synthetic_ablations.SyntheticAblationsConfig,
             synthetic_ablations.run,
-            "~90 s (1 seed)",
+            "~20 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(
@@ -68,7 +68,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ours: alignment and PGD / exact radii over the course of training",
             synthetic_dynamics.SyntheticDynamicsConfig,
             synthetic_dynamics.run,
-            "~15 s (1 seed)",
+            "~20 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(
@@ -76,7 +76,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "L2 adversarial training (eps 0/20/40) of the 100-unit binary net: decoupling?",
             synthetic_adversarial.SyntheticAdversarialConfig,
             synthetic_adversarial.run,
-            "~25 s (1 seed)",
+            "~20 s (1 seed)",
             "none (synthetic)",
         ),
     ]
