@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/featavg run synthetic-alignment --out runs/demo-synthetic-alignment
+	$(BIN)/featavg reproduce --out runs
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -62,11 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub) -> None:
     """The sweep and report subcommands live beside their implementations."""
-    try:  # TEMPORARY while the modules are being written
-        from featavg.report import add_report_parser
-        from featavg.sweep import add_sweep_parser
-    except ImportError:
-        return
+    from featavg.report import add_report_parser
+    from featavg.sweep import add_sweep_parser
+
     add_sweep_parser(sub)
     add_report_parser(sub)
 

@@ -39,7 +39,8 @@ def run_dir(experiment: str, config: dict[str, Any], root: str | Path = DEFAULT_
     return Path(root) / f"{experiment}-{config_hash(experiment, config)}"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomic write: a temporary file in the same directory, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -53,7 +54,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write (NaN/inf are refused: a result is a number or explicitly null)."""
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+    write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -65,14 +66,14 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=header)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    write_bytes(path, buf.getvalue().encode())
 
 
 def write_figure(path: Path, fig) -> None:
     """Atomic PNG write of a matplotlib figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def git_commit() -> str:

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -195,13 +196,11 @@ def plan_sweep(
             raise ConfigError(f"--grid {key}: also given with --set; keep one of them")
     base = build_config(exp.config_cls, base_overrides, config_file).model_dump(mode="json")
 
-    # the sweep's identity: what it runs, not how (executor, workers) it runs
-    key = {"base": base, "grid": [[k, v] for k, v in grid.items()], "seeds": base.get("seeds")}
-    directory = (
-        Path(out)
-        if out is not None
-        else (Path(root) / f"sweep-{experiment}-{store.config_hash('sweep:' + experiment, key)}")
-    )
+    # the sweep's identity: what it runs, not how (executor, workers) it runs; the grid as
+    # pairs because its key order matters (the first key is the figure's x axis)
+    identity = {"base": base, "grid": [[k, v] for k, v in grid.items()], "seeds": base.get("seeds")}
+    digest = store.config_hash(f"sweep:{experiment}", identity)
+    directory = Path(out) if out is not None else Path(root) / f"sweep-{experiment}-{digest}"
     cells = []
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo, strict=True))
@@ -247,8 +246,8 @@ def _store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
     """Write a detached cell's files atomically, summary.json last (it marks completion)."""
     for name, data in files.items():
         if name != "summary.json":
-            store._atomic_write_bytes(directory / name, data)
-    store._atomic_write_bytes(directory / "summary.json", files["summary.json"])
+            store.write_bytes(directory / name, data)
+    store.write_bytes(directory / "summary.json", files["summary.json"])
     return json.loads(files["summary.json"])
 
 
@@ -257,13 +256,24 @@ def _run_local(experiment, pending, device, progress, done):
         done(cell, run_cell(experiment, cell.config, str(cell.directory), device, progress))
 
 
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _run_process(experiment, pending, device, workers, done):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: fork after torch has started its thread pools can deadlock
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    # each worker gets its share of the cores: torch's default (all cores per process)
+    # oversubscribes the CPU and its spinning threads slow everything down
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
         futures = {
             pool.submit(run_cell, experiment, c.config, str(c.directory), device): c
             for c in pending
@@ -300,7 +310,7 @@ def _run_dask(experiment, pending, device, scheduler, done):
             for c in pending
         }
         try:
-            for future in distributed.as_completed(list(futures)):
+            for future in distributed.as_completed(list(futures), loop=client.loop):
                 cell = futures[future]
                 done(cell, _store_files(cell.directory, future.result()))
         except BaseException:
@@ -387,7 +397,9 @@ def run_sweep(
         bar.update(1)
 
     try:
-        if executor == "local":
+        if not pending:
+            pass  # all cached: no pool to start, no cluster to reach
+        elif executor == "local":
             # cells run one after another here, so their own bars can nest under ours
             _run_local(experiment, pending, device, progress, done)
         elif executor == "process":
@@ -497,7 +509,7 @@ def sweep_figure(experiment, grid, cells, metrics=None, seeds: int = 1):
             ax.errorbar(xpos, mean, yerr=err, marker="o", capsize=3, label=label)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel(x_key)
-        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
             ax.set_xscale("log")  # e.g. learning rates or init scales over decades
         if not numeric:
             ax.set_xticks(positions, [_format(v) for v in xs])

@@ -1,0 +1,201 @@
+"""``featavg report``: one self-contained report.html over finished runs and sweeps.
+
+A run directory is finished when it holds summary.json (written last by the runner); a
+sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below. With
+no run directories given, every run and sweep directly under ``root`` is found and runs are
+put in the paper's order (:data:`featavg.report.claims.ORDER`, then the rest by name).
+Rendering lives in :mod:`featavg.report.html`, the paper's claims and the theory each
+number is held against in :mod:`featavg.report.claims`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from featavg.config import ConfigError
+from featavg.report.claims import ORDER
+from featavg.report.html import RunPage, SweepPage, render_page
+
+__all__ = ["add_report_parser", "discover", "report_command", "write_report"]
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and (path / "summary.json").is_file()
+
+
+def _is_sweep(path: Path) -> bool:
+    return path.is_dir() and (path / "sweep.csv").is_file()
+
+
+def _children(path: Path) -> list[Path]:
+    """Sub-directories, hidden ones (temporary, caches) left out."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _load_run(path: Path, sweep: str | None = None) -> RunPage:
+    """The run's summary; a missing or broken summary.json is a one-line ConfigError."""
+    summary_path = path / "summary.json"
+    if not path.is_dir():
+        raise ConfigError(f"report: run directory not found: {path}")
+    if not summary_path.is_file():
+        raise ConfigError(f"report: {path}: no summary.json (not a finished run directory)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"report: {summary_path}: unreadable ({err})") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"report: {summary_path}: expected a JSON object")
+    return RunPage(path, summary, summary_path.stat().st_mtime, sweep=sweep)
+
+
+def _read_spec(sweep: Path) -> dict | None:
+    """sweep.json (grid, seeds, base config, cells) when present and readable."""
+    try:
+        spec = json.loads((sweep / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def _sweep_cells(sweep: Path, spec: dict | None) -> list[Path]:
+    """The finished cells of a sweep: the directories sweep.json lists (featavg.sweep puts
+    them under cells/), else any run directory one level down or under cells/."""
+    cells = spec.get("cells") if spec else None
+    listed = [
+        sweep / c["directory"]
+        for c in cells or []
+        if isinstance(c, dict) and isinstance(c.get("directory"), str)
+    ]
+    if not listed:
+        listed = _children(sweep)
+        if (sweep / "cells").is_dir():
+            listed += _children(sweep / "cells")
+    return [p for p in listed if _is_run(p)]  # unfinished cells have no summary yet
+
+
+def _load_sweep(path: Path) -> SweepPage:
+    """A sweep and its finished cells (summarised in the sweep's section, not one each)."""
+    spec = _read_spec(path)
+    cells = [_load_run(p, sweep=path.name) for p in _sweep_cells(path, spec)]
+    return SweepPage(path, members=cells, spec=spec)
+
+
+def _sweep_of(run_dir: Path) -> str | None:
+    """The sweep a run directory is a cell of (<sweep>/cells/<cell> or <sweep>/<cell>)."""
+    for parent in (run_dir.parent, run_dir.parent.parent):
+        if _is_sweep(parent):
+            return parent.name
+    return None
+
+
+def _paper_order(run: RunPage) -> tuple[int, str, str]:
+    name = str(run.summary.get("experiment", ""))
+    rank = ORDER.index(name) if name in ORDER else len(ORDER)
+    return rank, name, str(run.directory)
+
+
+def discover(root: Path) -> tuple[list[Path], list[Path]]:
+    """(run directories, sweep directories) directly under ``root``. A sweep's cells are
+    not listed as runs: its section summarises them (pass a cell directory explicitly for a
+    full section)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"report: runs root not found: {root} (run `featavg run EXP` first)")
+    runs = [p for p in _children(root) if _is_run(p)]
+    sweeps = [p for p in _children(root) if _is_sweep(p) and not _is_run(p)]
+    return runs, sweeps
+
+
+def _collect(run_dirs: list[Path] | None, root: Path) -> tuple[list[RunPage], list[SweepPage]]:
+    """Load what goes in the report. Explicit directories keep the caller's order (sweep
+    directories among them become sweep sections); discovered runs follow the paper's order."""
+    runs: list[RunPage] = []
+    sweeps: list[SweepPage] = []
+    if run_dirs:
+        for path in map(Path, run_dirs):
+            if _is_sweep(path) and not _is_run(path):
+                sweeps.append(_load_sweep(path))
+            else:
+                runs.append(_load_run(path, sweep=_sweep_of(path)))
+    else:
+        found, sweep_dirs = discover(root)
+        if not found and not sweep_dirs:
+            raise ConfigError(
+                f"report: no finished runs under {root} (run `featavg run EXP` first)"
+            )
+        runs = sorted((_load_run(p) for p in found), key=_paper_order)
+        sweeps = [_load_sweep(d) for d in sweep_dirs]
+    for i, run in enumerate(runs, 1):
+        run.anchor = f"run-{i}"
+    for i, sweep in enumerate(sweeps, 1):
+        sweep.anchor = f"sweep-{i}"
+    return runs, sweeps
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    run_dirs: list[Path] | None = None, out: Path | None = None, root: Path = Path("runs")
+) -> Path:
+    """Write one self-contained report.html and return its path.
+
+    run_dirs: run directories (each holding summary.json) or sweep directories (holding
+    sweep.csv); default: every one directly under ``root``. out: the HTML file; default
+    ``root/report.html``. A missing directory or one without summary.json raises
+    :class:`~featavg.config.ConfigError` naming it.
+    """
+    from featavg import __version__
+
+    root = Path(root)
+    runs, sweeps = _collect(run_dirs, root)
+    out = Path(out) if out is not None else root / "report.html"
+    html = render_page(runs, sweeps, __version__, datetime.now().astimezone())
+    _atomic_write_text(out, html)
+    return out
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``report`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "report",
+        help="write one self-contained report.html over finished runs and sweeps",
+        description="Write one self-contained HTML report (figures embedded, theory beside "
+        "every key number). With no RUN_DIR, every run and sweep under --root is included.",
+    )
+    p.add_argument(
+        "run_dirs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="run directories (holding summary.json) or sweep directories (holding sweep.csv)",
+    )
+    p.add_argument("--root", default="runs", metavar="DIR", help="runs root (default: runs)")
+    p.add_argument("--out", metavar="FILE", help="the HTML file (default: ROOT/report.html)")
+    return p
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Run ``featavg report``: write the report, print its path; ConfigError propagates (the
+    CLI maps it to exit code 2)."""
+    path = write_report(
+        [Path(p) for p in args.run_dirs] or None,
+        Path(args.out) if args.out else None,
+        Path(args.root),
+    )
+    print(path)
+    return 0
