@@ -8,28 +8,11 @@ import os
 import sys
 import time
 
-from featavg.config import ConfigError, build_config, parse_overrides
+from featavg.config import ConfigError, add_config_arguments, build_config, parse_overrides
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="experiment name (see `featavg list`)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.lr=0.01 (repeatable)",
-    )
-    p.add_argument(
-        "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
-    )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        metavar="S",
-        help="number of independent replicates (shortcut for --set seeds=S)",
-    )
+    add_config_arguments(p, "number of independent replicates (shortcut for --set seeds=S)")
 
 
 def _parser() -> argparse.ArgumentParser:

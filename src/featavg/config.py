@@ -126,3 +126,20 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple) -> str:
     if model is None or not hasattr(model, "model_fields"):
         return ""
     return "; allowed: " + ", ".join(model.model_fields)
+
+
+def add_config_arguments(parser, seeds_help: str = "number of independent replicates") -> None:
+    """The arguments every experiment command shares: EXPERIMENT, --set, --config, --seeds."""
+    parser.add_argument("experiment", help="experiment name (see `featavg list`)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.lr=0.01 (repeatable)",
+    )
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
+    )
+    parser.add_argument("--seeds", type=int, metavar="S", help=seeds_help)

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from featavg import __version__, store
-from featavg.config import ConfigError, build_config, deep_merge, parse_overrides, parse_value
+from featavg.config import (
+    ConfigError,
+    add_config_arguments,
+    build_config,
+    deep_merge,
+    parse_overrides,
+    parse_value,
+)
 
 EXECUTORS = ("local", "process", "dask")
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
@@ -525,7 +532,7 @@ def sweep_figure(experiment, grid, cells, metrics=None, seeds: int = 1):
 
 
 def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="experiment name (see `featavg list`)")
+    add_config_arguments(p, "replicates per cell (one ensemble)")
     p.add_argument(
         "--grid",
         action="append",
@@ -533,18 +540,6 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=V1,V2",
         help="a config field and its values, e.g. --grid train.lr=1e-3,1e-2 (repeatable; "
         "the first key is the figure's x axis)",
-    )
-    p.add_argument("--seeds", type=int, metavar="S", help="replicates per cell (one ensemble)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field in every cell (repeatable)",
-    )
-    p.add_argument(
-        "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
     )
     p.add_argument(
         "--out", metavar="DIR", help="sweep directory (default: runs/sweep-<experiment>-<hash>)"

@@ -59,20 +59,25 @@ def train_pair(
     progress: bool = False,
     data_cfg: SyntheticConfig | None = None,
     record_alignment: bool = True,
+    extra_metrics=None,
 ) -> TrainedPair:
     """Train the binary net on y and the fine-grained net on the cluster labels, recording
     the alignment metrics along the way unless ``record_alignment`` is False (``data_cfg``
-    overrides ``cfg.data``)."""
+    overrides ``cfg.data``). ``extra_metrics(data, seeds) -> (binary_fn, multiclass_fn)``
+    adds per-record metrics fn(step, model) -> {name: (S,)} beside the alignment ones."""
     data_cfg = data_cfg or cfg.data
     seeds = replicate_seeds(cfg)
     data = stack_datasets([sample_synthetic(data_cfg, s) for s in seeds]).to(device)
+    extra_b, extra_m = extra_metrics(data, seeds) if extra_metrics else (None, None)
 
     def binary_metrics(step, model):
         cos = cosine_matrix(model.weight, data.centers)
-        return binary_alignment(cos, model.unit_sign, data.signs)
+        out = binary_alignment(cos, model.unit_sign, data.signs)
+        return {**out, **extra_b(step, model)} if extra_b else out
 
     def multiclass_metrics(step, model):
-        return multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
+        out = multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
+        return {**out, **extra_m(step, model)} if extra_m else out
 
     binary = binary_ensemble(seeds, data_cfg.d, cfg.net).to(device)
     multi = multiclass_ensemble(seeds, data_cfg.d, data_cfg.k, cfg.net).to(device)

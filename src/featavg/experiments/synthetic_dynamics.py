@@ -19,15 +19,12 @@ from featavg import theory
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.exact import minimal_l2_radius, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy
-from featavg.data.synthetic import sample_synthetic, stack_datasets
 from featavg.experiments.base import ExperimentOutput, aggregate
-from featavg.experiments.synthetic_common import SyntheticRunConfig, replicate_seeds
-from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
+from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
 from featavg.metrics.intervals import mean_ci95
 from featavg.metrics.scaling import crossing_radius
-from featavg.models.two_layer import binary_ensemble, multiclass_ensemble
 from featavg.plots.dynamics import dynamics_figure
-from featavg.train import TrainConfig, train_many
+from featavg.train import TrainConfig
 
 
 class SyntheticDynamicsConfig(SyntheticRunConfig):
@@ -41,75 +38,64 @@ class SyntheticDynamicsConfig(SyntheticRunConfig):
     )
 
 
-def _median(radii: torch.Tensor) -> float:
-    return float(radii.median())
+def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
+    """Per-record exact median radii and PGD 50% radii, for :func:`train_pair`."""
+
+    def make(data, seeds):
+        n = cfg.n_attack
+        x, y, c = data.x_test[:, :n], data.y_test[:, :n], data.c_test[:, :n]
+        x64 = x.to("cpu", torch.float64)
+        signs = data.signs[0]
+        groups, gy = (signs > 0).long(), (y > 0).long()
+        one = torch.ones(1, 1, device=device)
+
+        def pgd_radius50(nets, labels, objective, readout):
+            correct = ensemble_subspace_pgd(
+                nets, x, labels, cfg.radii, seeds=seeds, objective=objective, readout=readout
+            )
+            return torch.tensor(
+                [crossing_radius(cfg.radii, a) for a in correct.double().mean(-1).cpu().tolist()]
+            )
+
+        def exact_medians(nets, labels, readout, groups=None):
+            return torch.tensor(
+                [
+                    float(
+                        minimal_l2_radius(net, x64[i], labels[i], readout, groups).radius.median()
+                    )
+                    for i, net in enumerate(nets)
+                ]
+            )
+
+        def binary_metrics(step, model):
+            nets = [model.member(i) for i in range(len(seeds))]
+            return {
+                "exact_median_radius": exact_medians(nets, y, "margin"),
+                "pgd_radius50": pgd_radius50(nets, y, BinaryMargin(), one),
+            }
+
+        def multiclass_metrics(step, model):
+            nets = [model.member(i) for i in range(len(seeds))]
+            sums = [sum_form_net(net, signs) for net in nets]
+            return {
+                "exact_median_radius_argmax": exact_medians(nets, c, "argmax"),
+                "exact_median_radius_derived_argmax": exact_medians(
+                    nets, gy, "group_argmax", groups
+                ),
+                "exact_median_radius_derived_sum": exact_medians(sums, y, "margin"),
+                "pgd_radius50": pgd_radius50(nets, c, CrossEntropy(), None),
+            }
+
+        return binary_metrics, multiclass_metrics
+
+    return make
 
 
 def run(cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = False):
     """Train with per-record alignment and robustness measurements."""
-    seeds = replicate_seeds(cfg)
-    data = stack_datasets([sample_synthetic(cfg.data, s) for s in seeds]).to(device)
+    pair = train_pair(cfg, device, progress, extra_metrics=_robustness_metrics(cfg, device))
+    seeds, rec_b, rec_m = pair.seeds, pair.records_binary, pair.records_multiclass
     n = cfg.n_attack
-    x, y, c = data.x_test[:, :n], data.y_test[:, :n], data.c_test[:, :n]
-    x64 = x.to("cpu", torch.float64)
-    signs = data.signs[0]
-    groups = (signs > 0).long()
-    one = torch.ones(1, 1, device=device)
-
-    def pgd_radius50(nets, labels, objective, readout):
-        correct = ensemble_subspace_pgd(
-            nets, x, labels, cfg.radii, seeds=seeds, objective=objective, readout=readout
-        )
-        return [crossing_radius(cfg.radii, a) for a in correct.double().mean(-1).cpu().tolist()]
-
-    def binary_metrics(step, model):
-        out = binary_alignment(cosine_matrix(model.weight, data.centers), model.unit_sign, signs)
-        nets = [model.member(i) for i in range(len(seeds))]
-        out["exact_median_radius"] = torch.tensor(
-            [
-                _median(minimal_l2_radius(net, x64[i], y[i], "margin").radius)
-                for i, net in enumerate(nets)
-            ]
-        )
-        out["pgd_radius50"] = torch.tensor(pgd_radius50(nets, y, BinaryMargin(), one))
-        return out
-
-    def multiclass_metrics(step, model):
-        out = multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
-        nets = [model.member(i) for i in range(len(seeds))]
-        gy = (y > 0).long()
-        out["exact_median_radius_argmax"] = torch.tensor(
-            [
-                _median(minimal_l2_radius(net, x64[i], c[i], "argmax").radius)
-                for i, net in enumerate(nets)
-            ]
-        )
-        out["exact_median_radius_derived_argmax"] = torch.tensor(
-            [
-                _median(minimal_l2_radius(net, x64[i], gy[i], "group_argmax", groups).radius)
-                for i, net in enumerate(nets)
-            ]
-        )
-        out["exact_median_radius_derived_sum"] = torch.tensor(
-            [
-                _median(minimal_l2_radius(sum_form_net(net, signs), x64[i], y[i]).radius)
-                for i, net in enumerate(nets)
-            ]
-        )
-        out["pgd_radius50"] = torch.tensor(pgd_radius50(nets, c, CrossEntropy(), None))
-        return out
-
-    binary = binary_ensemble(seeds, cfg.data.d, cfg.net).to(device)
-    multi = multiclass_ensemble(seeds, cfg.data.d, cfg.data.k, cfg.net).to(device)
-    rec_b, rec_m = train_many(
-        [binary, multi],
-        data.x_train,
-        [data.y_train, data.c_train],
-        cfg.train,
-        seed=cfg.seed,
-        on_record=[binary_metrics, multiclass_metrics],
-        progress=progress,
-    )
     steps = [r["step"] for r in rec_b]
     rows = []
     for rb, rm in zip(rec_b, rec_m, strict=True):
