@@ -22,9 +22,9 @@ from featavg.experiments.base import ExperimentOutput, aggregate
 from featavg.experiments.synthetic_adversarial import adversarially_train
 from featavg.experiments.synthetic_common import SyntheticRunConfig, replicate_seeds
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
-from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
+from featavg.models.two_layer import binary_ensemble, multiclass_ensemble
 from featavg.plots.ablations import ablation_grid
-from featavg.train import TrainConfig, accuracy, train_many
+from featavg.train import accuracy, train_many
 
 
 class SyntheticAblationsConfig(SyntheticRunConfig):
@@ -193,6 +193,3 @@ def run(cfg: SyntheticAblationsConfig, device: torch.device, progress: bool = Fa
         tables={"ablations": table},
         figures={"ablations": fig},
     )
-
-
-_ = TrainConfig, NetConfig  # re-exported types of the config fields
