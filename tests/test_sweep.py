@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from featavg.config import ConfigError
+from featavg.experiments.runner import run_experiment
 from featavg.sweep import DASK_MISSING, add_sweep_parser, main, parse_grid, run_sweep
 
 EXP = "synthetic-alignment"
@@ -137,9 +138,18 @@ def test_default_directory_is_content_addressed(reference, tmp_path):
         )
 
 
-def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
+# no batchable field (train.lr, net.init_std): every cell is its own computation, so a
+# resumed sweep must equal an uninterrupted one exactly
+UNBATCHED = {"net.m": [2, 3], "data.k": [3, 4]}
+UNBATCHED_ARGS = ["--grid", "net.m=2,3", "--grid", "data.k=3,4"]
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path):
+    reference = run_sweep(
+        EXP, UNBATCHED, seeds=2, overrides=SMALL, out=tmp_path / "ref", progress=False
+    )
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "featavg.sweep", EXP, *GRID_ARGS, "--seeds", "2"]
+    cmd = [sys.executable, "-m", "featavg.sweep", EXP, *UNBATCHED_ARGS, "--seeds", "2"]
     proc = subprocess.Popen(
         [*cmd, *SMALL_ARGS, "--out", str(out), "--quiet"],
         stdout=subprocess.DEVNULL,
@@ -161,9 +171,29 @@ def test_sigkill_mid_sweep_then_resume(reference, tmp_path):
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "metrics.csv").write_text("garbage\n")
 
-    resumed = run_sweep(EXP, GRID, seeds=2, overrides=SMALL, out=out, progress=False)
+    resumed = run_sweep(EXP, UNBATCHED, seeds=2, overrides=SMALL, out=out, progress=False)
     assert sum(c.cached for c in resumed.cells) == len(finished)  # finished cells not redone
     pd.testing.assert_frame_equal(pd.read_csv(resumed.csv_path), pd.read_csv(reference.csv_path))
+
+
+def test_cells_differing_in_lr_are_one_ensemble(reference, tmp_path):
+    """The reference grid varies train.lr: its cells per data.k train as one ensemble, equal
+    (to float rounding) to the same cells run alone; a half-finished group resumes by
+    training only its unfinished cells."""
+    assert all(c.summary["provenance"].get("batched_with_cells") == 2 for c in reference.cells)
+    first = reference.cells[0]
+    alone = run_experiment(EXP, overrides=first.config, out=tmp_path / "alone").summary
+    assert alone[METRIC] == pytest.approx(first.summary[METRIC], rel=1e-6)
+    # finish one cell of a group alone, then sweep: the other cell is trained by itself
+    partial = tmp_path / "partial"
+    plan = run_sweep(EXP, GRID, seeds=2, overrides=SMALL, out=partial, progress=False)
+    for cell in plan.cells[1:]:
+        (cell.directory / "summary.json").unlink()
+    resumed = run_sweep(EXP, GRID, seeds=2, overrides=SMALL, out=partial, progress=False)
+    assert [c.cached for c in resumed.cells] == [True] + [False] * (len(resumed.cells) - 1)
+    pd.testing.assert_frame_equal(
+        _metrics(resumed.to_frame()), _metrics(reference.to_frame()), rtol=1e-6
+    )
 
 
 def test_process_executor_equals_local(reference, tmp_path):
@@ -182,7 +212,8 @@ def test_process_executor_equals_local(reference, tmp_path):
 
 
 def test_dask_executor_equals_local(reference, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared test dependency: fail, never skip, if it is missing
+
     # loopback only: a real scheduler and two worker processes on this machine
     with distributed.LocalCluster(
         n_workers=2,

@@ -228,25 +228,57 @@ def plan_sweep(
 # ---------------------------------------------------------------- running one cell
 
 
-def run_cell(
-    experiment: str, config: dict[str, Any], out: str, device: str, progress: bool = False
-) -> dict[str, Any]:
-    """Run one cell into ``out`` and return its summary. Every executor ends up here."""
-    from featavg.experiments.runner import run_experiment
+def run_cells(
+    experiment: str,
+    configs: list[dict[str, Any]],
+    outs: list[str],
+    device: str,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run a group of cells into their directories (one ensemble when the experiment can
+    batch them, see :func:`plan_groups`) and return their summaries. Every executor ends up
+    here, so all give the same numbers."""
+    from featavg.experiments.registry import get_experiment
+    from featavg.experiments.runner import run_experiment_batch
 
-    return run_experiment(
-        experiment, overrides=config, out=out, device=device, force=True, progress=progress
-    ).summary
+    cls = get_experiment(experiment).config_cls
+    models = [build_config(cls, c) for c in configs]
+    results = run_experiment_batch(experiment, models, outs, device=device, progress=progress)
+    return [r.summary for r in results]
 
 
-def run_cell_detached(experiment: str, config: dict[str, Any], device: str) -> dict[str, bytes]:
-    """:func:`run_cell` into a scratch directory; returns its files (name -> bytes).
+def run_cells_detached(
+    experiment: str, configs: list[dict[str, Any]], device: str
+) -> list[dict[str, bytes]]:
+    """:func:`run_cells` into scratch directories; returns each cell's files (name -> bytes).
 
     Dask workers need not share our filesystem, so they send the files back and the client
-    writes them into the cell directory."""
-    with tempfile.TemporaryDirectory(prefix="featavg-cell-") as tmp:
-        run_cell(experiment, config, tmp, device)
-        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    writes them into the cell directories."""
+    with tempfile.TemporaryDirectory(prefix="featavg-cells-") as tmp:
+        outs = [str(Path(tmp) / str(i)) for i in range(len(configs))]
+        run_cells(experiment, configs, outs, device)
+        return [
+            {p.name: p.read_bytes() for p in sorted(Path(o).iterdir()) if p.is_file()} for o in outs
+        ]
+
+
+def plan_groups(experiment: str, cells: list[SweepCell]) -> list[list[SweepCell]]:
+    """Cells that differ only in the experiment's ``batch_fields`` (e.g. train.lr,
+    net.init_std) form one group, trained as one ensemble; otherwise one cell per group.
+    A group's unfinished cells are trained together (see :func:`run_sweep`)."""
+    from featavg.experiments.registry import get_experiment
+
+    exp = get_experiment(experiment)
+    if exp.run_batch is None:
+        return [[c] for c in cells]
+    groups: dict[str, list[SweepCell]] = {}
+    for cell in cells:
+        key = json.loads(json.dumps(cell.config))
+        for field_path in exp.batch_fields:
+            section, name = field_path.split(".")
+            key.get(section, {}).pop(name, None)
+        groups.setdefault(json.dumps(key, sort_keys=True), []).append(cell)
+    return list(groups.values())
 
 
 def _store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
@@ -259,8 +291,16 @@ def _store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
 
 
 def _run_local(experiment, pending, device, progress, done):
-    for cell in pending:
-        done(cell, run_cell(experiment, cell.config, str(cell.directory), device, progress))
+    for group in pending:
+        summaries = run_cells(
+            experiment,
+            [c.config for c in group],
+            [str(c.directory) for c in group],
+            device,
+            progress,
+        )
+        for cell, summary in zip(group, summaries, strict=True):
+            done(cell, summary)
 
 
 def _limit_threads(threads: int) -> None:
@@ -282,12 +322,19 @@ def _run_process(experiment, pending, device, workers, done):
         max_workers=workers, mp_context=ctx, initializer=_limit_threads, initargs=(threads,)
     ) as pool:
         futures = {
-            pool.submit(run_cell, experiment, c.config, str(c.directory), device): c
-            for c in pending
+            pool.submit(
+                run_cells,
+                experiment,
+                [c.config for c in group],
+                [str(c.directory) for c in group],
+                device,
+            ): group
+            for group in pending
         }
         try:
             for future in as_completed(futures):
-                done(futures[future], future.result())
+                for cell, summary in zip(futures[future], future.result(), strict=True):
+                    done(cell, summary)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -307,19 +354,19 @@ def _run_dask(experiment, pending, device, scheduler, done):
     with client:
         futures = {
             client.submit(
-                run_cell_detached,
+                run_cells_detached,
                 experiment,
-                c.config,
+                [c.config for c in group],
                 device,
                 # a fresh key per submission: two sweeps on one cluster can share cell names
                 pure=False,
-            ): c
-            for c in pending
+            ): group
+            for group in pending
         }
         try:
             for future in distributed.as_completed(list(futures), loop=client.loop):
-                cell = futures[future]
-                done(cell, _store_files(cell.directory, future.result()))
+                for cell, files in zip(futures[future], future.result(), strict=True):
+                    done(cell, _store_files(cell.directory, files))
         except BaseException:
             client.cancel(list(futures))
             raise
@@ -389,14 +436,16 @@ def run_sweep(
     )
 
     bar = tqdm(total=len(cells), desc=f"sweep {experiment}", unit="cell", disable=not progress)
-    pending = []
     for cell in cells:
         summary = None if force else store.cached_summary(cell.directory, experiment, cell.config)
-        if summary is None:
-            pending.append(cell)
-        else:
+        if summary is not None:
             cell.summary, cell.cached = summary, True
-            bar.update(1)
+    # finished cells are never redone: a group resumed after an interruption trains only
+    # its unfinished cells (as a smaller ensemble, equal to an uninterrupted run up to
+    # float rounding, ~1e-10 relative)
+    pending = [[c for c in group if not c.cached] for group in plan_groups(experiment, cells)]
+    pending = [group for group in pending if group]
+    bar.update(sum(c.cached for c in cells))
 
     def done(cell: SweepCell, summary: dict[str, Any]) -> None:
         cell.summary = summary

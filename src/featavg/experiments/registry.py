@@ -12,6 +12,7 @@ from featavg.experiments import (
     synthetic_ablations,
     synthetic_adversarial,
     synthetic_alignment,
+    synthetic_common,
     synthetic_dynamics,
     synthetic_robustness,
     synthetic_scaling,
@@ -26,6 +27,9 @@ class Experiment:
     run: Callable
     runtime: str  # expected wall time on 2 CPU cores at the default config
     data: str  # what data it needs
+    # optional: run several configs differing only in ``batch_fields`` as one ensemble
+    run_batch: Callable | None = None
+    batch_fields: tuple[str, ...] = ()
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -38,6 +42,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             synthetic_alignment.run,
             "~5 s (1 seed), ~8 s (10 seeds)",
             "none (synthetic)",
+            run_batch=synthetic_alignment.run_batch,
+            batch_fields=synthetic_common.BATCH_FIELDS,
         ),
         Experiment(
             "synthetic-robustness",

@@ -61,20 +61,61 @@ def run_experiment(
     dev = resolve_device(device)
     start = time.perf_counter()
     output = exp.run(cfg, dev, progress=progress)
-    wall = time.perf_counter() - start
+    summary = _write_run(
+        name, exp.data, cfg_json, output, directory, dev, time.perf_counter() - start
+    )
+    return RunResult(summary, directory, cached=False)
 
+
+def run_experiment_batch(
+    name: str,
+    configs: list[BaseModel],
+    outs: list[str | Path],
+    *,
+    device: str = "auto",
+    progress: bool = False,
+) -> list[RunResult]:
+    """Run several configs of one experiment into their own directories, as one ensemble
+    when the experiment supports it (``run_batch``: configs differing only in its
+    ``batch_fields``), else one after another. Always recomputes (the caller decides what
+    is cached). Each run's provenance records the batch size and the batch's wall time."""
+    exp = get_experiment(name)
+    if exp.run_batch is None or len(configs) == 1:
+        return [
+            run_experiment(name, config=c, out=o, device=device, force=True, progress=progress)
+            for c, o in zip(configs, outs, strict=True)
+        ]
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    outputs = exp.run_batch(configs, dev, progress=progress)
+    wall = time.perf_counter() - start
+    results = []
+    for cfg, out, output in zip(configs, outs, outputs, strict=True):
+        cfg_json = cfg.model_dump(mode="json")
+        summary = _write_run(
+            name, exp.data, cfg_json, output, Path(out), dev, wall, batch=len(configs)
+        )
+        results.append(RunResult(summary, Path(out), cached=False))
+    return results
+
+
+def _write_run(name, data, cfg_json, output, directory: Path, dev, wall, batch: int = 1):
+    """config.json, <table>.csv, <figure>.png, then summary.json (marks completion)."""
     store.write_json(directory / "config.json", cfg_json)
     for table, rows in output.tables.items():
         store.write_csv(directory / f"{table}.csv", rows)
     for figure, fig in output.figures.items():
         store.write_figure(directory / f"{figure}.png", fig)
     seeds = [cfg_json.get("seed", 0) + i for i in range(cfg_json.get("seeds", 1))]
+    provenance = store.provenance(dev, wall, seeds)
+    if batch > 1:
+        provenance["batched_with_cells"] = batch
     summary = {
         "experiment": name,
-        "data": exp.data,
+        "data": data,
         **_finite(output.numbers),
         "config": cfg_json,
-        "provenance": store.provenance(dev, wall, seeds),
+        "provenance": provenance,
     }
     store.write_json(directory / "summary.json", summary)
-    return RunResult(summary, directory, cached=False)
+    return summary

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from featavg.experiments.base import ExperimentOutput, aggregate
-from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
+from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pairs
 from featavg.metrics.alignment import cosine_matrix, theory_cos_same_class
 from featavg.metrics.intervals import mean_ci95
 from featavg.plots.alignment import alignment_dynamics, alignment_heatmaps
@@ -42,7 +42,19 @@ def _band(records, key):
 
 def run(cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False):
     """Train both nets for every replicate; return numbers, per-step table and figures."""
-    pair = train_pair(cfg, device, progress)
+    return run_batch([cfg], device, progress)[0]
+
+
+def run_batch(
+    cfgs: list[SyntheticAlignmentConfig], device: torch.device, progress: bool = False
+) -> list[ExperimentOutput]:
+    """:func:`run` for configs differing only in the learning rate and init std (a sweep's
+    cells), trained as one ensemble; one output per config."""
+    pairs = train_pairs(cfgs, device, progress)
+    return [_summarise(cfg, pair) for cfg, pair in zip(cfgs, pairs, strict=True)]
+
+
+def _summarise(cfg: SyntheticAlignmentConfig, pair) -> ExperimentOutput:
     seeds, data, binary, multi = pair.seeds, pair.data, pair.binary, pair.multiclass
     rec_b, rec_m = pair.records_binary, pair.records_multiclass
     d, k = cfg.data.d, cfg.data.k

@@ -3,7 +3,7 @@ the fine-grained net on every replicate's own data as two ensembles."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,6 +53,18 @@ class TrainedPair:
     records_multiclass: list[dict]
 
 
+# config fields that may differ between the configs trained together by train_pairs
+BATCH_FIELDS = ("train.lr", "net.init_std")
+
+
+def _without_batch_fields(cfg: SyntheticRunConfig) -> dict:
+    dump = cfg.model_dump(mode="json")
+    for key in BATCH_FIELDS:
+        section, field = key.split(".")
+        dump[section].pop(field, None)
+    return dump
+
+
 def train_pair(
     cfg: SyntheticRunConfig,
     device: torch.device,
@@ -65,10 +77,31 @@ def train_pair(
     the alignment metrics along the way unless ``record_alignment`` is False (``data_cfg``
     overrides ``cfg.data``). ``extra_metrics(data, seeds) -> (binary_fn, multiclass_fn)``
     adds per-record metrics fn(step, model) -> {name: (S,)} beside the alignment ones."""
-    data_cfg = data_cfg or cfg.data
-    seeds = replicate_seeds(cfg)
-    data = stack_datasets([sample_synthetic(data_cfg, s) for s in seeds]).to(device)
-    extra_b, extra_m = extra_metrics(data, seeds) if extra_metrics else (None, None)
+    return train_pairs([cfg], device, progress, data_cfg, record_alignment, extra_metrics)[0]
+
+
+def train_pairs(
+    cfgs: list[SyntheticRunConfig],
+    device: torch.device,
+    progress: bool = False,
+    data_cfg: SyntheticConfig | None = None,
+    record_alignment: bool = True,
+    extra_metrics=None,
+) -> list[TrainedPair]:
+    """:func:`train_pair` for several configs that differ only in :data:`BATCH_FIELDS`
+    (learning rate, init std), all trained as one ensemble: a member per (config, seed)
+    with its own rate and init scale. Returns one :class:`TrainedPair` per config."""
+    base = cfgs[0]
+    if any(_without_batch_fields(c) != _without_batch_fields(base) for c in cfgs[1:]):
+        raise ValueError(f"configs: may differ only in {', '.join(BATCH_FIELDS)}")
+    data_cfg = data_cfg or base.data
+    seeds = replicate_seeds(base)
+    drawn = [sample_synthetic(data_cfg, s) for s in seeds]
+    data = stack_datasets([ds for _ in cfgs for ds in drawn]).to(device)
+    member_seeds = seeds * len(cfgs)
+    stds = [c.net.init_std for c in cfgs for _ in seeds]
+    rates = torch.tensor([c.train.lr for c in cfgs for _ in seeds])
+    extra_b, extra_m = extra_metrics(data, member_seeds) if extra_metrics else (None, None)
 
     def binary_metrics(step, model):
         cos = cosine_matrix(model.weight, data.centers)
@@ -79,16 +112,31 @@ def train_pair(
         out = multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
         return {**out, **extra_m(step, model)} if extra_m else out
 
-    binary = binary_ensemble(seeds, data_cfg.d, cfg.net).to(device)
-    multi = multiclass_ensemble(seeds, data_cfg.d, data_cfg.k, cfg.net).to(device)
+    binary = binary_ensemble(member_seeds, data_cfg.d, base.net, init_std=stds).to(device)
+    multi = multiclass_ensemble(member_seeds, data_cfg.d, data_cfg.k, base.net, init_std=stds)
+    multi = multi.to(device)
     # one loop for both nets: the Gram formulation then reads each data set once per step
     rec_b, rec_m = train_many(
         [binary, multi],
         data.x_train,
         [data.y_train, data.c_train],
-        cfg.train,
-        seed=cfg.seed,
+        base.train,
+        lr=rates.to(device),
+        seed=base.seed,
         on_record=[binary_metrics, multiclass_metrics] if record_alignment else None,
         progress=progress,
     )
-    return TrainedPair(seeds, data, binary, multi, rec_b, rec_m)
+    pairs = []
+    for c in range(len(cfgs)):
+        idx = slice(c * len(seeds), (c + 1) * len(seeds))
+        pairs.append(
+            TrainedPair(
+                seeds,
+                SyntheticDataset(**{f.name: getattr(data, f.name)[idx] for f in fields(data)}),
+                binary.subset(idx),
+                multi.subset(idx),
+                [{k: (v if k == "step" else v[idx]) for k, v in r.items()} for r in rec_b],
+                [{k: (v if k == "step" else v[idx]) for k, v in r.items()} for r in rec_m],
+            )
+        )
+    return pairs

@@ -142,6 +142,10 @@ class TwoLayerEnsemble(nn.Module):
         """Network ``i`` as an ordinary ``nn.Module`` (a copy) returning logits."""
         return TwoLayerNet(self.weight[i], self.bias[i], self.readout, self.kind)
 
+    def subset(self, idx) -> TwoLayerEnsemble:
+        """The members ``idx`` (a slice or index tensor) as a new ensemble (copies)."""
+        return TwoLayerEnsemble(self.weight[idx], self.bias[idx], self.readout, self.kind)
+
     def to_dtype(self, dtype: torch.dtype) -> TwoLayerEnsemble:
         return TwoLayerEnsemble(
             self.weight.to(dtype), self.bias.to(dtype), self.readout.to(dtype), self.kind
