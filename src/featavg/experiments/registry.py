@@ -40,7 +40,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Fig. 2a/b: cosine heatmaps, binary (averaging) vs 10-class (decoupling) net",
             synthetic_alignment.SyntheticAlignmentConfig,
             synthetic_alignment.run,
-            "~5 s (1 seed), ~8 s (10 seeds)",
+            "~2 s (1 seed), ~4 s (10 seeds)",
             "none (synthetic)",
             run_batch=synthetic_alignment.run_batch,
             batch_fields=synthetic_common.BATCH_FIELDS,
@@ -58,7 +58,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ours: 50% radius vs k and vs d with fitted log-log slopes (theory -1/2 and 0)",
             synthetic_scaling.SyntheticScalingConfig,
             synthetic_scaling.run,
-            "~25 s (3 seeds)",
+            "~10 s (3 seeds)",
             "none (synthetic)",
         ),
         Experiment(
@@ -74,7 +74,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ours: alignment and PGD / exact radii over the course of training",
             synthetic_dynamics.SyntheticDynamicsConfig,
             synthetic_dynamics.run,
-            "~20 s (1 seed)",
+            "~10 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(
