@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from featavg.metrics.intervals import mean_ci95
@@ -32,3 +33,15 @@ def aggregate(per_seed: dict[str, torch.Tensor | list[float]]) -> dict[str, Any]
             out[f"{key}_ci95"] = [lo, hi]
     out["per_seed"] = raw
     return out
+
+
+def band(points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lo, hi) arrays, one entry per point (a step, a radius), from the per-seed
+    values at each point: the bands drawn around curves."""
+    stats = np.array([mean_ci95(values) for values in points])
+    return stats[:, 0], stats[:, 1], stats[:, 2]
+
+
+def record_band(records, key: str):
+    """:func:`band` of a per-seed metric over training records."""
+    return band([r[key].tolist() for r in records])

@@ -9,13 +9,11 @@ labels, all replicates as one ensemble. Reports cos(w_r, mu_j) against the theor
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from featavg.experiments.base import ExperimentOutput, aggregate
+from featavg.experiments.base import ExperimentOutput, aggregate, record_band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pairs
 from featavg.metrics.alignment import cosine_matrix, theory_cos_same_class
-from featavg.metrics.intervals import mean_ci95
 from featavg.plots.alignment import alignment_dynamics, alignment_heatmaps
 from featavg.train import accuracy
 
@@ -32,12 +30,6 @@ def _history_rows(records, net: str, seeds: list[int]) -> list[dict]:
             row.update({k: float(v[i]) for k, v in rec.items() if k != "step"})
             rows.append(row)
     return rows
-
-
-def _band(records, key):
-    """(mean, lo, hi) arrays over recorded steps of a per-seed metric."""
-    stats = np.array([mean_ci95(r[key].tolist()) for r in records])
-    return stats[:, 0], stats[:, 1], stats[:, 2]
 
 
 def run(cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False):
@@ -94,10 +86,10 @@ def _summarise(cfg: SyntheticAlignmentConfig, pair) -> ExperimentOutput:
     dynamics = alignment_dynamics(
         steps,
         {
-            "binary: mean same-class cos": _band(rec_b, "cos_same_class_mean"),
-            "binary: max |other-class cos|": _band(rec_b, "cos_other_class_max"),
-            "fine-grained: mean own-cluster cos": _band(rec_m, "cos_diag_mean"),
-            "fine-grained: max |other-cluster cos|": _band(rec_m, "cos_offdiag_max"),
+            "binary: mean same-class cos": record_band(rec_b, "cos_same_class_mean"),
+            "binary: max |other-class cos|": record_band(rec_b, "cos_other_class_max"),
+            "fine-grained: mean own-cluster cos": record_band(rec_m, "cos_diag_mean"),
+            "fine-grained: max |other-cluster cos|": record_band(rec_m, "cos_offdiag_max"),
         },
         {"1/sqrt(|J_s|)": float(numbers["theory_cos_same_class"]), "1": 1.0},
         note=f"mean and 95% interval over {len(seeds)} seed(s)",

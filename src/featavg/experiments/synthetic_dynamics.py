@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from pydantic import Field
 
@@ -19,9 +18,8 @@ from featavg import theory
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.exact import minimal_l2_radius, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy
-from featavg.experiments.base import ExperimentOutput, aggregate
+from featavg.experiments.base import ExperimentOutput, aggregate, record_band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
-from featavg.metrics.intervals import mean_ci95
 from featavg.metrics.scaling import crossing_radius
 from featavg.plots.dynamics import dynamics_figure
 from featavg.train import TrainConfig
@@ -126,23 +124,21 @@ def run(cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = Fal
     numbers["theory_radius_feature_averaging"] = theory.radius_feature_averaging(d, k)
     numbers["theory_radius_decoupling_argmax"] = theory.radius_decoupling_argmax(d)
 
-    def band(records, key):
-        stats = np.array([mean_ci95(r[key].tolist()) for r in records])
-        return stats[:, 0], stats[:, 1], stats[:, 2]
-
     fig = dynamics_figure(
         steps,
         {
-            "binary: mean same-class cos": band(rec_b, "cos_same_class_mean"),
-            "fine-grained: mean own-cluster cos": band(rec_m, "cos_diag_mean"),
+            "binary: mean same-class cos": record_band(rec_b, "cos_same_class_mean"),
+            "fine-grained: mean own-cluster cos": record_band(rec_m, "cos_diag_mean"),
         },
         {
-            "binary (exact median)": band(rec_b, "exact_median_radius"),
-            "binary (PGD r50)": band(rec_b, "pgd_radius50"),
-            "fine-grained k-way (exact median)": band(rec_m, "exact_median_radius_argmax"),
-            "fine-grained k-way (PGD r50)": band(rec_m, "pgd_radius50"),
-            "derived argmax (exact median)": band(rec_m, "exact_median_radius_derived_argmax"),
-            "derived sum (exact median)": band(rec_m, "exact_median_radius_derived_sum"),
+            "binary (exact median)": record_band(rec_b, "exact_median_radius"),
+            "binary (PGD r50)": record_band(rec_b, "pgd_radius50"),
+            "fine-grained k-way (exact median)": record_band(rec_m, "exact_median_radius_argmax"),
+            "fine-grained k-way (PGD r50)": record_band(rec_m, "pgd_radius50"),
+            "derived argmax (exact median)": record_band(
+                rec_m, "exact_median_radius_derived_argmax"
+            ),
+            "derived sum (exact median)": record_band(rec_m, "exact_median_radius_derived_sum"),
         },
         {"1/sqrt(|J_s|)": 1 / math.sqrt(len(cfg.data.positive_clusters))},
         {

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,9 +34,8 @@ from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.exact import certified_accuracy, minimal_l2_radius, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.pgd import radius50
-from featavg.experiments.base import ExperimentOutput, aggregate
+from featavg.experiments.base import ExperimentOutput, aggregate, band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, TrainedPair, train_pair
-from featavg.metrics.intervals import mean_ci95
 from featavg.plots.robustness import robustness_curves
 
 READOUTS = ("binary", "multiclass", "derived_sum", "derived_argmax")
@@ -147,8 +145,8 @@ def theory_radii(d: int, k: int) -> dict[str, float]:
 
 
 def _band(per_seed: list[torch.Tensor]):
-    stats = np.array([mean_ci95(col) for col in torch.stack(per_seed).T.tolist()])
-    return stats[:, 0], stats[:, 1], stats[:, 2]
+    """(mean, lo, hi) over seeds at every radius of a list of (R,) curves."""
+    return band(torch.stack(per_seed).T.tolist())
 
 
 def run(cfg: SyntheticRobustnessConfig, device: torch.device, progress: bool = False):
