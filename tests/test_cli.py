@@ -100,6 +100,17 @@ def test_bad_config_exits_2_with_one_line(tmp_path, args, field):
     assert not out.exists()
 
 
+def test_process_exit_keeps_output_and_results(tmp_path):
+    """The CLI skips the interpreter's teardown (os._exit) once torch is loaded: the piped,
+    block-buffered stdout line and every result file must still be complete."""
+    out = tmp_path / "run"
+    proc = cli("run", "synthetic-alignment", *SMALL, "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"synthetic-alignment: done -> {out}/summary.json"
+    assert json.loads((out / "summary.json").read_text())["config"]["data"]["d"] == 60
+    assert (out / "heatmap.png").stat().st_size > 10_000
+
+
 def test_unknown_experiment_lists_the_allowed_ones():
     proc = cli("run", "no-such-thing")
     assert proc.returncode == 2 and "synthetic-alignment" in proc.stderr

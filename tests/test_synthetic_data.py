@@ -1,10 +1,18 @@
 import math
+from dataclasses import fields
 
 import pytest
 import torch
 from pydantic import ValidationError
 
-from featavg.data import SyntheticConfig, make_centers, sample_synthetic, stack_datasets
+from featavg.data import (
+    SyntheticConfig,
+    make_centers,
+    sample_synthetic,
+    sample_synthetic_stacked,
+    stack_datasets,
+)
+from featavg.seeding import generator
 
 
 def test_centers_orthogonal_with_norm_sqrt_d():
@@ -91,3 +99,38 @@ def test_stack_datasets_adds_replicate_axis():
 def test_impossible_requests_name_the_field(kwargs, field):
     with pytest.raises(ValidationError, match=field):
         SyntheticConfig(**kwargs)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stacked_sampling_equals_single_draws(threads):
+    """Member i of the stacked draw is bit for bit sample_synthetic(cfg_i, seed_i), whatever
+    the thread count (each member has its own named streams)."""
+    cfgs = [
+        SyntheticConfig(d=50, k=4, n_train=30, n_test=10),
+        SyntheticConfig(d=50, k=4, n_train=30, n_test=10, noise_std=0.5, sampling="iid"),
+        SyntheticConfig(d=50, k=4, n_train=30, n_test=10, norm_range=(0.8, 1.2)),
+    ]
+    seeds = [7, 7, 2]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        stacked = sample_synthetic_stacked(cfgs, seeds)
+    finally:
+        torch.set_num_threads(before)
+    reference = stack_datasets([sample_synthetic(c, s) for c, s in zip(cfgs, seeds, strict=True)])
+    for f in fields(reference):
+        got, want = getattr(stacked, f.name), getattr(reference, f.name)
+        assert got.dtype == want.dtype and torch.equal(got, want), f.name
+    # the in-place construction is x = mu_c + sigma * xi with xi the stream's draw
+    g = generator(7, "data/train")
+    c = torch.randint(4, (30,), generator=g)  # iid labels come first in the stream
+    xi = torch.randn(30, 50, generator=g)
+    assert torch.equal(stacked.c_train[1], c)
+    assert torch.equal(stacked.x_train[1], stacked.centers[1][c] + 0.5 * xi)
+
+
+def test_stacked_sampling_rejects_mismatched_members():
+    with pytest.raises(ValueError, match="same d, k"):
+        sample_synthetic_stacked([SyntheticConfig(d=10, k=2), SyntheticConfig(d=12, k=2)], [0, 1])
+    with pytest.raises(ValueError, match="seeds"):
+        sample_synthetic_stacked([SyntheticConfig(d=10, k=2)] * 2, [0])

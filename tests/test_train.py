@@ -8,7 +8,14 @@ from torch import nn
 
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, TrainingDiverged, loss_and_gradients, train, train_many
+from featavg.train import (
+    TrainConfig,
+    TrainingDiverged,
+    gram_matrices,
+    loss_and_gradients,
+    train,
+    train_many,
+)
 
 SMALL = SyntheticConfig(d=40, k=4, n_train=60, n_test=20)
 
@@ -199,3 +206,13 @@ def test_joint_training_equals_separate_training(formulation, batch_size):
     for got, ref in ((rec_b, ref_b), (rec_m, ref_m)):
         assert [r["step"] for r in got] == [r["step"] for r in ref]
         assert torch.allclose(got[-1]["loss"], ref[-1]["loss"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", [100, 300, 513])
+def test_blockwise_gram_matrices_equal_the_plain_product(n):
+    """Only the lower block triangle is multiplied; the result is G = x x^T, exactly
+    symmetric."""
+    x = torch.randn(3, n, 37, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+    gram = gram_matrices(x, block=128)
+    assert torch.allclose(gram, torch.bmm(x, x.transpose(1, 2)), rtol=1e-12, atol=1e-12)
+    assert torch.equal(gram, gram.transpose(1, 2))

@@ -7,7 +7,9 @@ from featavg.attacks.analytic import (
     margin_flip_on_ray,
     module_flip_on_ray,
 )
+from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.exact import (
+    ExactRadiusSolver,
     ExactResult,
     certified_accuracy,
     median_radius,
@@ -24,9 +26,11 @@ from featavg.attacks.pgd import PGDResult, flip_radius_from_grid, pgd, radius50
 from featavg.attacks.subspace import row_space_basis, subspace_pgd
 
 __all__ = [
+    "ExactRadiusSolver",
     "ExactResult",
     "averaged_direction",
     "certified_accuracy",
+    "ensemble_subspace_pgd",
     "line_search_flip_radius",
     "margin_flip_on_ray",
     "median_radius",

@@ -19,6 +19,9 @@ from featavg.attacks.pgd import check_radii, step_sizes
 from featavg.attacks.subspace import _subspace_start, row_space_basis
 from featavg.models.two_layer import TwoLayerNet
 
+# rows whose exact radius exceeds eps by this relative margin are certified, not attacked
+CERTIFIED_MARGIN = 1e-3
+
 
 def ensemble_subspace_pgd(
     nets: Sequence[TwoLayerNet],
@@ -34,6 +37,7 @@ def ensemble_subspace_pgd(
     random_start: str = "sphere",
     objective=CrossEntropy(),
     readout: torch.Tensor | None = None,
+    certified_radii: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L2 PGD (Madry et al. 2018; paper protocol: 7 steps of eps/4, random start on the
     eps-sphere, no box) on S two-layer nets sharing one readout, exactly in their row spaces.
@@ -43,6 +47,12 @@ def ensemble_subspace_pgd(
     start_draw="subspace")``). ``readout``: optional (C', C) map applied to the scores
     (e.g. the sum form). Returns correct (S, R, B) bool: still correct after the attack at
     that radius (a point misclassified clean is wrong at every radius).
+
+    ``certified_radii`` (S, B), optional: exact minimal L2 radii of the same read-out
+    (:mod:`featavg.attacks.exact`). A point whose radius exceeds eps cannot be flipped by
+    any perturbation of norm <= eps, so its PGD outcome at eps is known: correct. Those
+    rows are not attacked (the other rows, and the result, are unchanged); a relative
+    margin of :data:`CERTIFIED_MARGIN` keeps float32 rounding at the boundary out of it.
     """
     if random_start not in ("sphere", "ball", "none"):
         raise ValueError(f"random_start: must be sphere, ball or none, got {random_start!r}")
@@ -73,7 +83,8 @@ def ensemble_subspace_pgd(
         return torch.cat([-scores / 2, scores / 2], dim=1) if binary else scores
 
     def pre_gradient(pre):
-        """d loss / d preactivations (S, R * B, M), by hand (objective.loss_grad) or autograd."""
+        """d loss / d preactivations (S, N, M) of the N attacked rows of each net, by hand
+        (objective.loss_grad) or by autograd."""
         flat = pre.reshape(-1, pre.shape[-1])
         if not hasattr(objective, "loss_grad"):
             with torch.enable_grad():
@@ -90,11 +101,27 @@ def ensemble_subspace_pgd(
         return ((dscores @ scores_map) * (flat > 0)).view(n_nets, -1, flat.shape[-1])
 
     clean_pre = torch.baddbmm(bias[:, None, :], x, weights.transpose(1, 2))  # (S, B, M)
-    y_rep = y[:, None, :].expand(n_nets, n_r, n_points).reshape(-1)
     clean_ok = objective.correct(logits_at(clean_pre), y.reshape(-1)).view(n_nets, 1, n_points)
-    e = radii[None, :, None].expand(n_nets, n_r, n_points).reshape(-1)
-    a = alphas[None, :, None].expand(n_nets, n_r, n_points).reshape(-1)
     correct = clean_ok.expand(n_nets, n_r, n_points).clone()
+    # the rows (radius, point) of each net still to attack, as flat indices r * B + b,
+    # padded to a common count with copies of a real row (their results are discarded)
+    todo = correct.clone()
+    if certified_radii is not None:
+        cert = certified_radii.to(device=device, dtype=torch.float64)
+        todo &= ~(cert[:, None, :] > radii.double()[None, :, None] * (1 + CERTIFIED_MARGIN))
+    todo = todo.view(n_nets, -1)
+    counts = todo.sum(1)
+    width = int(counts.max())
+    if width == 0:
+        return correct
+    order = torch.argsort((~todo).to(torch.uint8), dim=1, stable=True)[:, :width]
+    valid = torch.arange(width, device=device)[None, :] < counts[:, None]
+    rows = torch.where(valid, order, order[:, :1])  # (S, N)
+    point, r_idx = rows % n_points, rows // n_points
+    pre0 = clean_pre.gather(1, point[..., None].expand(-1, -1, clean_pre.shape[-1]))
+    y_rep = y.gather(1, point).reshape(-1)
+    e, a = radii[r_idx].reshape(-1), alphas[r_idx].reshape(-1)
+    flat_rows = (rows + torch.arange(n_nets, device=device)[:, None] * (n_r * n_points))[valid]
     for restart in range(restarts):
         z0 = torch.zeros(n_nets, n_points, rank, dtype=dtype, device=device)
         c0 = torch.zeros(n_nets, n_points, dtype=dtype, device=device)
@@ -105,20 +132,18 @@ def ensemble_subspace_pgd(
             z0[s, :, : basis.shape[0]], c0[s] = z.to(dtype), c.to(dtype)
         # state: z (N, r) in the row space and c (N,) along the start's orthogonal part;
         # the gradient never has a c component, so c only changes by projection
-        z = z0[:, None].expand(n_nets, n_r, n_points, rank).reshape(-1, rank) * e[:, None]
-        c = c0[:, None].expand(n_nets, n_r, n_points).reshape(-1) * e
+        z = z0.gather(1, point[..., None].expand(-1, -1, rank)).view(-1, rank) * e[:, None]
+        c = c0.gather(1, point).view(-1) * e
         z, c = _project(z, c, e)
         with torch.no_grad():
             for _ in range(steps):
-                move = torch.bmm(z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
-                pre = clean_pre[:, None] + move.view(n_nets, n_r, n_points, -1)
+                pre = torch.baddbmm(pre0, z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
                 grad = torch.bmm(pre_gradient(pre), w_in_basis).view(-1, rank)
                 norm = grad.norm(dim=1).clamp_min(torch.finfo(dtype).tiny)
                 z, c = _project(z + grad * (a / norm)[:, None], c, e)
-            move = torch.bmm(z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
-            pre = clean_pre[:, None] + move.view(n_nets, n_r, n_points, -1)
-            ok = objective.correct(logits_at(pre), y_rep).view(n_nets, n_r, n_points)
-        correct &= ok
+            pre = torch.baddbmm(pre0, z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
+            ok = objective.correct(logits_at(pre), y_rep).view(n_nets, -1)
+        correct.view(-1)[flat_rows] &= ok[valid]
     return correct
 
 

@@ -80,11 +80,13 @@ with m + m units: P = 2^m, R <= 4^m; fine-grained net with h units per output: P
 target, R ~ 2^h per piece; a dense readout can reach 2^M pieces). Per point: O(M d) for p,
 O(R M) for the lower bounds, and per visited piece one NNLS on an (r + 1) x R_piece matrix,
 each active-set step a least-squares solve of size <= (r + 1) x (r + 1). Measured (2 CPU
-threads, d = 3072, 1000 points): trained binary net (M = 10) ~0.2 s; trained fine-grained
-net (M = 10), any read-out, ~0.1 s; random M = 16 binary net ~1.2 s.
+threads, d = 3072, 1000 points): trained binary net (M = 10) ~7 ms; trained fine-grained
+net (M = 10), any read-out, ~7-10 ms; random M = 16 binary net ~0.9 s. Read-outs of one
+first layer share the O(M d) setup (:class:`ExactRadiusSolver`).
 
-Verification: the flip of each returned delta is re-checked with the real network in
-float64 (relative tolerance :data:`VERIFY_RTOL`); a failure raises. The minimiser lies ON
+Verification: the flip of each returned delta = R^T z is re-checked with the real network
+in float64 (relative tolerance :data:`VERIFY_RTOL`), its preactivations taken as
+p + z (R W^T) with R W^T computed from W itself; a failure raises. The minimiser lies ON
 the decision boundary (a tie), so evaluating x + delta in float32 may round either way.
 
 Device and dtype: all work happens on CPU in float64 (numpy), whatever the net's device;
@@ -368,6 +370,71 @@ def _check_labels(readout, y, n_out, groups):
     return y, groups
 
 
+class ExactRadiusSolver:
+    """Step 1 of the module docstring for one first layer (W, b) and a batch of points x:
+    the row-space basis R, B = W R^T and the float64 preactivations p = W x + b.
+
+    Every read-out of the same first layer reuses them (a fine-grained net's k-way, group
+    argmax and sum forms differ only in the readout matrix A), so :meth:`radius` per
+    read-out costs only the piece search. x: (B, ...) inputs, flattened to (B, d).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor):
+        self.weight, bias = _as_numpy64(weight), _as_numpy64(bias)
+        self.shape = x.shape
+        x64 = _as_numpy64(x.flatten(1))
+        if x64.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"x: expected {self.weight.shape[1]} features, got {x64.shape[1]}")
+        u_, sv, vt = np.linalg.svd(self.weight, full_matrices=False)
+        tol_rank = sv.max(initial=0.0) * max(self.weight.shape) * np.finfo(np.float64).eps
+        rank = int((sv > tol_rank).sum())
+        self.basis, self.bmat = vt[:rank], u_[:, :rank] * sv[:rank]  # R (r, d), B (M, r)
+        self.p_all = x64 @ self.weight.T + bias  # (n, M)
+
+    def radius(
+        self,
+        readout_matrix: torch.Tensor,
+        y: torch.Tensor,
+        readout: Readout = "margin",
+        groups: torch.Tensor | Sequence[int] | None = None,
+        return_delta: bool = False,
+        progress: bool = False,
+        max_rows: int = MAX_ROWS,
+    ) -> ExactResult:
+        """Exact radii for scores A relu(W x + b) with A = ``readout_matrix`` (C, M); the
+        other arguments as in :func:`minimal_l2_radius`."""
+        if readout not in READOUTS:
+            raise ValueError(f"readout: must be one of {READOUTS}, got {readout!r}")
+        A, p_all = _as_numpy64(readout_matrix), self.p_all
+        n = len(p_all)
+        y_np = _as_numpy64(torch.as_tensor(y)).reshape(-1)
+        if y_np.shape != (n,):
+            raise ValueError(f"y: need one label per point ({n}), got {tuple(y_np.shape)}")
+        y_np, groups_np = _check_labels(readout, y_np, A.shape[0], groups)
+
+        flipped_now = _flipped(np.maximum(p_all, 0) @ A.T, y_np, readout, groups_np, 0.0)
+        radius = np.where(flipped_now, 0.0, np.inf)
+        z_best = np.zeros((n, self.bmat.shape[1]))
+        qps = np.zeros(n, dtype=np.int64)
+
+        todo = np.flatnonzero(~flipped_now)
+        bar = tqdm(total=len(todo), disable=not progress, desc=f"exact radius ({readout})")
+        for label in np.unique(y_np[todo]):
+            idx = todo[y_np[todo] == label]
+            pieces = _pieces_for(A, readout, groups_np, label, max_rows)
+            for chunk in _chunks(idx, max(1, (1 << 22) // max(1, len(pieces.w)))):
+                radius[chunk], z_best[chunk], qps[chunk] = _solve(p_all[chunk], pieces, self.bmat)
+                bar.update(len(chunk))
+        bar.close()
+
+        check = np.isfinite(radius) & (radius > 0)
+        _verify(self.weight, self.basis, A, p_all, z_best, y_np, readout, groups_np, check)
+        out_delta = None
+        if return_delta:  # exactly 0 where radius is 0 or inf
+            out_delta = torch.from_numpy(z_best @ self.basis).reshape(self.shape)
+        return ExactResult(torch.from_numpy(radius), out_delta, torch.from_numpy(qps))
+
+
 def minimal_l2_radius(
     net: TwoLayerNet,
     x: torch.Tensor,
@@ -384,46 +451,10 @@ def minimal_l2_radius(
     (B, d); y: (B,) labels: -1/+1 for "margin", output indices for "argmax", group ids for
     "group_argmax" (``groups``: (C,) one group id per output).
     Returns radii (and minimisers with ``return_delta``), each verified with the real net.
+    Several read-outs of one first layer: build one :class:`ExactRadiusSolver` instead.
     """
-    if readout not in READOUTS:
-        raise ValueError(f"readout: must be one of {READOUTS}, got {readout!r}")
-    W, bias, A = (_as_numpy64(t) for t in (net.linear.weight, net.linear.bias, net.readout))
-    shape = x.shape
-    X = _as_numpy64(x.flatten(1))
-    n, d = X.shape
-    if d != W.shape[1]:
-        raise ValueError(f"x: expected {W.shape[1]} features, got {d}")
-    y_np = _as_numpy64(torch.as_tensor(y)).reshape(-1)
-    if y_np.shape != (n,):
-        raise ValueError(f"y: need one label per point ({n}), got {tuple(y_np.shape)}")
-    y_np, groups_np = _check_labels(readout, y_np, A.shape[0], groups)
-
-    # Step 1: orthonormal basis R of the row space of W, B = W R^T
-    u_, sv, vt = np.linalg.svd(W, full_matrices=False)
-    tol_rank = sv.max(initial=0.0) * max(W.shape) * np.finfo(np.float64).eps
-    rank = int((sv > tol_rank).sum())
-    basis, bmat = vt[:rank], u_[:, :rank] * sv[:rank]  # R (r, d), B (M, r)
-    p_all = X @ W.T + bias  # (n, M)
-
-    flipped_now = _flipped(np.maximum(p_all, 0) @ A.T, y_np, readout, groups_np, 0.0)
-    radius = np.where(flipped_now, 0.0, np.inf)
-    z_best = np.zeros((n, rank))
-    qps = np.zeros(n, dtype=np.int64)
-
-    todo = np.flatnonzero(~flipped_now)
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"exact radius ({readout})")
-    for label in np.unique(y_np[todo]):
-        idx = todo[y_np[todo] == label]
-        pieces = _pieces_for(A, readout, groups_np, label, max_rows)
-        for chunk in _chunks(idx, max(1, (1 << 22) // max(1, len(pieces.w)))):
-            radius[chunk], z_best[chunk], qps[chunk] = _solve(p_all[chunk], pieces, bmat)
-            bar.update(len(chunk))
-    bar.close()
-
-    delta = z_best @ basis  # (n, d); exactly 0 where radius is 0 or inf
-    _verify(W, A, p_all, delta, y_np, readout, groups_np, np.isfinite(radius) & (radius > 0))
-    out_delta = torch.from_numpy(delta).reshape(shape) if return_delta else None
-    return ExactResult(torch.from_numpy(radius), out_delta, torch.from_numpy(qps))
+    solver = ExactRadiusSolver(net.linear.weight, net.linear.bias, x)
+    return solver.radius(net.readout, y, readout, groups, return_delta, progress, max_rows)
 
 
 def _chunks(idx: np.ndarray, size: int):
@@ -441,16 +472,18 @@ def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
     g = pieces.w @ bmat  # (R, r): halfspace normals B^T w in z-space
     gnorm = np.linalg.norm(g, axis=1)
     degenerate = gnorm <= 1e-12 * np.abs(pieces.w).sum(1) * np.abs(bmat).max(initial=0.0)
-    g_unit = g / np.where(degenerate, 1.0, gnorm)[:, None]
-    wp = p @ pieces.w.T  # (b, R): w^T p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -wp / gnorm  # the piece's rows: g_unit z <= h
-    # rows with B^T w = 0 are constants: always true (+inf) or never (-inf)
-    slack = 1e-12 * (np.abs(p) @ np.abs(pieces.w).T)
-    h = np.where(degenerate, np.where(wp <= slack, np.inf, -np.inf), h)
+    safe_norm = np.where(degenerate, 1.0, gnorm)[:, None]
+    g_unit = g / safe_norm
+    # the piece's rows read g_unit z <= h with h = -w^T p / ||B^T w||; keep v = -h, each
+    # row's violation at z = 0
+    v = p @ (pieces.w / safe_norm).T  # (b, R)
+    if degenerate.any():  # rows with B^T w = 0 are constants: always true or never
+        wp = p @ pieces.w[degenerate].T
+        slack = 1e-12 * (np.abs(p) @ np.abs(pieces.w[degenerate]).T)
+        v[:, degenerate] = np.where(wp <= slack, -np.inf, np.inf)
     starts = pieces.starts
     # each row's violation at z = 0 lower-bounds the distance to its piece
-    lower = np.maximum.reduceat(np.maximum(-h, 0.0), starts[:-1], axis=1)
+    lower = np.maximum(np.maximum.reduceat(v, starts[:-1], axis=1), 0.0)
     # Vectorised fast path: if, in the piece with the smallest lower bound, the projection
     # onto its most violated row is feasible, it attains that bound, which no other piece
     # can beat, so the point is solved exactly; the loop below handles the rest.
@@ -462,33 +495,35 @@ def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
         if len(pts) == 0:
             continue
         rows = slice(starts[piece], starts[piece + 1])
-        hp, gp = h[pts, rows], g_unit[rows]
-        worst = np.argmin(hp, axis=1)
-        hmin = hp[np.arange(len(pts)), worst]  # = -lowest
-        z = hmin[:, None] * gp[worst]
-        feasible = ((z @ gp.T - hp) <= 1e-12 * (-hmin)[:, None]).all(1)
+        vp, gp = v[pts, rows], g_unit[rows]
+        worst = np.argmax(vp, axis=1)
+        vmax = vp[np.arange(len(pts)), worst]  # = lowest
+        z = -vmax[:, None] * gp[worst]
+        feasible = ((z @ gp.T + vp) <= 1e-12 * vmax[:, None]).all(1)
         done = pts[feasible]
-        radius[done], z_best[done], qps[done] = -hmin[feasible], z[feasible], 1
+        radius[done], z_best[done], qps[done] = vmax[feasible], z[feasible], 1
         solved[done] = True
     for i in np.flatnonzero(~solved):
         for piece in np.argsort(lower[i], kind="stable"):
             if lower[i, piece] >= radius[i]:
                 break
             rows = slice(starts[piece], starts[piece + 1])
-            finite = np.isfinite(h[i, rows])
-            z = _least_distance(g_unit[rows][finite], h[i, rows][finite])
+            finite = np.isfinite(v[i, rows])
+            z = _least_distance(g_unit[rows][finite], -v[i, rows][finite])
             qps[i] += 1
             if z is not None and np.linalg.norm(z) < radius[i]:
                 radius[i], z_best[i] = float(np.linalg.norm(z)), z
     return radius, z_best, qps
 
 
-def _verify(W, A, p_all, delta, y, readout, groups, check):
-    """Raise unless x + delta is flipped for every point in ``check``: the real net's
-    preactivations W (x + delta) + b = p_all + W delta, with the full d-dimensional delta."""
+def _verify(W, basis, A, p_all, z, y, readout, groups, check):
+    """Raise unless x + delta, delta = R^T z, flips the real net for every point in
+    ``check``: its preactivations W (x + delta) + b = p_all + z (R W^T), with R W^T taken
+    from W itself (not from the SVD factors the search used), O(n r M) instead of
+    materialising the (n, d) delta."""
     if not check.any():
         return
-    acts = np.maximum(p_all[check] + delta[check] @ W.T, 0.0)
+    acts = np.maximum(p_all[check] + z[check] @ (basis @ W.T), 0.0)
     scale = (acts @ np.abs(A).T).max(1)
     ok = _flipped(acts @ A.T, y[check], readout, groups, VERIFY_RTOL * (1.0 + scale))
     if not ok.all():

@@ -5,6 +5,7 @@ from featavg.data.synthetic import (
     SyntheticDataset,
     make_centers,
     sample_synthetic,
+    sample_synthetic_stacked,
     stack_datasets,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "SyntheticDataset",
     "make_centers",
     "sample_synthetic",
+    "sample_synthetic_stacked",
     "stack_datasets",
 ]

@@ -13,6 +13,8 @@ orthogonal centers whose pairwise cosines are drawn uniformly in [-max_cosine, m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -135,20 +137,70 @@ def _cluster_labels(cfg: SyntheticConfig, n: int, g: torch.Generator) -> torch.T
     return labels[torch.randperm(n, generator=g)]
 
 
-def _sample_split(cfg, centers, n, seed, split):
+def _fill_split(cfg: SyntheticConfig, centers: torch.Tensor, seed: int, split: str, x_out):
+    """Draw one split into the preallocated (n, d) ``x_out``; return (y, c).
+
+    x = mu_c + sigma * xi, computed in place: bitwise what ``centers[c] + sigma * xi`` gives
+    (IEEE addition commutes), without three n x d temporaries."""
     g = generator(seed, f"data/{split}")
-    c = _cluster_labels(cfg, n, g)
-    noise = torch.randn(n, cfg.d, generator=g) * cfg.noise_std
-    x = centers[c] + noise
-    return x, cfg.cluster_signs[c], c
+    c = _cluster_labels(cfg, x_out.shape[0], g)
+    torch.randn(x_out.shape, generator=g, out=x_out)
+    if cfg.noise_std != 1.0:
+        x_out.mul_(cfg.noise_std)
+    x_out.add_(centers[c])
+    return cfg.cluster_signs[c], c
 
 
 def sample_synthetic(cfg: SyntheticConfig, seed: int) -> SyntheticDataset:
     """Draw centers, a training set and a test set from ``cfg`` with run seed ``seed``."""
-    centers = make_centers(cfg, seed)
-    x_tr, y_tr, c_tr = _sample_split(cfg, centers, cfg.n_train, seed, "train")
-    x_te, y_te, c_te = _sample_split(cfg, centers, cfg.n_test, seed, "test")
-    return SyntheticDataset(x_tr, y_tr, c_tr, x_te, y_te, c_te, centers, cfg.cluster_signs)
+    return _unstack(sample_synthetic_stacked([cfg], [seed]))
+
+
+def sample_synthetic_stacked(
+    cfgs: SyntheticConfig | Sequence[SyntheticConfig], seeds: Sequence[int]
+) -> SyntheticDataset:
+    """Replicates stacked along a leading axis S: member i is exactly
+    ``sample_synthetic(cfgs[i], seeds[i])`` (one config may serve every member).
+
+    The inputs are drawn straight into (S, n, d) tensors, one thread per core: each member
+    has its own named random streams, so the result does not depend on the thread count.
+    Members must share d, k, n_train and n_test.
+    """
+    seeds = list(seeds)
+    cfgs = [cfgs] * len(seeds) if isinstance(cfgs, SyntheticConfig) else list(cfgs)
+    if not seeds or len(cfgs) != len(seeds):
+        raise ValueError(f"seeds: need one per config, got {len(seeds)} for {len(cfgs)}")
+    shape = {(c.d, c.k, c.n_train, c.n_test) for c in cfgs}
+    if len(shape) > 1:
+        raise ValueError(f"cfgs: stacked members need the same d, k, n_train, n_test: {shape}")
+    first, s = cfgs[0], len(seeds)
+    x_train = torch.empty(s, first.n_train, first.d)
+    x_test = torch.empty(s, first.n_test, first.d)
+    labels: list = [None] * s
+    centers = torch.empty(s, first.k, first.d)
+
+    def draw(i: int) -> None:
+        centers[i] = make_centers(cfgs[i], seeds[i])
+        train = _fill_split(cfgs[i], centers[i], seeds[i], "train", x_train[i])
+        labels[i] = (train, _fill_split(cfgs[i], centers[i], seeds[i], "test", x_test[i]))
+
+    workers = min(s, torch.get_num_threads())
+    if workers > 1:  # torch's sampling kernels release the GIL
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(draw, range(s)))
+    else:
+        for i in range(s):
+            draw(i)
+    (y_tr, c_tr), (y_te, c_te) = (
+        [torch.stack(t) for t in zip(*(lab[split] for lab in labels), strict=True)]
+        for split in (0, 1)
+    )
+    signs = torch.stack([c.cluster_signs for c in cfgs])
+    return SyntheticDataset(x_train, y_tr, c_tr, x_test, y_te, c_te, centers, signs)
+
+
+def _unstack(stacked: SyntheticDataset) -> SyntheticDataset:
+    return SyntheticDataset(**{f.name: getattr(stacked, f.name)[0] for f in fields(stacked)})
 
 
 def stack_datasets(datasets: list[SyntheticDataset]) -> SyntheticDataset:

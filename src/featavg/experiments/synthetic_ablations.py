@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from featavg.data.synthetic import SyntheticConfig, sample_synthetic, stack_datasets
+from featavg.data.synthetic import SyntheticConfig, sample_synthetic_stacked
 from featavg.experiments.base import ExperimentOutput, aggregate
 from featavg.experiments.synthetic_adversarial import adversarially_train
 from featavg.experiments.synthetic_common import SyntheticRunConfig, replicate_seeds
@@ -108,7 +108,8 @@ def settings(cfg: SyntheticAblationsConfig) -> list[Setting]:
 def _train_group(group: list[Setting], cfg, seeds, device, progress):
     """One ensemble for settings with the same n: member = (setting, seed)."""
     members = [(s, seed) for s in group for seed in seeds]
-    data = stack_datasets([sample_synthetic(s.data, seed) for s, seed in members]).to(device)
+    data = sample_synthetic_stacked([s.data for s, _ in members], [seed for _, seed in members])
+    data = data.to(device)
     member_seeds = [seed for _, seed in members]
     stds = [s.init_std for s, _ in members]
     net = cfg.net.model_copy(update={"init": "normal"})

@@ -21,7 +21,7 @@ from featavg.adversarial import adversarial_perturb
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.pgd import radius50
-from featavg.data.synthetic import sample_synthetic, stack_datasets
+from featavg.data.synthetic import sample_synthetic_stacked
 from featavg.experiments.base import ExperimentOutput, aggregate
 from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.experiments.synthetic_robustness import AttackConfig
@@ -60,7 +60,7 @@ def adversarially_train(
     seed-major, all in one ensemble. Returns (model, stacked data of every member, member
     seeds); member i uses eps[i % len(eps)] and the data and init of its seed."""
     member_seeds = [s for s in seeds for _ in eps]
-    data = stack_datasets([sample_synthetic(data_cfg, s) for s in member_seeds]).to(device)
+    data = sample_synthetic_stacked(data_cfg, member_seeds).to(device)
     model = binary_ensemble(member_seeds, data_cfg.d, net_cfg).to(device)
     member_eps = torch.tensor(list(eps) * len(seeds))
     train(

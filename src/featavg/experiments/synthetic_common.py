@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from featavg.data.synthetic import (
     SyntheticConfig,
     SyntheticDataset,
-    sample_synthetic,
-    stack_datasets,
+    sample_synthetic_stacked,
 )
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
 from featavg.models.two_layer import (
@@ -96,8 +95,12 @@ def train_pairs(
         raise ValueError(f"configs: may differ only in {', '.join(BATCH_FIELDS)}")
     data_cfg = data_cfg or base.data
     seeds = replicate_seeds(base)
-    drawn = [sample_synthetic(data_cfg, s) for s in seeds]
-    data = stack_datasets([ds for _ in cfgs for ds in drawn]).to(device)
+    data = sample_synthetic_stacked(data_cfg, seeds)
+    if len(cfgs) > 1:  # every config trains on the same replicates
+        data = SyntheticDataset(
+            **{f.name: torch.cat([getattr(data, f.name)] * len(cfgs)) for f in fields(data)}
+        )
+    data = data.to(device)
     member_seeds = seeds * len(cfgs)
     stds = [c.net.init_std for c in cfgs for _ in seeds]
     rates = torch.tensor([c.train.lr for c in cfgs for _ in seeds])

@@ -31,7 +31,7 @@ from featavg.attacks.analytic import (
     margin_flip_on_ray,
 )
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import certified_accuracy, minimal_l2_radius, sum_form_net
+from featavg.attacks.exact import ExactRadiusSolver, certified_accuracy, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.pgd import radius50
 from featavg.experiments.base import ExperimentOutput, aggregate, band
@@ -71,7 +71,9 @@ def attack_pair(pair: TrainedPair, cfg: AttackConfig, n_attack: int | None = Non
 
     Returns curves: readout -> (S, R) robust accuracy (exact subspace PGD, all replicates
     and radii of a read-out in one batched call), and radii: readout -> list of S (B,)
-    exact minimal radii (only for nets with at most EXACT_MAX_UNITS hidden units).
+    exact minimal radii (only for nets with at most EXACT_MAX_UNITS hidden units). The
+    exact radii come first: PGD then skips the (point, radius) rows they certify robust,
+    whose outcome no attack can change.
     """
     data, n = pair.data, n_attack or pair.data.x_test.shape[1]
     x, y, c = data.x_test[:, :n], data.y_test[:, :n], data.c_test[:, :n]
@@ -87,24 +89,31 @@ def attack_pair(pair: TrainedPair, cfg: AttackConfig, n_attack: int | None = Non
         "derived_sum": (sums, y, BinaryMargin(), margin, "margin"),
         "derived_argmax": (multi, group_y, GroupCrossEntropy(groups), None, "group_argmax"),
     }
-    x64 = x.to("cpu", torch.float64)  # converted once: the exact solver works in float64
-
-    def exact_radii():
-        """Exact minimal radii of every replicate and read-out (float64 numpy solver)."""
-        return {
-            name: [
-                minimal_l2_radius(
-                    net,
-                    x64[i],
-                    labels[i],
-                    exact_readout,
-                    groups=groups if exact_readout == "group_argmax" else None,
-                ).radius
-                for i, net in enumerate(nets)
-            ]
-            for name, (nets, labels, _, _, exact_readout) in jobs.items()
-            if cfg.exact and nets[0].linear.weight.shape[0] <= EXACT_MAX_UNITS
-        }
+    exact_jobs = [
+        name
+        for name, (nets, *_) in jobs.items()
+        if cfg.exact and nets[0].linear.weight.shape[0] <= EXACT_MAX_UNITS
+    ]
+    radii = {name: [] for name in exact_jobs}
+    x64 = x.to("cpu", torch.float64) if exact_jobs else None  # the exact solver's dtype
+    for i in range(len(pair.seeds)):
+        # one row-space setup per first layer, shared by the read-outs built on it (the
+        # sum form has the fine-grained net's first layer)
+        solvers = {}
+        for name in exact_jobs:
+            nets, labels, _, _, exact_readout = jobs[name]
+            layer = multi[i] if name == "derived_sum" else nets[i]
+            if id(layer) not in solvers:
+                solvers[id(layer)] = ExactRadiusSolver(
+                    layer.linear.weight, layer.linear.bias, x64[i]
+                )
+            result = solvers[id(layer)].radius(
+                nets[i].readout,
+                labels[i],
+                exact_readout,
+                groups=groups if exact_readout == "group_argmax" else None,
+            )
+            radii[name].append(result.radius)
 
     curves = {}
     for name, (nets, labels, objective, pgd_readout, _) in jobs.items():
@@ -120,9 +129,10 @@ def attack_pair(pair: TrainedPair, cfg: AttackConfig, n_attack: int | None = Non
             random_start=cfg.random_start,
             objective=objective,
             readout=pgd_readout,
+            certified_radii=torch.stack(radii[name]) if name in radii else None,
         )
         curves[name] = correct.double().mean(-1).cpu()
-    return curves, exact_radii()
+    return curves, radii
 
 
 def _analytic_radius(bnet, x, y, centers, signs, max_radius):
