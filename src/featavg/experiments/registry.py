@@ -50,7 +50,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Fig. 3 left: robust accuracy vs L2 radius (PGD + exact), binary vs 10-class",
             synthetic_robustness.SyntheticRobustnessConfig,
             synthetic_robustness.run,
-            "~4 s (1 seed), ~5 s (10 seeds)",
+            "~2 s (1 seed), ~3.5 s (10 seeds)",
             "none (synthetic)",
         ),
         Experiment(
@@ -74,7 +74,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ours: alignment and PGD / exact radii over the course of training",
             synthetic_dynamics.SyntheticDynamicsConfig,
             synthetic_dynamics.run,
-            "~10 s (1 seed)",
+            "~9 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(

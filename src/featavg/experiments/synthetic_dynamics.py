@@ -16,7 +16,7 @@ from pydantic import Field
 
 from featavg import theory
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import minimal_l2_radius, sum_form_net
+from featavg.attacks.exact import ExactRadiusSolver, sum_form_net
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy
 from featavg.experiments.base import ExperimentOutput, aggregate, record_band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
@@ -47,41 +47,60 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
         groups, gy = (signs > 0).long(), (y > 0).long()
         one = torch.ones(1, 1, device=device)
 
-        def pgd_radius50(nets, labels, objective, readout):
+        def pgd_radius50(nets, labels, objective, readout, certified):
+            """PGD 50% radius; rows certified by the exact radii are not attacked."""
             correct = ensemble_subspace_pgd(
-                nets, x, labels, cfg.radii, seeds=seeds, objective=objective, readout=readout
+                nets,
+                x,
+                labels,
+                cfg.radii,
+                seeds=seeds,
+                objective=objective,
+                readout=readout,
+                certified_radii=certified,
             )
             return torch.tensor(
                 [crossing_radius(cfg.radii, a) for a in correct.double().mean(-1).cpu().tolist()]
             )
 
-        def exact_medians(nets, labels, readout, groups=None):
-            return torch.tensor(
+        def exact_radii(solvers, nets, labels, readout, groups=None):
+            """(S, B) exact radii of every replicate (solvers: one per replicate's layer)."""
+            return torch.stack(
                 [
-                    float(
-                        minimal_l2_radius(net, x64[i], labels[i], readout, groups).radius.median()
-                    )
-                    for i, net in enumerate(nets)
+                    solver.radius(net.readout, labels[i], readout, groups).radius
+                    for i, (solver, net) in enumerate(zip(solvers, nets, strict=True))
                 ]
             )
 
+        def solvers_of(nets):
+            return [
+                ExactRadiusSolver(net.linear.weight, net.linear.bias, x64[i])
+                for i, net in enumerate(nets)
+            ]
+
+        def medians(radii):
+            return torch.tensor([float(r.median()) for r in radii])
+
         def binary_metrics(step, model):
             nets = [model.member(i) for i in range(len(seeds))]
+            radii = exact_radii(solvers_of(nets), nets, y, "margin")
             return {
-                "exact_median_radius": exact_medians(nets, y, "margin"),
-                "pgd_radius50": pgd_radius50(nets, y, BinaryMargin(), one),
+                "exact_median_radius": medians(radii),
+                "pgd_radius50": pgd_radius50(nets, y, BinaryMargin(), one, radii),
             }
 
         def multiclass_metrics(step, model):
             nets = [model.member(i) for i in range(len(seeds))]
             sums = [sum_form_net(net, signs) for net in nets]
+            solvers = solvers_of(nets)  # the sum form shares the first layer
+            argmax = exact_radii(solvers, nets, c, "argmax")
             return {
-                "exact_median_radius_argmax": exact_medians(nets, c, "argmax"),
-                "exact_median_radius_derived_argmax": exact_medians(
-                    nets, gy, "group_argmax", groups
+                "exact_median_radius_argmax": medians(argmax),
+                "exact_median_radius_derived_argmax": medians(
+                    exact_radii(solvers, nets, gy, "group_argmax", groups)
                 ),
-                "exact_median_radius_derived_sum": exact_medians(sums, y, "margin"),
-                "pgd_radius50": pgd_radius50(nets, c, CrossEntropy(), None),
+                "exact_median_radius_derived_sum": medians(exact_radii(solvers, sums, y, "margin")),
+                "pgd_radius50": pgd_radius50(nets, c, CrossEntropy(), None, argmax),
             }
 
         return binary_metrics, multiclass_metrics
