@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import minimal_l2_radius, sum_form_net
+from featavg.attacks.exact import minimal_l2_radius
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.subspace import subspace_pgd
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
-from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
+from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble, sum_form_net
 from featavg.train import TrainConfig, train
 
 SEEDS = [3, 4, 5]

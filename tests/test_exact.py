@@ -15,10 +15,9 @@ from featavg.attacks.exact import (
     certified_accuracy,
     median_radius,
     minimal_l2_radius,
-    sum_form_net,
 )
 from featavg.data import SyntheticConfig, sample_synthetic
-from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
+from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble, sum_form_net
 from featavg.models.two_layer import TwoLayerNet
 from featavg.train import TrainConfig, train
 

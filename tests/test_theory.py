@@ -11,8 +11,9 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from featavg.attacks.exact import minimal_l2_radius, sum_form_net
+from featavg.attacks.exact import minimal_l2_radius
 from featavg.data import SyntheticConfig, make_centers
+from featavg.models import sum_form_net
 from featavg.models.idealised import (
     feature_averaging_net,
     feature_decoupling_multiclass,

@@ -209,11 +209,10 @@ def gram_matrices(x: torch.Tensor, block: int = 256) -> torch.Tensor:
     symmetric."""
     s, n, _ = x.shape
     gram = torch.empty(s, n, n, dtype=x.dtype, device=x.device)
-    starts = list(range(0, n, block))
-    for i in starts:
+    for i in range(0, n, block):
         rows = x[:, i : i + block]
         # one product for this block row, from the first column up to the diagonal
-        torch.bmm(rows, x[:, : i + block].transpose(1, 2), out=gram[:, i : i + block, : i + block])
+        gram[:, i : i + block, : i + block] = torch.bmm(rows, x[:, : i + block].transpose(1, 2))
         gram[:, :i, i : i + block] = gram[:, i : i + block, :i].transpose(1, 2)
         diag = gram[:, i : i + block, i : i + block]  # mirror its lower triangle too
         diag.copy_(diag.tril() + diag.tril(-1).transpose(1, 2))

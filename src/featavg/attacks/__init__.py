@@ -14,7 +14,6 @@ from featavg.attacks.exact import (
     certified_accuracy,
     median_radius,
     minimal_l2_radius,
-    sum_form_net,
 )
 from featavg.attacks.objectives import (
     BinaryMargin,
@@ -36,7 +35,6 @@ __all__ = [
     "median_radius",
     "minimal_l2_radius",
     "module_flip_on_ray",
-    "sum_form_net",
     "BinaryMargin",
     "CrossEntropy",
     "GroupCrossEntropy",

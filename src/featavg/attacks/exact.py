@@ -13,7 +13,8 @@ Read-outs (decision rules)
 --------------------------
 * ``"margin"``: binary, C = 1, label y in {-1, +1}; flipped iff y s_0 <= 0. The binary net
   f(x) = sum_r a_r ReLU(<w_r, x> + b_r) of the paper, and the SUM form
-  F = sum_{j in J+} f_j - sum_{j in J-} f_j of a fine-grained net (see :func:`sum_form_net`).
+  F = sum_{j in J+} f_j - sum_{j in J-} f_j of a fine-grained net
+  (:func:`featavg.models.sum_form_net`).
 * ``"argmax"``: k-way; label y = output index; flipped iff s_l >= s_y for some l != y.
 * ``"group_argmax"``: outputs carry group ids g(l) (e.g. the binary class of each cluster);
   label = group id; flipped iff s_l >= max_{g(j) = y} s_j for some l with g(l) != y.
@@ -129,20 +130,6 @@ class ExactResult:
     radius: torch.Tensor
     delta: torch.Tensor | None
     qps: torch.Tensor
-
-
-def sum_form_net(net: TwoLayerNet, signs: torch.Tensor | Sequence[float]) -> TwoLayerNet:
-    """The derived binary SUM form F(x) = sum_j signs_j f_j(x) of a fine-grained net.
-
-    It is the two-layer net with the same first layer and readout sum_j signs_j A_j (1, M);
-    use it with ``readout="margin"`` and labels y in {-1, +1}.
-    """
-    signs = torch.as_tensor(signs, dtype=net.readout.dtype, device=net.readout.device)
-    if signs.shape != (net.readout.shape[0],):
-        raise ValueError(f"signs: need one per output ({net.readout.shape[0]}), got {signs.shape}")
-    readout = (signs @ net.readout)[None, :]
-    weight, bias = net.linear.weight.detach(), net.linear.bias.detach()
-    return TwoLayerNet(weight, bias, readout, "binary").to(weight.device, weight.dtype)
 
 
 def certified_accuracy(

@@ -16,11 +16,12 @@ from pydantic import Field
 
 from featavg import theory
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import ExactRadiusSolver, sum_form_net
+from featavg.attacks.exact import ExactRadiusSolver
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy
 from featavg.experiments.base import ExperimentOutput, aggregate, record_band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
 from featavg.metrics.scaling import crossing_radius
+from featavg.models import sum_form_net
 from featavg.plots.dynamics import dynamics_figure
 from featavg.train import TrainConfig
 

@@ -31,11 +31,12 @@ from featavg.attacks.analytic import (
     margin_flip_on_ray,
 )
 from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import ExactRadiusSolver, certified_accuracy, sum_form_net
+from featavg.attacks.exact import ExactRadiusSolver, certified_accuracy
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.pgd import radius50
 from featavg.experiments.base import ExperimentOutput, aggregate, band
 from featavg.experiments.synthetic_common import SyntheticRunConfig, TrainedPair, train_pair
+from featavg.models import sum_form_net
 from featavg.plots.robustness import robustness_curves
 
 READOUTS = ("binary", "multiclass", "derived_sum", "derived_argmax")

@@ -6,6 +6,7 @@ from featavg.models.two_layer import (
     TwoLayerNet,
     binary_ensemble,
     multiclass_ensemble,
+    sum_form_net,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "TwoLayerNet",
     "binary_ensemble",
     "multiclass_ensemble",
+    "sum_form_net",
 ]

@@ -189,6 +189,20 @@ class TwoLayerNet(nn.Module):
         return z
 
 
+def sum_form_net(net: TwoLayerNet, signs: torch.Tensor | Sequence[float]) -> TwoLayerNet:
+    """The derived binary SUM form F(x) = sum_j signs_j f_j(x) of a fine-grained net.
+
+    It is the two-layer net with the same first layer and readout sum_j signs_j A_j (1, M);
+    use it with labels y in {-1, +1} (exact radii: ``readout="margin"``; PGD: BinaryMargin).
+    """
+    signs = torch.as_tensor(signs, dtype=net.readout.dtype, device=net.readout.device)
+    if signs.shape != (net.readout.shape[0],):
+        raise ValueError(f"signs: need one per output ({net.readout.shape[0]}), got {signs.shape}")
+    readout = (signs @ net.readout)[None, :]
+    weight, bias = net.linear.weight.detach(), net.linear.bias.detach()
+    return TwoLayerNet(weight, bias, readout, "binary").to(weight.device, weight.dtype)
+
+
 def _ensemble(seeds, units, d, readout, kind, cfg: NetConfig, init_std, stream):
     std = cfg.init_std if init_std is None else init_std
     w = init_weights(seeds, units, d, cfg.init, std, stream)
