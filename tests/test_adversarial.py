@@ -3,10 +3,16 @@
 import torch
 import torch.nn.functional as F
 
-from featavg.adversarial import ensemble_l2_pgd
+from featavg.adversarial import (
+    RowSpaceInputs,
+    adversarial_perturb,
+    ensemble_l2_pgd,
+    row_space_pgd,
+)
 from featavg.data import SyntheticConfig, sample_synthetic
 from featavg.experiments.runner import run_experiment
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
+from featavg.train import TrainConfig, train
 
 SMALL = SyntheticConfig(d=80, k=4, n_train=40, n_test=20)
 
@@ -67,3 +73,24 @@ def test_adversarial_training_makes_the_net_more_robust(tmp_path):
     assert s["cos_same_class_mean_eps6"] < s["cos_same_class_mean_eps0"]
     assert s["decoupled_fraction_eps6"] > s["decoupled_fraction_eps0"] + 0.2
     assert (tmp_path / "adversarial.png").is_file()
+
+
+def test_training_on_factored_inputs_equals_training_on_materialised_ones():
+    """A GD step on RowSpaceInputs (never forming x_adv) equals one on x_adv itself."""
+    ds = sample_synthetic(SMALL, 0).to("cpu", torch.float64)
+    eps = torch.tensor([0.0, 4.0, 8.0], dtype=torch.float64)
+    cfg = TrainConfig(steps=30, lr=0.05)
+    for batch_size, x in ((None, ds.x_train), (16, ds.x_train.expand(3, -1, -1).contiguous())):
+        cfg = cfg.model_copy(update={"batch_size": batch_size})
+        factored = binary_ensemble([0, 1, 2], 80, NetConfig(m=3)).to_dtype(torch.float64)
+        full = binary_ensemble([0, 1, 2], 80, NetConfig(m=3)).to_dtype(torch.float64)
+
+        def materialised(step, model, x, targets):
+            return ensemble_l2_pgd(model, x, targets, eps, 5, 2.0)
+
+        train(factored, x, ds.y_train, cfg, perturb=adversarial_perturb(eps, 5, 2.0))
+        train(full, x, ds.y_train, cfg, perturb=materialised)
+        assert isinstance(row_space_pgd(factored, x, ds.y_train, eps), RowSpaceInputs)
+        assert torch.allclose(factored.weight, full.weight, rtol=1e-9, atol=1e-12)
+        assert torch.allclose(factored.bias, full.bias, rtol=1e-9, atol=1e-12)
+        assert not torch.allclose(factored.weight[0], factored.weight[2])  # eps matters

@@ -8,9 +8,9 @@ PGD from the clean point stays exactly in the row space of W: the input gradient
 two-layer net is dL/dx_i = W^T dL/dP_i. Writing delta_i = W^T beta_i (beta_i in R^M) and
 K = W W^T, the preactivations move by K beta_i, ||delta_i||^2 = beta_i^T K beta_i, and an
 L2 step delta += alpha g/||g|| is beta += alpha dP_i / sqrt(dP_i^T K dP_i). So the whole
-attack costs O(M^2) per point and step after one O(M n d) product; only the final
-x + W^T beta is formed in full dimension. (A random start would leave the row space; this
-training attack starts at the clean point.)
+attack costs O(M^2) per point and step after one O(M n d) product, and the training step
+on x + W^T beta never forms it (:class:`RowSpaceInputs`). (A random start would leave the
+row space; this training attack starts at the clean point.)
 """
 
 from __future__ import annotations
@@ -23,23 +23,59 @@ from featavg.models.two_layer import TwoLayerEnsemble
 from featavg.train import _backprop
 
 
-def ensemble_l2_pgd(
+class RowSpaceInputs:
+    """Adversarial inputs x_adv = x + W^T beta kept in factored form (never (S, n, d)).
+
+    What a GD step on x_adv needs is exact without forming it: the preactivations are
+    W x_adv + b = P_clean + K beta (known from the attack), and the weight gradient is
+    dP x_adv = dP x + (dP beta^T) W, O(M n d + M^2 (n + d)) instead of two more O(M n d)
+    products and an (S, n, d) tensor. W is the attacked weight (held, not copied: the
+    trainer reads it before its update). A ``perturb`` hook may return this instead of a
+    tensor (see :func:`featavg.train.train`).
+    """
+
+    def __init__(self, x: torch.Tensor, weight: torch.Tensor, beta: torch.Tensor, pre):
+        self.x, self.weight, self.beta, self.pre = x, weight, beta, pre
+
+    def preactivations(self, idx) -> torch.Tensor:
+        """W x_adv + b, unit-major (S, M, B), for the rows idx (None: all)."""
+        return self.pre if idx is None else self.pre[..., idx]
+
+    def weight_gradient(self, idx, dpt: torch.Tensor) -> torch.Tensor:
+        """dL/dW = dP x_adv (S, M, d) from dL/dP (S, M, B) of the rows idx."""
+        x = self.x if idx is None else self.x[..., idx, :]
+        beta = self.beta if idx is None else self.beta[..., idx]
+        direct = dpt @ x if x.ndim == 2 else torch.bmm(dpt, x)
+        return torch.baddbmm(direct, torch.bmm(dpt, beta.transpose(1, 2)), self.weight)
+
+    def materialise(self) -> torch.Tensor:
+        """x_adv itself, (S, n, d)."""
+        s = self.weight.shape[0]
+        xs = self.x.expand(s, *self.x.shape[-2:]) if self.x.ndim == 2 else self.x
+        return torch.baddbmm(xs, self.beta.transpose(1, 2), self.weight)
+
+
+def row_space_pgd(
     model: TwoLayerEnsemble,
     x: torch.Tensor,
     targets: torch.Tensor,
     eps: torch.Tensor,
     steps: int = 7,
     step_size: float | torch.Tensor = 10.0,
-) -> torch.Tensor:
-    """L2 PGD (no random start) against every member at once: x (n, d) or (S, n, d) ->
-    x_adv (S, n, d). eps (S,) radius per member (0 leaves x unchanged); step_size absolute
-    or (S,); the loss is the member's training loss (logistic or cross-entropy)."""
+) -> RowSpaceInputs:
+    """L2 PGD (no random start) against every member at once, in the row space (module
+    docstring): x (n, d) or (S, n, d); eps (S,) radius per member (0 leaves x unchanged);
+    step_size absolute or (S,); the loss is the member's training loss (logistic or
+    cross-entropy). Returns the adversarial inputs in factored form."""
     w = model.weight
     s = w.shape[0]
-    xs = x.expand(s, *x.shape[-2:]) if x.ndim == 2 else x
-    eps = eps.to(xs)[:, None]
-    alpha = torch.as_tensor(step_size).to(xs).expand(s)[:, None]
-    clean = torch.baddbmm(model.bias[..., None], w, xs.transpose(1, 2))  # (S, M, n)
+    eps = eps.to(x)[:, None]
+    alpha = torch.as_tensor(step_size).to(x).expand(s)[:, None]
+    if x.ndim == 2:
+        clean = (w.reshape(-1, w.shape[-1]) @ x.T).view(s, w.shape[1], -1)
+        clean = clean + model.bias[..., None]
+    else:
+        clean = torch.baddbmm(model.bias[..., None], w, x.transpose(1, 2))  # (S, M, n)
     gram = torch.bmm(w, w.transpose(1, 2))  # K = W W^T, (S, M, M)
     beta = torch.zeros_like(clean)  # delta_i = W^T beta_i, stored (S, M, n)
 
@@ -51,16 +87,29 @@ def ensemble_l2_pgd(
         beta = beta + dpt * (alpha / sq_norm(dpt).sqrt().clamp_min(1e-30))[:, None, :]
         norm = sq_norm(beta).sqrt()
         beta = beta * torch.where(norm > eps, eps / norm.clamp_min(1e-30), 1.0)[:, None, :]
-    return torch.baddbmm(xs, beta.transpose(1, 2), w)
+    return RowSpaceInputs(x, w, beta, clean + torch.bmm(gram, beta))
+
+
+def ensemble_l2_pgd(
+    model: TwoLayerEnsemble,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    eps: torch.Tensor,
+    steps: int = 7,
+    step_size: float | torch.Tensor = 10.0,
+) -> torch.Tensor:
+    """:func:`row_space_pgd` returning x_adv (S, n, d) itself."""
+    return row_space_pgd(model, x, targets, eps, steps, step_size).materialise()
 
 
 def adversarial_perturb(
     eps: Sequence[float] | torch.Tensor, steps: int = 7, step_size: float = 10.0
 ):
-    """A ``perturb`` hook for :func:`featavg.train.train`: fresh PGD examples at every step."""
+    """A ``perturb`` hook for :func:`featavg.train.train`: fresh PGD examples at every step,
+    handed over in factored form (:class:`RowSpaceInputs`)."""
     eps_t = torch.as_tensor(eps, dtype=torch.float32)
 
     def perturb(step, model, x, targets):
-        return ensemble_l2_pgd(model, x, targets, eps_t, steps, step_size)
+        return row_space_pgd(model, x, targets, eps_t, steps, step_size)
 
     return perturb

@@ -125,6 +125,8 @@ class _Direct:
         self.models, self.x = models, x
 
     def preactivations(self, idx) -> list[torch.Tensor]:
+        if hasattr(self.x, "preactivations"):  # factored inputs from a perturb hook
+            return [self.x.preactivations(idx)]
         xb = _rows(self.x, idx)
         out = []
         for model in self.models:
@@ -137,6 +139,8 @@ class _Direct:
         return out
 
     def weight_gradient(self, idx, dpt):
+        if hasattr(self.x, "weight_gradient"):
+            return self.x.weight_gradient(idx, dpt)
         xb = _rows(self.x, idx)
         if xb.ndim == 2:
             s, m, b = dpt.shape
@@ -254,8 +258,10 @@ def train(
     on_record(step, model) -> extra per-member metrics, called at recorded steps with the
     model holding the weights of that step.
     perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
-    e.g. adversarial examples (:mod:`featavg.adversarial`); forces the direct formulation,
-    and the recorded loss / accuracy are then those on the perturbed inputs.
+    e.g. adversarial examples (:mod:`featavg.adversarial`), or an object with
+    ``preactivations(idx)`` and ``weight_gradient(idx, dpt)`` standing for them
+    (:class:`featavg.adversarial.RowSpaceInputs`); forces the direct formulation, and the
+    recorded loss / accuracy are then those on the perturbed inputs.
 
     Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
     record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the

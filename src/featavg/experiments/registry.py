@@ -66,7 +66,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "SPEC §3 ablations: init std, He init, lr, n, SNR, near-orthogonality, norms, adv.",
             synthetic_ablations.SyntheticAblationsConfig,
             synthetic_ablations.run,
-            "~20 s (1 seed)",
+            "~16 s (1 seed)",
             "none (synthetic)",
         ),
         Experiment(
@@ -82,7 +82,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "L2 adversarial training (eps 0/20/40) of the 100-unit binary net: decoupling?",
             synthetic_adversarial.SyntheticAdversarialConfig,
             synthetic_adversarial.run,
-            "~20 s (1 seed)",
+            "~13 s (1 seed)",
             "none (synthetic)",
         ),
     ]
