@@ -71,11 +71,8 @@ def row_space_pgd(
     s = w.shape[0]
     eps = eps.to(x)[:, None]
     alpha = torch.as_tensor(step_size).to(x).expand(s)[:, None]
-    if x.ndim == 2:
-        clean = (w.reshape(-1, w.shape[-1]) @ x.T).view(s, w.shape[1], -1)
-        clean = clean + model.bias[..., None]
-    else:
-        clean = torch.baddbmm(model.bias[..., None], w, x.transpose(1, 2))  # (S, M, n)
+    xs = x.expand(s, *x.shape[-2:]) if x.ndim == 2 else x
+    clean = torch.baddbmm(model.bias[..., None], w, xs.transpose(1, 2))  # (S, M, n)
     gram = torch.bmm(w, w.transpose(1, 2))  # K = W W^T, (S, M, M)
     beta = torch.zeros_like(clean)  # delta_i = W^T beta_i, stored (S, M, n)
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from featavg import store
 from featavg.config import ConfigError
 from featavg.report.claims import ORDER
 from featavg.report.html import RunPage, SweepPage, render_page
@@ -137,19 +136,6 @@ def _collect(run_dirs: list[Path] | None, root: Path) -> tuple[list[RunPage], li
     return runs, sweeps
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     run_dirs: list[Path] | None = None, out: Path | None = None, root: Path = Path("runs")
 ) -> Path:
@@ -166,7 +152,7 @@ def write_report(
     runs, sweeps = _collect(run_dirs, root)
     out = Path(out) if out is not None else root / "report.html"
     html = render_page(runs, sweeps, __version__, datetime.now().astimezone())
-    _atomic_write_text(out, html)
+    store.write_bytes(out, html.encode("utf-8"))  # atomic: never half a report
     return out
 
 
