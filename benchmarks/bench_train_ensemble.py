@@ -20,7 +20,7 @@ from torch import nn
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.models import NetConfig, binary_ensemble
 from featavg.models.two_layer import binary_readout
-from featavg.train import TrainConfig, choose_formulation, train
+from featavg.training import TrainConfig, choose_formulation, train
 
 
 class PlainBinaryNet(nn.Module):

@@ -3,18 +3,25 @@
 import torch
 import torch.nn.functional as F
 
-from featavg.adversarial import (
-    RowSpaceInputs,
-    adversarial_perturb,
-    ensemble_l2_pgd,
-    row_space_pgd,
-)
 from featavg.data import SyntheticConfig, sample_synthetic
 from featavg.experiments.runner import run_experiment
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, train
+from featavg.training import FactoredInputs, TrainConfig, train
+from featavg.training.adversarial import RowSpaceInputs, adversarial_perturb, row_space_pgd
 
 SMALL = SyntheticConfig(d=80, k=4, n_train=40, n_test=20)
+
+
+def materialise(adv: RowSpaceInputs) -> torch.Tensor:
+    """x_adv = x + W^T beta itself, (S, n, d)."""
+    s = adv.weight.shape[0]
+    xs = adv.x.expand(s, *adv.x.shape[-2:]) if adv.x.ndim == 2 else adv.x
+    return torch.baddbmm(xs, adv.beta.transpose(1, 2), adv.weight)
+
+
+def ensemble_l2_pgd(model, x, targets, eps, steps=7, step_size=10.0) -> torch.Tensor:
+    """The training attack's adversarial examples as a plain (S, n, d) tensor."""
+    return materialise(row_space_pgd(model, x, targets, eps, steps, step_size))
 
 
 def plain_pgd(w, b, readout, kind, x, t, eps, steps, alpha):
@@ -90,7 +97,8 @@ def test_training_on_factored_inputs_equals_training_on_materialised_ones():
 
         train(factored, x, ds.y_train, cfg, perturb=adversarial_perturb(eps, 5, 2.0))
         train(full, x, ds.y_train, cfg, perturb=materialised)
-        assert isinstance(row_space_pgd(factored, x, ds.y_train, eps), RowSpaceInputs)
+        adv = row_space_pgd(factored, x, ds.y_train, eps)
+        assert isinstance(adv, RowSpaceInputs) and isinstance(adv, FactoredInputs)
         assert torch.allclose(factored.weight, full.weight, rtol=1e-9, atol=1e-12)
         assert torch.allclose(factored.bias, full.bias, rtol=1e-9, atol=1e-12)
         assert not torch.allclose(factored.weight[0], factored.weight[2])  # eps matters

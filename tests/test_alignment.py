@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from featavg.data import SyntheticConfig, make_centers, sample_synthetic
@@ -14,7 +15,7 @@ from featavg.metrics import (
     theory_cos_same_class,
 )
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 
 def test_cosine_matrix_matches_numpy():
@@ -92,12 +93,13 @@ def test_averaging_pattern_fades_as_init_std_grows():
     assert same[2] < 0.1
 
 
-def test_t_quantile_matches_scipy():
+@pytest.mark.parametrize("n", [2, 3, 4, 6, 10, 30, 101, 1001])
+def test_mean_ci95_matches_scipy_t_interval(n):
     from scipy import stats
 
-    from featavg.metrics.intervals import t_cdf, t_quantile
-
-    for df in (1, 2, 3, 5, 9, 29, 100, 1000):
-        assert math.isclose(t_quantile(0.975, df), stats.t.ppf(0.975, df), rel_tol=1e-10)
-        assert math.isclose(t_cdf(1.3, df), stats.t.cdf(1.3, df), rel_tol=1e-10)
-    assert math.isclose(t_cdf(-0.7, 4), stats.t.cdf(-0.7, 4), rel_tol=1e-10)
+    values = np.random.default_rng(n).normal(3.0, 2.0, size=n)
+    mean, lo, hi = mean_ci95(values.tolist())
+    sem = stats.sem(values)
+    ref_lo, ref_hi = stats.t.interval(0.95, n - 1, loc=values.mean(), scale=sem)
+    assert math.isclose(mean, values.mean(), rel_tol=1e-12)
+    assert math.isclose(lo, ref_lo, rel_tol=1e-10) and math.isclose(hi, ref_hi, rel_tol=1e-10)

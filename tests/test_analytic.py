@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from featavg.attacks.analytic import (
+from featavg.attacks.two_layer.analytic import (
     averaged_direction,
     line_search_flip_radius,
     margin_flip_on_ray,
@@ -13,7 +13,7 @@ from featavg.attacks.analytic import (
 from featavg.data import SyntheticConfig, make_centers, sample_synthetic
 from featavg.models import NetConfig, binary_ensemble
 from featavg.models.two_layer import TwoLayerNet
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 
 def feature_averaging_reference(mu, signs):

@@ -1,4 +1,5 @@
-"""The command line: results, cache, seeds and one-line config errors with exit code 2."""
+"""The command line: results, cache, seeds, one-line config errors with exit code 2, bugs
+with a traceback and exit code 1, and a normal interpreter exit."""
 
 import json
 import subprocess
@@ -6,8 +7,10 @@ import sys
 
 import pytest
 
+import featavg
 from featavg.cli import main
-from featavg.config import ConfigError, build_config, parse_overrides
+from featavg.config import ConfigError, build_config, nest, parse_overrides
+from featavg.experiments import runner
 from featavg.experiments.synthetic_alignment import SyntheticAlignmentConfig
 
 SMALL = [
@@ -32,9 +35,12 @@ REQUIRED = [
 ]
 
 
-def cli(*args):
+def cli(*args, prelude=""):
+    """``featavg ARGS`` in a fresh interpreter, through the console-script entry point;
+    ``prelude``: Python run before it (e.g. to plant a bug)."""
+    code = f"{prelude}\nfrom featavg.cli import entry\nentry()"
     return subprocess.run(
-        [sys.executable, "-m", "featavg.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300
     )
 
 
@@ -101,14 +107,45 @@ def test_bad_config_exits_2_with_one_line(tmp_path, args, field):
 
 
 def test_process_exit_keeps_output_and_results(tmp_path):
-    """The CLI skips the interpreter's teardown (os._exit) once torch is loaded: the piped,
-    block-buffered stdout line and every result file must still be complete."""
+    """The CLI ends through the interpreter's normal shutdown: atexit handlers run, and the
+    piped (block-buffered) stdout line and every result file are complete."""
     out = tmp_path / "run"
-    proc = cli("run", "synthetic-alignment", *SMALL, "--quiet", "--out", str(out))
+    atexit = "import atexit, sys\natexit.register(lambda: print('atexit ran', file=sys.stderr))"
+    proc = cli("run", "synthetic-alignment", *SMALL, "--quiet", "--out", str(out), prelude=atexit)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"synthetic-alignment: done -> {out}/summary.json"
+    assert proc.stderr.strip() == "atexit ran"
     assert json.loads((out / "summary.json").read_text())["config"]["data"]["d"] == 60
     assert (out / "heatmap.png").stat().st_size > 10_000
+
+
+def test_a_bug_exits_1_with_its_traceback(tmp_path, monkeypatch):
+    """Only ConfigError is bad input: any other exception, a plain ValueError included,
+    is a bug and keeps its traceback."""
+    boom = (
+        "import featavg.experiments.runner as runner\n"
+        "def boom(*args, **kwargs):\n    raise RuntimeError('planted bug')\n"
+        "runner.run_experiment = boom"
+    )
+    proc = cli("run", "synthetic-alignment", "--out", str(tmp_path / "x"), prelude=boom)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "RuntimeError: planted bug" in proc.stderr
+
+    def value_error(*args, **kwargs):
+        raise ValueError("not a config error")
+
+    monkeypatch.setattr(runner, "run_experiment", value_error)
+    with pytest.raises(ValueError, match="not a config error"):
+        main(["run", "synthetic-alignment", "--out", str(tmp_path / "y")])
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:99", "cuda:x"])
+def test_bad_device_exits_2_with_one_line(tmp_path, capsys, device):
+    out = tmp_path / "never"
+    assert main(["run", "synthetic-alignment", *SMALL, "--device", device, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("featavg: error: device:")
+    assert not out.exists()
 
 
 def test_unknown_experiment_lists_the_allowed_ones():
@@ -134,6 +171,26 @@ def test_config_file_toml_and_yaml(tmp_path):
     assert (cfg.data.d, cfg.data.k) == (99, 3)
     with pytest.raises(ConfigError, match="--config"):
         build_config(SyntheticAlignmentConfig, None, tmp_path / "missing.toml")
+
+
+def test_nest_is_the_one_dotted_key_converter():
+    assert nest({"train.lr": 0.01, "seeds": 2, "train.steps": 5}) == {
+        "train": {"lr": 0.01, "steps": 5},
+        "seeds": 2,
+    }
+    assert nest({"data": {"d": 60}, "data__k": 3}, sep="__") == {"data": {"d": 60, "k": 3}}
+    for flat in ({"train": 1, "train.lr": 2}, {"train.lr": 2, "train": 1}):
+        with pytest.raises(ConfigError, match="train is both a value and a section"):
+            nest(flat)
+    with pytest.raises(ConfigError, match="^--set train.lr: train is both"):
+        parse_overrides(["train=1", "train.lr=2"])
+    assert parse_overrides(["train.lr=1", "seeds=2", "train.lr=3"]) == {
+        "train": {"lr": 3},
+        "seeds": 2,
+    }
+    # the API's keywords go through the same converter: nested dicts and __ mix
+    cfg = featavg.show_config("synthetic-alignment", data={"d": 60}, data__k=3)
+    assert (cfg["data"]["d"], cfg["data"]["k"]) == (60, 3)
 
 
 def test_unknown_key_names_the_allowed_keys():

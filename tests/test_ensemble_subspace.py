@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import minimal_l2_radius
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
-from featavg.attacks.subspace import subspace_pgd
+from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
+from featavg.attacks.two_layer.exact import minimal_l2_radius
+from featavg.attacks.two_layer.subspace import subspace_pgd
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble, sum_form_net
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 SEEDS = [3, 4, 5]
 RADII = [0.0, 3.0, 6.0, 9.0, 12.0, 15.0]
@@ -63,7 +63,6 @@ def test_matches_single_net_subspace_pgd_for_every_readout(cases):
                 restarts=2,
                 objective=objective,
                 readout=readout,
-                return_full=False,
                 start_draw="subspace",
             )
             assert torch.equal(got[s], ref.correct), (objective, s)

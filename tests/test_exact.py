@@ -1,4 +1,4 @@
-"""Exact minimal L2 radius (featavg.attacks.exact) against full-dimensional references.
+"""Exact minimal L2 radius (featavg.attacks.two_layer.exact) against full-dimensional references.
 
 The references live here: a bisection + PGD minimal-perturbation search in the full input
 space (upper bounds), and dense-grid lower / upper bounds for tiny nets in d = 3.
@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from featavg.attacks.exact import (
-    ExactRadiusSolver,
-    certified_accuracy,
-    median_radius,
-    minimal_l2_radius,
-)
+from featavg.attacks.two_layer.exact import ExactRadiusSolver, minimal_l2_radius
 from featavg.data import SyntheticConfig, sample_synthetic
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble, sum_form_net
 from featavg.models.two_layer import TwoLayerNet
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 # ------------------------------------------------------------------ reference helpers
 
@@ -268,7 +263,7 @@ def test_least_distance_solver_against_slsqp_and_linprog():
     """The per-piece QP min ||z|| s.t. g z <= h, on random (also degenerate) polyhedra."""
     from scipy.optimize import linprog, minimize
 
-    from featavg.attacks.exact import _least_distance
+    from featavg.attacks.two_layer.least_distance import least_distance
 
     rng = np.random.default_rng(0)
     for trial in range(150):
@@ -283,7 +278,7 @@ def test_least_distance_solver_against_slsqp_and_linprog():
             h = rng.standard_normal(len(g))
         else:  # feasible by construction, the optimum usually on several rows
             h = g @ (rng.standard_normal(r) * rng.uniform(0.5, 5)) + rng.exponential(1, len(g))
-        z = _least_distance(g, h)
+        z = least_distance(g, h)
         lp = linprog(np.zeros(r), A_ub=g, b_ub=h, bounds=[(None, None)] * r, method="highs")
         assert (z is None) == (lp.status == 2), trial
         if z is None:
@@ -361,14 +356,6 @@ def test_label_validation():
         minimal_l2_radius(net, x, torch.tensor([0, 1]), readout="group_argmax")
     with pytest.raises(ValueError, match="readout"):
         minimal_l2_radius(net, x, torch.tensor([0, 1]), readout="softmax")
-
-
-def test_certified_accuracy_and_median():
-    radii = torch.tensor([0.0, 1.0, 2.0, math.inf], dtype=torch.float64)
-    acc = certified_accuracy(radii, [0.0, 1.0, 1.5, 100.0])
-    assert acc.tolist() == [0.75, 0.5, 0.5, 0.25]  # robust at eps iff radius > eps
-    assert median_radius(radii) == 1.5
-    assert median_radius(torch.tensor([1.0, 3.0, 2.0])) == 2.0
 
 
 def test_paper_size_binary_net_radii_are_finite_and_verified():

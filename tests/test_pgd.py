@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import warnings
 
@@ -16,16 +15,16 @@ from featavg.attacks import (
     BinaryMargin,
     CrossEntropy,
     GroupCrossEntropy,
+    Objective,
     PGDResult,
     check_model_output,
     flip_radius_from_grid,
     pgd,
-    radius50,
 )
 from featavg.attacks.pgd import start_directions
 from featavg.data.synthetic import SyntheticConfig, sample_synthetic
 from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 D, K = 50, 4
 L2_RADII = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0]
@@ -76,6 +75,38 @@ class Margin(nn.Module):
 
 
 # ---------------------------------------------------------------- objectives
+
+
+def test_objectives_implement_the_protocol():
+    for objective in (CrossEntropy(), BinaryMargin(), GroupCrossEntropy([0, 0, 1])):
+        assert isinstance(objective, Objective)
+    assert not isinstance(object(), Objective)
+
+
+def test_loss_grad_is_the_gradient_of_loss():
+    gen = torch.Generator().manual_seed(1)
+    cases = [
+        (
+            CrossEntropy(),
+            torch.randn(16, 4, generator=gen, dtype=torch.float64),
+            torch.arange(16) % 4,
+        ),
+        (
+            BinaryMargin(),
+            torch.randn(16, 1, generator=gen, dtype=torch.float64),
+            torch.arange(16) % 2 * 2.0 - 1,
+        ),
+        (
+            GroupCrossEntropy([0, 1, 1, 0]),
+            torch.randn(16, 4, generator=gen, dtype=torch.float64),
+            torch.arange(16) % 2,
+        ),
+    ]
+    for objective, logits, y in cases:
+        y = objective.prepare(y, logits.device)
+        z = logits.clone().requires_grad_(True)
+        (auto,) = torch.autograd.grad(objective.loss(z, y).sum(), z)
+        torch.testing.assert_close(objective.loss_grad(logits, y), auto, rtol=1e-12, atol=1e-12)
 
 
 def test_group_cross_entropy_matches_naive_float64():
@@ -332,25 +363,20 @@ def test_bad_arguments(binary_net, data):
 # ---------------------------------------------------------------- result helpers
 
 
-def test_flip_radius_and_radius50():
+def test_flip_radius_from_grid():
     eps = torch.tensor([0.0, 1.0, 2.0, 3.0])
     correct = torch.tensor(
         [[True, True, False, True], [True, False, False, True], [False, True, False, True],
          [False, False, False, True]]
     )  # fmt: skip
     assert flip_radius_from_grid(eps, correct).tolist() == [2.0, 1.0, 0.0, math.inf]
-    assert radius50(eps, [1.0, 0.6, 0.5, 0.2]) == 3.0
-    assert radius50(eps, [1.0, 0.9, 0.8, 0.7]) == math.inf
-    assert radius50([2.0, 0.0, 1.0], [0.1, 1.0, 0.4]) == 1.0  # unsorted grid
 
 
-def test_result_to_dict_is_json():
+def test_result_accuracy_and_flip_radius():
     res = PGDResult(
         eps=torch.tensor([0.0, 1.0]),
         x_adv=torch.zeros(2, 3, 4),
         correct=torch.tensor([[True, True, False], [True, False, False]]),
     )
-    out = json.loads(json.dumps(res.to_dict()))
-    assert out["robust_accuracy"] == pytest.approx([2 / 3, 1 / 3])
-    assert out["correct"][1] == [True, False, False]
+    assert res.robust_accuracy.tolist() == pytest.approx([2 / 3, 1 / 3])
     assert res.flip_radius.tolist() == [math.inf, 1.0, 0.0]

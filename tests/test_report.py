@@ -4,14 +4,18 @@ import argparse
 import json
 import re
 import shutil
+import sys
+import types
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from featavg.config import ConfigError
-from featavg.experiments.runner import run_experiment
+from featavg.experiments.spec import Check, Claim, Experiment, GridCheck
 from featavg.report import add_report_parser, discover, report_command, write_report
-from featavg.report.html import fmt
+from featavg.report.view import fmt
 
 TINY = {
     "data": {"d": 60, "k": 4, "n_train": 80, "n_test": 40},
@@ -67,6 +71,8 @@ def row_of(text: str, key: str) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two tiny finished runs: alignment (2 figures) and robustness (3 seeds, exact radii)."""
+    from featavg.experiments.runner import run_experiment
+
     base = tmp_path_factory.mktemp("runs")
     align = run_experiment("synthetic-alignment", overrides=TINY, out=base / "align")
     robust = run_experiment(
@@ -134,7 +140,7 @@ def test_report_sections_figures_theory_and_self_contained(runs, tmp_path):
 def test_stand_in_banner_and_escaping(runs, tmp_path):
     align, robust = runs
     data = 'stand-in: synthetic CIFAR-10 <b>seeded</b> & "x"'
-    fake = copy_run(align, tmp_path / "fake", data=data)
+    fake = copy_run(align, tmp_path / "fake", data=data, stand_in=True)
     text = write_report([fake, robust], out=tmp_path / "r.html").read_text()
     check_html(text)
     secs = sections(text)
@@ -142,7 +148,7 @@ def test_stand_in_banner_and_escaping(runs, tmp_path):
     toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
     assert toc.count("stand-in data") == 1
     assert "<b>seeded</b>" not in text and "&lt;b&gt;seeded&lt;/b&gt;" in text
-    assert "&amp; &quot;x&quot;" in text
+    assert "&amp; &#34;x&#34;" in text
 
 
 def test_default_discovery_orders_runs_and_renders_sweeps(runs, tmp_path):
@@ -246,3 +252,166 @@ def test_number_formatting():
     assert fmt(None, "cos_same_class_mean_binary") == "n/a"
     assert fmt(3) == "3" and fmt(True) == "yes"
     assert fmt(50000.0) == "50000"
+
+
+# --- hand-made runs of a fake experiment: no training, the report's own behaviour ------------
+
+PNG = b"\x89PNG\r\n\x1a\n fake"  # the page embeds the bytes; it never decodes them
+
+
+class FakeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    k: int = 4
+
+
+FAKE = Experiment(
+    name="fake-exp",
+    description="a fake experiment",
+    config_cls=FakeConfig,
+    run=lambda cfg, device, progress=False: None,
+    claim=Claim("Fake claim title", "The paper says <i>this</i>.", "We add that."),
+    figures={"second": "Declared second", "first": "Declared first"},
+    checks=lambda cfg: [
+        Check("accuracy", "acc", 0.5, "1/2", 0.1),
+        Check("radius", "radius", "theory_radius", "√(d/k)", 0.1, relative=True),
+    ],
+    grid=GridCheck("settings", "cos", "theory_cos", "theory_cos_default", "1/√k", 0.05),
+)
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    """A registry of two fake experiments, standing in for the real one (not even imported:
+    these tests exercise the report alone)."""
+    other = replace(FAKE, name="aaa-other", claim=Claim("Other", "Other claim."), grid=None)
+    registry = types.ModuleType("featavg.experiments.registry")
+    registry.EXPERIMENTS = {"fake-exp": FAKE, "aaa-other": other}
+    monkeypatch.setitem(sys.modules, "featavg.experiments.registry", registry)
+
+
+def fake_run(directory, pngs=("extra", "first", "second"), **changes):
+    """A finished run directory of the fake experiment (summary, PNGs, one CSV)."""
+    summary = {
+        "experiment": "fake-exp",
+        "data": "none (synthetic)",
+        "config": {"k": 4},
+        "acc": 0.52,
+        "acc_ci95": [0.5, 0.54],
+        "radius": 3.0,
+        "bar": None,
+        "theory_cos_default": 0.5,
+        "settings": {"a": {"cos": 0.5, "theory_cos": 0.5}, "b": {"cos": 0.9, "cos_ci95": [0.8, 1]}},
+        "per_seed": {"acc": [0.5, 0.54]},
+        "provenance": {"git_commit": "abc123", "wall_time_s": 1.5},
+        **changes,
+    }
+    directory.mkdir(parents=True)
+    (directory / "summary.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if v != ...})
+    )
+    for name in pngs:
+        (directory / f"{name}.png").write_bytes(PNG)
+    (directory / "curve.csv").write_text("radius,acc\n0,1.0\n2,0.5\n")
+    return directory
+
+
+def test_fake_run_checks_missing_rows_grid_and_figures(fake_registry, tmp_path):
+    text = write_report([fake_run(tmp_path / "run")], out=tmp_path / "r.html").read_text()
+    check_html(text)
+    (sec,) = sections(text)
+    assert "<h2>Fake claim title</h2>" in sec and "What the paper claims" in sec
+    assert "The paper says &lt;i&gt;this&lt;/i&gt;." in sec and "We add that." in sec
+    # declared figures first, in the declared order, then the rest; captions beside them
+    assert re.findall(r'alt="([^"]+)"', sec) == ["second", "first", "extra"]
+    assert "<code>first.png</code> — Declared first" in sec
+    row = row_of(sec, "acc")
+    assert "0.52" in row and "[0.5, 0.54]" in row and "0.5 = 1/2" in row
+    assert '<td class="ok">agrees' in row
+    row = row_of(sec, "radius")  # its theory key is not in the summary: shown, as a problem
+    assert '<td class="missing">missing from the summary: theory_radius</td>' in row
+    # the grid check: a verdict per setting, intervals beside the values
+    assert "Agreement with 1/√k<br><code>cos</code>" in sec
+    assert "0.9<br><small>[0.8, 1]</small>" in sec and '<td class="dev">deviates' in sec
+    assert "<summary>All numbers (4)</summary>" in sec and "n/a" in sec
+    assert "<summary>Table <code>curve.csv</code> (2 rows)</summary>" in sec
+    assert "<summary>Config</summary>" in sec and "abc123" in sec and "1.5 s" in sec
+    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
+    for badge in ("2 agree", "1 deviate", "1 missing"):
+        assert badge in toc
+    assert "stand-in data" not in toc and 'class="banner"' not in sec
+
+
+def test_fake_run_problems_are_shown_not_raised(fake_registry, tmp_path):
+    bad_config = fake_run(tmp_path / "bad-config", config={"k": "many"})
+    no_grid = fake_run(tmp_path / "no-grid", settings=..., stand_in=True, data="mine")
+    (no_grid / "broken.csv").write_bytes(b"\xff\xfe\x00bad")
+    text = write_report([bad_config, no_grid], out=tmp_path / "r.html").read_text()
+    check_html(text)
+    first, second = sections(text)
+    assert '<p class="problem" role="note">Checks unavailable: config field k' in first
+    assert "<br><code>acc</code>" not in first  # no check rows without the config
+    assert "missing from the summary: the settings table &#39;settings&#39;" in second
+    assert "broken.csv: unreadable" in second
+    assert 'class="banner"' in second and "<em>mine</em>" in second  # the stand_in flag
+    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
+    assert "1 missing" in toc and "2 missing" in toc  # the config; theory_radius and the grid
+    assert toc.count("stand-in data") == 1
+
+
+def test_fake_escaping_and_self_contained(fake_registry, tmp_path):
+    evil = "<script>alert(1)</script>"
+    run = fake_run(
+        tmp_path / "<script>dir",
+        pngs=['x"<y>'],
+        data=evil,
+        provenance={"host": evil},
+        points=[{"name": evil, "v": 1}],
+    )
+    (run / "curve.csv").write_text(f"name,v\n{evil},1\n")
+    text = write_report([run], out=tmp_path / "r.html").read_text()
+    checker = check_html(text)
+    assert text.count("<script") == 1  # the page's own print script, nothing else
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert 'alt="x&#34;&lt;y&gt;"' in text
+    assert "http://" not in text and "https://" not in text
+    assert all(u.startswith(("data:image/png;base64,", "#")) for u in checker.urls)
+
+
+def test_fake_discovery_follows_the_registry_and_renders_a_sweep(fake_registry, tmp_path):
+    root = tmp_path / "runs"
+    for name, experiment in [
+        ("1", "zzz-unknown"),
+        ("2", "aaa-unknown"),
+        ("3", "aaa-other"),
+        ("4", "fake-exp"),
+    ]:
+        fake_run(root / name, experiment=experiment)
+    sweep = root / "sweep"
+    fake_run(sweep / "cells" / "k=2", stand_in=True)
+    fake_run(sweep / "cells" / "k=4", acc=0.9)
+    cells = [{"directory": f"cells/k={k}", "values": {"data.k": k}} for k in (2, 4)]
+    spec = {"experiment": "fake-exp", "grid": {"data.k": [2, 4]}, "seeds": 3, "cells": cells}
+    (sweep / "sweep.json").write_text(json.dumps(spec))
+    (sweep / "sweep.csv").write_text(
+        "cell,data.k,acc,acc_lo,acc_hi,theory,theory_lo,theory_hi\n"
+        "k=2,2,0.52,0.5,0.54,0.5,0.5,0.5\nk=4,4,0.9,0.8,1.0,0.5,0.5,0.5\n"
+    )
+    (sweep / "sweep.png").write_bytes(PNG)
+    text = write_report(root=root).read_text()
+    check_html(text)
+    secs = sections(text)
+    titles = [re.search(r"<h2>([^<]+)</h2>", s).group(1) for s in secs]
+    assert titles == [
+        "Fake claim title", "Other", "aaa-unknown", "zzz-unknown",
+        "Sweep of fake-exp over data.k",
+    ]  # fmt: skip
+    assert "About this experiment" in secs[2]  # an unknown experiment: a generic claim
+    sec = secs[-1]
+    assert "2 finished cells" in sec and "data.k ∈ {2, 4}" in sec and "3 seed(s)" in sec
+    assert 'class="banner"' in sec and sec.count("data:image/png;base64,") == 1
+    assert "0.52<br><small>[0.5, 0.54]</small>" in sec
+    assert '<td class="num">0.5</td>' in sec  # a constant column: no interval
+    assert '<code>k=2</code><span class="badge standin">' in sec and "data.k=4" in sec
+    assert "0.52 vs 0.5 = 1/2<br><code>acc</code>" in sec
+    assert '<td class="dev">deviates' in sec and "1 missing" in sec
+    assert "<summary><code>sweep.json</code> (grid and base config)</summary>" in sec

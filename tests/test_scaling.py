@@ -1,23 +1,7 @@
-"""synthetic-scaling: slope fitting and the k-scaling law of the averaging net."""
-
-import math
-
-import pytest
+"""synthetic-scaling: the k- and d-scaling laws of the averaging net (the slope fit itself
+is tested in test_curves.py)."""
 
 from featavg.experiments.runner import run_experiment
-from featavg.metrics.scaling import crossing_radius, loglog_slope
-
-
-def test_crossing_radius_interpolates():
-    assert crossing_radius([0, 1, 2, 3], [1.0, 0.9, 0.3, 0.0]) == pytest.approx(1 + 0.4 / 0.6)
-    assert crossing_radius([0, 1], [1.0, 0.6]) == math.inf
-    assert crossing_radius([0, 1], [0.2, 0.0]) == 0
-
-
-def test_loglog_slope_recovers_power_law():
-    xs = [2, 4, 8, 16]
-    assert loglog_slope(xs, [3 * x**-0.5 for x in xs]) == pytest.approx(-0.5)
-    assert math.isnan(loglog_slope([2], [1.0]))
 
 
 def test_scaling_run_recovers_theory_slopes(tmp_path):

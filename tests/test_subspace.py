@@ -1,4 +1,5 @@
-"""Exact subspace PGD (featavg.attacks.subspace) against the plain full-dimensional PGD."""
+"""Exact subspace PGD (featavg.attacks.two_layer.subspace) against the plain
+full-dimensional PGD."""
 
 from __future__ import annotations
 
@@ -6,16 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from featavg.attacks import (
-    BinaryMargin,
-    GroupCrossEntropy,
-    pgd,
-    row_space_basis,
-    subspace_pgd,
-)
+from featavg.attacks import BinaryMargin, GroupCrossEntropy, pgd
+from featavg.attacks.two_layer import row_space_basis, subspace_pgd
 from featavg.data.synthetic import SyntheticConfig, sample_synthetic
 from featavg.models.two_layer import NetConfig, TwoLayerNet, binary_ensemble, multiclass_ensemble
-from featavg.train import TrainConfig, train
+from featavg.training import TrainConfig, train
 
 D = 500
 RADII = [0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 20.0, 30.0]
@@ -115,19 +111,6 @@ def test_fine_grained_net_kway_group_and_sum_forms(multiclass_setup):
         net, x, y_pm, RADII, objective=BinaryMargin(), seed=1, readout=signs[None, :]
     )
     assert_same_attack(full, sub)
-
-
-def test_init_delta_and_return_full(binary_setup):
-    net, x, y, _ = binary_setup
-    gen = torch.Generator().manual_seed(3)
-    start = torch.randn(len(RADII), x.shape[0], D, generator=gen, dtype=torch.float64)
-    start = start * torch.rand(len(RADII), x.shape[0], 1, generator=gen, dtype=torch.float64)
-    full = pgd(net, x, y, RADII, init_delta=start)
-    sub = subspace_pgd(net, x, y, RADII, init_delta=start)
-    assert_same_attack(full, sub)
-    lean = subspace_pgd(net, x, y, RADII, init_delta=start, return_full=False)
-    assert lean.x_adv is None
-    assert torch.equal(lean.correct, sub.correct) and torch.equal(lean.logits, sub.logits)
 
 
 def test_rank_deficient_first_layer(binary_setup):

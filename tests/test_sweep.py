@@ -1,7 +1,6 @@
 """Sweeps: grid parsing, the results table, caching, SIGKILL resume, and equal numbers from
 the local, process-pool and Dask executors."""
 
-import argparse
 import json
 import os
 import signal
@@ -12,9 +11,10 @@ import time
 import pandas as pd
 import pytest
 
+from featavg.cli import build_parser, main
 from featavg.config import ConfigError
 from featavg.experiments.runner import run_experiment
-from featavg.sweep import DASK_MISSING, add_sweep_parser, main, parse_grid, run_sweep
+from featavg.sweep import DASK_MISSING, EXECUTORS, LocalExecutor, parse_grid, run_sweep
 
 EXP = "synthetic-alignment"
 # tiny cells (~0.3-1 s each) so the whole file stays fast on 2 cores
@@ -76,7 +76,8 @@ def test_bad_grid_value_fails_before_running(tmp_path):
         run_sweep(EXP, {"train.nope": [1]}, out=out, progress=False)
     with pytest.raises(ConfigError, match="also given with --set"):
         run_sweep(EXP, {"train.steps": [1, 2]}, overrides=SMALL, out=out, progress=False)
-    assert main([EXP, "--grid", "data.k=0", "--out", str(out), "--quiet"]) == 2
+    assert main(["sweep", EXP, "--grid", "data.k=0", "--out", str(out), "--quiet"]) == 2
+    assert main(["sweep", EXP, "--grid", "data.k=3", "--out", str(out), "--device", "gpu"]) == 2
     assert not out.exists()
 
 
@@ -89,6 +90,11 @@ def test_dask_missing_and_executor_errors(tmp_path, monkeypatch):
         run_sweep(EXP, GRID, executor="dask", out=tmp_path)
     with pytest.raises(ConfigError, match="--executor: unknown"):
         run_sweep(EXP, GRID, executor="ray", out=tmp_path)
+    with pytest.raises(ConfigError, match="--scheduler: not used by --executor process"):
+        run_sweep(EXP, GRID, executor="process", scheduler="tcp://127.0.0.1:1", out=tmp_path)
+    with pytest.raises(ConfigError, match="--workers: need at least 1"):
+        run_sweep(EXP, GRID, executor="process", workers=0, out=tmp_path)
+    assert not tmp_path.joinpath("sweep.json").exists()  # all checked before any work
 
 
 def test_sweep_table_figure_and_cache(reference):
@@ -149,7 +155,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
         EXP, UNBATCHED, seeds=2, overrides=SMALL, out=tmp_path / "ref", progress=False
     )
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "featavg.sweep", EXP, *UNBATCHED_ARGS, "--seeds", "2"]
+    cmd = [sys.executable, "-m", "featavg.cli", "sweep", EXP, *UNBATCHED_ARGS, "--seeds", "2"]
     proc = subprocess.Popen(
         [*cmd, *SMALL_ARGS, "--out", str(out), "--quiet"],
         stdout=subprocess.DEVNULL,
@@ -242,13 +248,43 @@ def test_dask_executor_equals_local(reference, tmp_path):
     pd.testing.assert_frame_equal(_metrics(result.to_frame()), _metrics(expected))
 
 
-def test_cli_helpers(reference, capsys):
-    parser = argparse.ArgumentParser(prog="featavg")
-    add_sweep_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+def test_sweep_command(reference, capsys):
+    args = build_parser().parse_args(
         ["sweep", EXP, *GRID_ARGS, "--seeds", "2", *SMALL_ARGS, "--out", str(reference.directory)]
     )
-    assert (args.executor, args.workers, args.device, args.metrics) == ("local", 2, "cpu", None)
-    assert main([EXP, *GRID_ARGS, "--seeds", "2", *SMALL_ARGS, "--out", str(reference.directory),
-                 "--quiet", "--metric", METRIC]) == 0  # fmt: skip
+    assert (args.executor, args.workers, args.device, args.metrics) == ("local", None, "auto", None)
+    out = ["--out", str(reference.directory), "--quiet", "--metric", METRIC]
+    assert main(["sweep", EXP, *GRID_ARGS, "--seeds", "2", *SMALL_ARGS, *out]) == 0
     assert "4 cells (4 cached)" in capsys.readouterr().out
+
+
+def test_an_executor_is_one_class_and_one_table_entry(reference, tmp_path, monkeypatch):
+    """A new backend: a class with keyword options and ``run``, one entry in EXECUTORS."""
+    calls = []
+
+    class Recording:
+        def __init__(self, label: str = "default"):
+            self.label = label
+
+        def run(self, experiment, groups, device, done):
+            calls.append((self.label, experiment, [len(g) for g in groups], device))
+            LocalExecutor().run(experiment, groups, device, done)
+
+    monkeypatch.setitem(EXECUTORS, "recording", Recording)
+    grid = {"train.lr": GRID["train.lr"]}
+    small = {**SMALL, "data": {**SMALL["data"], "k": 4}}
+    result = run_sweep(
+        EXP, grid, seeds=2, overrides=small, out=tmp_path, executor="recording", device="cpu",
+        progress=False,
+    )  # fmt: skip
+    assert calls == [("default", EXP, [2], "cpu")]  # cells differing in train.lr: one ensemble
+    expected = reference.to_frame()
+    expected = expected[expected["data.k"] == 4]
+    pd.testing.assert_frame_equal(_metrics(result.to_frame()), _metrics(expected))
+    with pytest.raises(ConfigError, match="--workers: not used by --executor recording"):
+        run_sweep(EXP, grid, executor="recording", workers=3, out=tmp_path)
+    again = run_sweep(
+        EXP, grid, seeds=2, overrides=small, out=tmp_path, executor=Recording("object"),
+        progress=False,
+    )  # fmt: skip
+    assert all(c.cached for c in again.cells) and len(calls) == 1  # all cached: not called

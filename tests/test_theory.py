@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from featavg.attacks.exact import minimal_l2_radius
+from featavg.attacks.two_layer.exact import minimal_l2_radius
 from featavg.data import SyntheticConfig, make_centers
 from featavg.models import sum_form_net
 from featavg.models.idealised import (

@@ -8,11 +8,15 @@ from torch import nn
 
 from featavg.data import SyntheticConfig, sample_synthetic, stack_datasets
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
-from featavg.train import (
+from featavg.models.two_layer import TwoLayerEnsemble
+from featavg.training import (
+    DirectEngine,
     TrainConfig,
+    Trainer,
     TrainingDiverged,
+    TwoLayerGD,
+    backprop,
     gram_matrices,
-    loss_and_gradients,
     train,
     train_many,
 )
@@ -33,6 +37,14 @@ class PlainNet(nn.Module):
 
     def forward(self, x):
         return torch.relu(self.lin(x)) @ self.readout.T
+
+
+def loss_and_gradients(model: TwoLayerEnsemble, x: torch.Tensor, targets: torch.Tensor):
+    """Loss (S,) and the trainer's exact gradients dL/dW (S, M, d), dL/db (S, M) (direct
+    formulation)."""
+    engine = DirectEngine([model], x)
+    loss, _, dpt = backprop(model.kind, model.readout, engine.preactivations(None)[0], targets)
+    return loss, engine.weight_gradient(None, dpt), dpt.sum(-1)
 
 
 def plain_loss(kind, z, t):
@@ -216,3 +228,33 @@ def test_blockwise_gram_matrices_equal_the_plain_product(n):
     gram = gram_matrices(x, block=128)
     assert torch.allclose(gram, torch.bmm(x, x.transpose(1, 2)), rtol=1e-12, atol=1e-12)
     assert torch.equal(gram, gram.transpose(1, 2))
+
+
+def test_two_layer_gd_is_a_trainer_and_equals_train_many():
+    """The Trainer protocol's two-layer implementation is train_many behind fit()."""
+    ds = stack_datasets([sample_synthetic(SMALL, s) for s in range(2)]).to("cpu", torch.float64)
+    cfg = TrainConfig(steps=20, lr=0.02, batch_size=16, record_every=5)
+
+    def nets():
+        b = binary_ensemble([0, 1], 40, NetConfig(m=3, init_std=1e-3)).to_dtype(torch.float64)
+        m = multiclass_ensemble([0, 1], 40, 4, NetConfig(init_std=1e-3)).to_dtype(torch.float64)
+        return [b, m]
+
+    def norm(step, model):
+        return {"w_norm": model.weight.norm(dim=(1, 2))}
+
+    trainer = TwoLayerGD(cfg, lr=torch.tensor([0.02, 0.01], dtype=torch.float64))
+    assert isinstance(trainer, Trainer)
+    fitted, ref = nets(), nets()
+    targets = [ds.y_train, ds.c_train]
+    got = trainer.fit(fitted, ds.x_train, targets, seed=2, on_record=[norm, None])
+    want = train_many(ref, ds.x_train, targets, cfg, lr=trainer.lr, seed=2, on_record=[norm, None])
+    for a, b in zip(fitted, ref, strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert [[r.keys() for r in rs] for rs in got] == [[r.keys() for r in rs] for rs in want]
+    for rs_got, rs_want in zip(got, want, strict=True):
+        for r_got, r_want in zip(rs_got, rs_want, strict=True):
+            assert r_got["step"] == r_want["step"]
+            for key in ("loss", "train_acc"):
+                assert torch.equal(r_got[key], r_want[key])
+    assert "w_norm" in got[0][-1] and "w_norm" not in got[1][-1]

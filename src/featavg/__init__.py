@@ -7,6 +7,14 @@ Fine-grained (cluster) labels make it learn each feature and become far more rob
 The notebook API (each mirrors a CLI command and shares its run cache): :func:`run`,
 :func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`
 and :func:`reproduce`. Importing the package is cheap; torch loads on first use.
+
+Where things live: :mod:`featavg.data`, :mod:`featavg.models`, :mod:`featavg.training`,
+:mod:`featavg.attacks`, :mod:`featavg.metrics` and :mod:`featavg.theory` (the science);
+:mod:`featavg.experiments` (one module per experiment and its registry),
+:mod:`featavg.sweep` (grids of runs), :mod:`featavg.report` and :mod:`featavg.plots`
+(HTML report, figures); :mod:`featavg.config` (typed configs, :class:`ConfigError`),
+:mod:`featavg.store` (run directories), :mod:`featavg.device`, :mod:`featavg.api` (the
+functions above) and :mod:`featavg.cli` (the ``featavg`` command).
 """
 
 __version__ = "0.1.0"

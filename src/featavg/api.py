@@ -12,36 +12,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from featavg.config import deep_merge
+from featavg.config import nest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from featavg.sweep import SweepResult
 
 
 @dataclass
 class RunOutput:
     """summary (summary.json), directory, cached, and every CSV table of the run as a pandas
-    DataFrame; ``metrics`` is the experiment's main table."""
+    DataFrame (the experiment's main table first); ``metrics`` is the main table."""
 
     summary: dict[str, Any]
     directory: Path
     cached: bool
-    tables: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    main_table: str | None = None
 
     @property
-    def metrics(self):
-        """The main per-step / per-radius / per-setting table (a pandas DataFrame)."""
-        return next(iter(self.tables.values())) if self.tables else None
+    def metrics(self) -> pd.DataFrame | None:
+        """The main per-step / per-radius / per-setting table (``Experiment.main_table``)."""
+        return self.tables.get(self.main_table) if self.main_table else None
 
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        *parents, leaf = key.split("__")
-        node: dict[str, Any] = {leaf: value}
-        for part in reversed(parents):
-            node = {part: node}
-        out = deep_merge(out, node)
-    return out
+    """Keyword overrides, ``__`` for dots: ``train__lr=0.01`` -> ``{"train": {"lr": 0.01}}``."""
+    return nest(kwargs, sep="__")
 
 
 def run(
@@ -59,6 +59,7 @@ def run(
     """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment."""
     import pandas as pd
 
+    from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
 
     cfg = _overrides(overrides)
@@ -75,13 +76,10 @@ def run(
         progress=progress,
     )
     tables = {p.stem: pd.read_csv(p) for p in sorted(result.directory.glob("*.csv"))}
-    main = next(
-        (t for t in ("metrics", "robustness", "scaling", "ablations", "dynamics") if t in tables),
-        None,
-    )
-    if main is not None:  # the experiment's main table first
+    main = get_experiment(experiment).main_table
+    if main in tables:  # the experiment's main table first
         tables = {main: tables[main], **{k: v for k, v in tables.items() if k != main}}
-    return RunOutput(result.summary, result.directory, result.cached, tables)
+    return RunOutput(result.summary, result.directory, result.cached, tables, main)
 
 
 def list_experiments() -> list[dict[str, str]]:
@@ -94,7 +92,9 @@ def list_experiments() -> list[dict[str, str]]:
     ]
 
 
-def show_config(experiment: str, config_file: str | Path | None = None, **overrides: Any):
+def show_config(
+    experiment: str, config_file: str | Path | None = None, **overrides: Any
+) -> dict[str, Any]:
     """``featavg show-config``: the effective config as a dict."""
     from featavg.config import build_config
     from featavg.experiments.registry import get_experiment
@@ -105,7 +105,7 @@ def show_config(experiment: str, config_file: str | Path | None = None, **overri
 
 def reproduce(
     out: str | Path = "runs", device: str = "auto", force: bool = False, progress: bool = True
-):
+) -> Path:
     """``featavg reproduce``: every synthetic experiment and the report; returns its path."""
     from featavg.reproduction import reproduce as _reproduce
 
@@ -125,7 +125,7 @@ def write_report(
     )
 
 
-def run_sweep(experiment: str, grid: dict[str, list], **kwargs: Any):
+def run_sweep(experiment: str, grid: dict[str, list[Any]], **kwargs: Any) -> SweepResult:
     """``featavg sweep``: every grid cell (with ``seeds`` replicates each) into its own
     cached run; see :func:`featavg.sweep.run_sweep` for the arguments."""
     from featavg.sweep import run_sweep as _run_sweep

@@ -3,16 +3,19 @@
 Every experiment has one frozen pydantic model; ``--set a.b=value`` and ``--config FILE``
 (TOML or YAML, safe loaders) are merged onto its defaults and validated. A wrong key, type or
 range raises :class:`ConfigError` whose message is one line naming the field and what is
-allowed; the CLI turns it into exit code 2.
+allowed; the CLI turns it into exit code 2. :func:`nest` turns dotted keys into the nested
+dicts all of this works on.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,21 +38,45 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def nest(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+    """Dotted keys to nested dicts: ``{"train.lr": 0.01, "seeds": 2}`` ->
+    ``{"train": {"lr": 0.01}, "seeds": 2}`` (``sep="__"`` for keyword arguments).
+
+    The one converter behind ``--set``, the API's keyword overrides and sweep grid cells.
+    Dict values merge (``{"train": {"lr": 0.01}, "train.steps": 5}`` sets both); a later
+    plain value replaces an earlier one; a key that is both a value and a section raises
+    :class:`ConfigError`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(sep)
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is both a value and a section")
+        old = node.get(leaf)
+        if isinstance(old, dict) and isinstance(value, dict):
+            node[leaf] = deep_merge(old, value)
+        elif isinstance(old, dict):
+            raise ConfigError(f"{key}: {leaf} is both a value and a section")
+        else:
+            node[leaf] = value
+    return out
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['train.lr=0.01', 'seeds=4'] -> {'train': {'lr': 0.01}, 'seeds': 4}."""
-    out: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.01")
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is both a value and a section")
-        node[leaf] = parse_value(value)
-    return out
+        flat.pop(key.strip(), None)  # a repeated key counts where it was last given
+        flat[key.strip()] = parse_value(value)
+    try:
+        return nest(flat)
+    except ConfigError as err:
+        raise ConfigError(f"--set {err}") from None
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +99,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config: file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--config: {path}: unreadable ({type(err).__name__})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -87,7 +117,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     field = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -117,7 +147,7 @@ def build_config(
         raise ConfigError(_describe(first) + allowed) from None
 
 
-def _allowed_keys(cls: type[BaseModel], loc: tuple) -> str:
+def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     """'; allowed: a, b, c' for an unknown key at ``loc``."""
     model: Any = cls
     for part in loc[:-1]:
@@ -126,20 +156,3 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple) -> str:
     if model is None or not hasattr(model, "model_fields"):
         return ""
     return "; allowed: " + ", ".join(model.model_fields)
-
-
-def add_config_arguments(parser, seeds_help: str = "number of independent replicates") -> None:
-    """The arguments every experiment command shares: EXPERIMENT, --set, --config, --seeds."""
-    parser.add_argument("experiment", help="experiment name (see `featavg list`)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.lr=0.01 (repeatable)",
-    )
-    parser.add_argument(
-        "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
-    )
-    parser.add_argument("--seeds", type=int, metavar="S", help=seeds_help)

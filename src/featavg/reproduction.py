@@ -1,27 +1,22 @@
-"""``featavg reproduce``: every synthetic experiment into its own run directory + the report.
+"""``featavg reproduce``: every experiment with a reproduce preset, each into its own run
+directory, then the report.
 
-Runs are content-addressed (``<root>/<experiment>-<config hash>``), so a second call finds
-every run cached and only rewrites the report.
+The plan (which experiments, with which overrides) comes from the experiment objects
+(:func:`featavg.experiments.registry.reproduce_plan`). Runs are content-addressed
+(``<root>/<experiment>-<config hash>``), so a second call finds every run cached and only
+rewrites the report.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from featavg.experiments.registry import reproduce_plan
 from featavg.experiments.runner import RunResult, run_experiment
-
-# (experiment, overrides): the paper figures first, then ours
-SYNTHETIC = [
-    ("synthetic-alignment", {}),
-    ("synthetic-robustness", {"seeds": 10}),
-    ("synthetic-scaling", {}),
-    ("synthetic-ablations", {}),
-    ("synthetic-dynamics", {}),
-    ("synthetic-adversarial", {}),
-]
 
 
 def reproduce(
@@ -29,16 +24,17 @@ def reproduce(
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
-    experiments: list[tuple[str, dict]] | None = None,
+    experiments: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> tuple[list[RunResult], Path]:
-    """Run (or reuse) every synthetic experiment under ``out`` and write ``out/report.html``.
-    ``experiments``: (name, overrides) pairs, default :data:`SYNTHETIC`. Returns the run
-    results and the report path."""
+    """Run (or reuse) every experiment of the plan under ``out`` and write
+    ``out/report.html``. ``experiments``: (name, overrides) pairs, default
+    :func:`~featavg.experiments.registry.reproduce_plan`. Returns the run results and the
+    report path."""
     from featavg.report import write_report  # the report pulls in its own helpers
 
     out = Path(out)
     results = []
-    bar = tqdm(experiments or SYNTHETIC, desc="reproduce", disable=not progress)
+    bar = tqdm(experiments or reproduce_plan(), desc="reproduce", disable=not progress)
     for name, overrides in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()

@@ -17,11 +17,14 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from featavg import __version__
+
+if TYPE_CHECKING:  # matplotlib is imported only where figures are drawn
+    from matplotlib.figure import Figure
 
 DEFAULT_ROOT = Path("runs")
 
@@ -69,7 +72,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_bytes(path, buf.getvalue().encode())
 
 
-def write_figure(path: Path, fig) -> None:
+def write_figure(path: Path, fig: Figure) -> None:
     """Atomic PNG write of a matplotlib figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -97,7 +100,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def provenance(device: torch.device | str, wall_time_s: float, seeds: list[int]) -> dict:
+def provenance(device: torch.device | str, wall_time_s: float, seeds: list[int]) -> dict[str, Any]:
     """Version, commit, seeds, device, wall time and library versions of a run."""
     return {
         "featavg_version": __version__,
@@ -111,7 +114,9 @@ def provenance(device: torch.device | str, wall_time_s: float, seeds: list[int])
     }
 
 
-def cached_summary(directory: Path, experiment: str, config: dict[str, Any]) -> dict | None:
+def cached_summary(
+    directory: Path, experiment: str, config: dict[str, Any]
+) -> dict[str, Any] | None:
     """The finished run's summary if ``directory`` holds this very experiment and config."""
     path = directory / "summary.json"
     if not path.is_file():

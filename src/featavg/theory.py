@@ -10,8 +10,8 @@ for delta in span{mu_j}, and the unit preactivations at x + delta are
 
 "Radius" is min ||delta|| such that the decision at x + delta is wrong, ties counted as wrong
 (so the minimum is attained). Every formula here is re-derived numerically in
-tests/test_theory.py: by the exact solver of :mod:`featavg.attacks.exact` at every center and
-by constrained optimisation in the full d-dimensional input space.
+tests/test_theory.py: by the exact solver of :mod:`featavg.attacks.two_layer.exact` at every
+center and by constrained optimisation in the full d-dimensional input space.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """What an attack maximises and what counts as a correct prediction.
 
-Each objective has
+Each objective implements :class:`Objective`:
 
 * ``prepare(y, device)``: checks the labels once and returns them in the dtype the loss needs;
 * ``loss(logits, y) -> (B,)``: the per-sample loss the attacker MAXIMISES;
+* ``loss_grad(logits, y) -> logits' shape``: d loss_i / d logits_i, written out (the
+  two-layer attacks of :mod:`featavg.attacks.two_layer` backpropagate by hand);
 * ``correct(logits, y) -> (B,) bool``: whether each prediction is right.
 
 Three read-outs cover the paper (SPEC §1):
@@ -19,12 +21,34 @@ Three read-outs cover the paper (SPEC §1):
 from __future__ import annotations
 
 import warnings
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 
-def check_model_output(logits: torch.Tensor, objective: object | None = None) -> None:
+@runtime_checkable
+class Objective(Protocol):
+    """What an attack maximises and what counts as correct, on a batch of B logits."""
+
+    def prepare(self, y: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Check the labels once; return them on ``device`` in the dtype the loss needs."""
+        ...
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) per-sample loss, the quantity the attacker maximises."""
+        ...
+
+    def loss_grad(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """d loss_i / d logits_i, shaped like ``logits``."""
+        ...
+
+    def correct(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: whether each prediction is right."""
+        ...
+
+
+def check_model_output(logits: torch.Tensor, objective: Objective | None = None) -> None:
     """Warn when model outputs look wrong for a logit-based attack (as AutoAttack does).
 
     * outputs that look like probabilities (all in [0, 1], rows summing to 1): the loss

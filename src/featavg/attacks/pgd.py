@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from featavg.attacks.objectives import CrossEntropy, check_model_output
+from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
 from featavg.seeding import generator
 
 Norm = Literal["l2", "linf"]
@@ -39,19 +39,20 @@ RandomStart = Literal["sphere", "ball", "box", "none"]
 NORMS = ("l2", "linf")
 RANDOM_STARTS = ("sphere", "ball", "box", "none")
 
+Payload = TypeVar("Payload")  # what an attack chunk hands to ``keep`` (see run_restarts)
+
 
 @dataclass
 class PGDResult:
     """Outcome of an attack on B points at R radii.
 
-    eps: (R,) radii. x_adv: (R, B, *input_shape) adversarial inputs (None when not
-    reconstructed, see :func:`featavg.attacks.subspace.subspace_pgd`). correct: (R, B) bool,
+    eps: (R,) radii. x_adv: (R, B, *input_shape) adversarial inputs. correct: (R, B) bool,
     True where the point resisted every restart at that radius. logits: (R, B, ...) model
     outputs at x_adv (None when not recorded).
     """
 
     eps: torch.Tensor
-    x_adv: torch.Tensor | None
+    x_adv: torch.Tensor
     correct: torch.Tensor
     logits: torch.Tensor | None = None
 
@@ -65,16 +66,10 @@ class PGDResult:
         """(B,) smallest grid radius at which each point is fooled (inf if never)."""
         return flip_radius_from_grid(self.eps, self.correct)
 
-    def to_dict(self) -> dict[str, list]:
-        """JSON-ready lists: eps, robust_accuracy and the (R, B) correctness (no x_adv)."""
-        return {
-            "eps": self.eps.tolist(),
-            "robust_accuracy": self.robust_accuracy.tolist(),
-            "correct": self.correct.tolist(),
-        }
 
-
-def flip_radius_from_grid(eps: torch.Tensor | Sequence[float], correct: torch.Tensor):
+def flip_radius_from_grid(
+    eps: torch.Tensor | Sequence[float], correct: torch.Tensor
+) -> torch.Tensor:
     """(B,) per point, the smallest radius in ``eps`` (R,) at which ``correct`` (R, B) is
     False; inf if the point is correct at every radius. The grid need not be sorted. This is
     an upper bound on the true minimal flipping radius (PGD may miss closer points)."""
@@ -83,16 +78,6 @@ def flip_radius_from_grid(eps: torch.Tensor | Sequence[float], correct: torch.Te
         raise ValueError(f"correct: expected {eps.numel()} rows, got {correct.shape[0]}")
     at = torch.where(correct, torch.full_like(eps[:, None], math.inf), eps[:, None])
     return at.min(0).values
-
-
-def radius50(eps: torch.Tensor | Sequence[float], robust_acc: torch.Tensor | Sequence[float]):
-    """The smallest radius on the grid at which robust accuracy is below 0.5, as a float;
-    ``float('inf')`` if it never falls below 0.5 on the grid (so it sorts and plots as
-    "beyond the grid" and survives JSON as Infinity)."""
-    eps = torch.as_tensor(eps, dtype=torch.float64).flatten()
-    acc = torch.as_tensor(robust_acc, dtype=torch.float64).flatten().cpu()
-    below = [float(e) for e, a in zip(eps.cpu(), acc, strict=True) if a < 0.5]
-    return min(below) if below else math.inf
 
 
 def start_directions(
@@ -137,7 +122,9 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / grad.norm(dim=1, keepdim=True).clamp_min(torch.finfo(grad.dtype).tiny)
 
 
-def check_radii(eps, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def check_radii(
+    eps: Sequence[float] | torch.Tensor, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """The radii as a 1-D tensor; each must be finite and >= 0."""
     radii = torch.as_tensor(eps, dtype=torch.float64).flatten()
     if radii.numel() == 0 or not bool(torch.isfinite(radii).all()) or bool((radii < 0).any()):
@@ -158,8 +145,8 @@ def run_restarts(
     clean_correct: torch.Tensor,
     restarts: int,
     batch_size: int | None,
-    attack: Callable[[int, torch.Tensor], tuple[torch.Tensor, object]],
-    keep: Callable[[torch.Tensor, object, torch.Tensor], None],
+    attack: Callable[[int, torch.Tensor], tuple[torch.Tensor, Payload]],
+    keep: Callable[[torch.Tensor, Payload, torch.Tensor], None],
     progress: bool = False,
     desc: str = "pgd",
 ) -> torch.Tensor:
@@ -201,7 +188,7 @@ def pgd(
     restarts: int = 1,
     random_start: RandomStart = "sphere",
     box: tuple[float, float] | None = None,
-    objective=CrossEntropy(),
+    objective: Objective = CrossEntropy(),
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
@@ -288,7 +275,9 @@ def pgd(
         logits_adv = clean_logits.repeat(num_r, *([1] * (clean_logits.ndim - 1)))
         starts: dict[int, torch.Tensor] = {}
 
-        def attack(restart: int, idx: torch.Tensor):
+        def attack(
+            restart: int, idx: torch.Tensor
+        ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
             if restart not in starts:
                 starts.clear()  # one restart's (B, D) draw in memory at a time
                 starts[restart] = start_directions(
@@ -305,7 +294,9 @@ def pgd(
             )
             return objective.correct(logits, y[point]), (adv, logits)
 
-        def keep(rows: torch.Tensor, payload, mask: torch.Tensor) -> None:
+        def keep(
+            rows: torch.Tensor, payload: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+        ) -> None:
             adv, logits = payload
             x_adv[rows] = adv[mask]
             logits_adv[rows] = logits[mask]
@@ -324,7 +315,18 @@ def pgd(
     )
 
 
-def _attack_chunk(forward, x, y, eps, alpha, delta, norm, steps, box, objective):
+def _attack_chunk(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    alpha: torch.Tensor,
+    delta: torch.Tensor,
+    norm: str,
+    steps: int,
+    box: tuple[float, float] | None,
+    objective: Objective,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One PGD run on flat inputs x (n, D) with per-row radius and step (n,).
     Returns the final adversarial inputs (n, D) and the model outputs there."""
     delta = _feasible(x, project(delta, eps, norm), box)
@@ -341,7 +343,9 @@ def _attack_chunk(forward, x, y, eps, alpha, delta, norm, steps, box, objective)
         return adv, forward(adv)
 
 
-def _feasible(x: torch.Tensor, delta: torch.Tensor, box) -> torch.Tensor:
+def _feasible(
+    x: torch.Tensor, delta: torch.Tensor, box: tuple[float, float] | None
+) -> torch.Tensor:
     """Clamp x + delta into the box. For x inside the box this only shrinks each |delta_i|,
     so the norm constraint stays satisfied."""
     if box is None:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -97,7 +97,7 @@ class SyntheticDataset:
     centers: torch.Tensor
     signs: torch.Tensor
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None):
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SyntheticDataset:
         """Move every tensor (floating ones also cast to ``dtype`` when given)."""
         moved = {}
         for f in fields(self):
@@ -137,7 +137,9 @@ def _cluster_labels(cfg: SyntheticConfig, n: int, g: torch.Generator) -> torch.T
     return labels[torch.randperm(n, generator=g)]
 
 
-def _fill_split(cfg: SyntheticConfig, centers: torch.Tensor, seed: int, split: str, x_out):
+def _fill_split(
+    cfg: SyntheticConfig, centers: torch.Tensor, seed: int, split: str, x_out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one split into the preallocated (n, d) ``x_out``; return (y, c).
 
     x = mu_c + sigma * xi, computed in place: bitwise what ``centers[c] + sigma * xi`` gives
@@ -176,7 +178,7 @@ def sample_synthetic_stacked(
     first, s = cfgs[0], len(seeds)
     x_train = torch.empty(s, first.n_train, first.d)
     x_test = torch.empty(s, first.n_test, first.d)
-    labels: list = [None] * s
+    labels: list[Any] = [None] * s
     centers = torch.empty(s, first.k, first.d)
 
     def draw(i: int) -> None:

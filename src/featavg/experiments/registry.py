@@ -1,92 +1,50 @@
-"""Every experiment behind one interface: name -> config class, run function, metadata."""
+"""Every experiment, by name: the ``EXPERIMENT`` object of each module listed here.
+
+Adding an experiment: write its module (config class, ``run`` and ``EXPERIMENT``; see
+:mod:`featavg.experiments.spec`), its test, and one line in :data:`MODULES`. The order of
+:data:`MODULES` is the order of ``featavg list``, ``featavg reproduce`` and the report: the
+paper's figures first, then our extensions, then the appendix.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from pydantic import BaseModel
+import importlib
+from typing import Any
 
 from featavg.config import ConfigError
-from featavg.experiments import (
-    synthetic_ablations,
-    synthetic_adversarial,
-    synthetic_alignment,
-    synthetic_common,
-    synthetic_dynamics,
-    synthetic_robustness,
-    synthetic_scaling,
+from featavg.experiments.spec import Experiment
+
+MODULES = (
+    "featavg.experiments.synthetic_alignment",
+    "featavg.experiments.synthetic_robustness",
+    "featavg.experiments.synthetic_scaling",
+    "featavg.experiments.synthetic_ablations",
+    "featavg.experiments.synthetic_dynamics",
+    "featavg.experiments.synthetic_adversarial",
 )
 
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    description: str
-    config_cls: type[BaseModel]
-    run: Callable
-    runtime: str  # expected wall time on 2 CPU cores at the default config
-    data: str  # what data it needs
-    # optional: run several configs differing only in ``batch_fields`` as one ensemble
-    run_batch: Callable | None = None
-    batch_fields: tuple[str, ...] = ()
+EXPERIMENTS: dict[str, Experiment] = {}
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e
-    for e in [
-        Experiment(
-            "synthetic-alignment",
-            "Fig. 2a/b: cosine heatmaps, binary (averaging) vs 10-class (decoupling) net",
-            synthetic_alignment.SyntheticAlignmentConfig,
-            synthetic_alignment.run,
-            "~2 s (1 seed), ~4 s (10 seeds)",
-            "none (synthetic)",
-            run_batch=synthetic_alignment.run_batch,
-            batch_fields=synthetic_common.BATCH_FIELDS,
-        ),
-        Experiment(
-            "synthetic-robustness",
-            "Fig. 3 left: robust accuracy vs L2 radius (PGD + exact), binary vs 10-class",
-            synthetic_robustness.SyntheticRobustnessConfig,
-            synthetic_robustness.run,
-            "~2 s (1 seed), ~3.5 s (10 seeds)",
-            "none (synthetic)",
-        ),
-        Experiment(
-            "synthetic-scaling",
-            "ours: 50% radius vs k and vs d with fitted log-log slopes (theory -1/2 and 0)",
-            synthetic_scaling.SyntheticScalingConfig,
-            synthetic_scaling.run,
-            "~10 s (3 seeds)",
-            "none (synthetic)",
-        ),
-        Experiment(
-            "synthetic-ablations",
-            "SPEC §3 ablations: init std, He init, lr, n, SNR, near-orthogonality, norms, adv.",
-            synthetic_ablations.SyntheticAblationsConfig,
-            synthetic_ablations.run,
-            "~16 s (1 seed)",
-            "none (synthetic)",
-        ),
-        Experiment(
-            "synthetic-dynamics",
-            "ours: alignment and PGD / exact radii over the course of training",
-            synthetic_dynamics.SyntheticDynamicsConfig,
-            synthetic_dynamics.run,
-            "~9 s (1 seed)",
-            "none (synthetic)",
-        ),
-        Experiment(
-            "synthetic-adversarial",
-            "L2 adversarial training (eps 0/20/40) of the 100-unit binary net: decoupling?",
-            synthetic_adversarial.SyntheticAdversarialConfig,
-            synthetic_adversarial.run,
-            "~13 s (1 seed)",
-            "none (synthetic)",
-        ),
-    ]
-}
+def register(experiment: Experiment) -> Experiment:
+    """Add an experiment (e.g. from a user's own module) under its name; returns it.
+    A second experiment under a taken name is refused."""
+    if not isinstance(experiment, Experiment):
+        raise TypeError(f"register: expected an Experiment, got {type(experiment).__name__}")
+    known = EXPERIMENTS.get(experiment.name)
+    if known is not None and known is not experiment:
+        raise ValueError(f"register: an experiment named {experiment.name!r} exists already")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def unregister(name: str) -> None:
+    """Remove an experiment added with :func:`register` (tests use it to clean up)."""
+    EXPERIMENTS.pop(name, None)
+
+
+for _module in MODULES:
+    register(importlib.import_module(_module).EXPERIMENT)
 
 
 def get_experiment(name: str) -> Experiment:
@@ -94,3 +52,8 @@ def get_experiment(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment: unknown {name!r}; allowed: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
+
+
+def reproduce_plan() -> list[tuple[str, dict[str, Any]]]:
+    """(name, overrides) of every experiment ``featavg reproduce`` runs, in registry order."""
+    return [(e.name, dict(e.reproduce)) for e in EXPERIMENTS.values() if e.reproduce is not None]

@@ -1,19 +1,51 @@
-"""Run an experiment into its run directory: cache check, timing, atomic result files."""
+"""Run an experiment into its run directory: cache check, timing, the output checked
+against what the experiment declares, atomic result files."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel
 
 from featavg import store
 from featavg.config import build_config
 from featavg.device import resolve_device
+from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
+from featavg.experiments.spec import Experiment
+
+
+class UndeclaredOutput(RuntimeError):
+    """A run did not produce a key, table, column or figure its experiment declares (a bug
+    in the experiment: the report would otherwise lose a check)."""
+
+
+def missing_outputs(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -> list[str]:
+    """What the experiment declares for ``cfg`` and ``output`` lacks: summary keys (of its
+    checks, ``summary_keys`` and grid), figures, tables and their columns."""
+    missing = [f"summary key {k}" for k in exp.declared_keys(cfg) if k not in output.numbers]
+    missing += [f"figure {f}" for f in exp.figures if f not in output.figures]
+    for table, columns in exp.tables.items():
+        rows = output.tables.get(table)
+        if not rows:
+            missing.append(f"table {table}")
+            continue
+        have = {c for row in rows for c in row}
+        missing += [f"column {table}.{c}" for c in columns if c not in have]
+    return missing
+
+
+def verify_output(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -> None:
+    """Raise :class:`UndeclaredOutput` listing everything :func:`missing_outputs` finds."""
+    missing = missing_outputs(exp, cfg, output)
+    if missing:
+        raise UndeclaredOutput(f"{exp.name}: the run did not produce {', '.join(missing)}")
 
 
 @dataclass
@@ -61,16 +93,15 @@ def run_experiment(
     dev = resolve_device(device)
     start = time.perf_counter()
     output = exp.run(cfg, dev, progress=progress)
-    summary = _write_run(
-        name, exp.data, cfg_json, output, directory, dev, time.perf_counter() - start
-    )
+    verify_output(exp, cfg, output)
+    summary = _write_run(exp, cfg_json, output, directory, dev, time.perf_counter() - start)
     return RunResult(summary, directory, cached=False)
 
 
 def run_experiment_batch(
     name: str,
     configs: list[BaseModel],
-    outs: list[str | Path],
+    outs: Sequence[str | Path],
     *,
     device: str = "auto",
     progress: bool = False,
@@ -91,15 +122,22 @@ def run_experiment_batch(
     wall = time.perf_counter() - start
     results = []
     for cfg, out, output in zip(configs, outs, outputs, strict=True):
+        verify_output(exp, cfg, output)
         cfg_json = cfg.model_dump(mode="json")
-        summary = _write_run(
-            name, exp.data, cfg_json, output, Path(out), dev, wall, batch=len(configs)
-        )
+        summary = _write_run(exp, cfg_json, output, Path(out), dev, wall, batch=len(configs))
         results.append(RunResult(summary, Path(out), cached=False))
     return results
 
 
-def _write_run(name, data, cfg_json, output, directory: Path, dev, wall, batch: int = 1):
+def _write_run(
+    exp: Experiment,
+    cfg_json: dict[str, Any],
+    output: ExperimentOutput,
+    directory: Path,
+    dev: torch.device,
+    wall: float,
+    batch: int = 1,
+) -> dict[str, Any]:
     """config.json, <table>.csv, <figure>.png, then summary.json (marks completion)."""
     store.write_json(directory / "config.json", cfg_json)
     for table, rows in output.tables.items():
@@ -111,8 +149,9 @@ def _write_run(name, data, cfg_json, output, directory: Path, dev, wall, batch: 
     if batch > 1:
         provenance["batched_with_cells"] = batch
     summary = {
-        "experiment": name,
-        "data": data,
+        "experiment": exp.name,
+        "data": output.data or exp.data,
+        "stand_in": output.stand_in,
         **_finite(output.numbers),
         "config": cfg_json,
         "provenance": provenance,

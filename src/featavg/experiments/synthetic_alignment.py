@@ -9,20 +9,30 @@ labels, all replicates as one ensemble. Reports cos(w_r, mu_j) against the theor
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from featavg.experiments.base import ExperimentOutput, aggregate, record_band
-from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pairs
+from featavg.experiments.output import ExperimentOutput, aggregate, record_band
+from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.synthetic_common import (
+    BATCH_FIELDS,
+    TINY_DATA,
+    SyntheticRunConfig,
+    TrainedPair,
+    train_pairs,
+)
+from featavg.experiments.tolerances import COS_MAX_TOL, COS_MEAN_TOL, INV_SQRT_LABEL
 from featavg.metrics.alignment import cosine_matrix, theory_cos_same_class
 from featavg.plots.alignment import alignment_dynamics, alignment_heatmaps
-from featavg.train import accuracy
+from featavg.training import Record, accuracy
 
 
 class SyntheticAlignmentConfig(SyntheticRunConfig):
     """Config of ``synthetic-alignment`` (defaults: the paper / authors' code)."""
 
 
-def _history_rows(records, net: str, seeds: list[int]) -> list[dict]:
+def _history_rows(records: list[Record], net: str, seeds: list[int]) -> list[dict[str, Any]]:
     rows = []
     for rec in records:
         for i, seed in enumerate(seeds):
@@ -32,7 +42,9 @@ def _history_rows(records, net: str, seeds: list[int]) -> list[dict]:
     return rows
 
 
-def run(cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False):
+def run(
+    cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False
+) -> ExperimentOutput:
     """Train both nets for every replicate; return numbers, per-step table and figures."""
     return run_batch([cfg], device, progress)[0]
 
@@ -46,7 +58,7 @@ def run_batch(
     return [_summarise(cfg, pair) for cfg, pair in zip(cfgs, pairs, strict=True)]
 
 
-def _summarise(cfg: SyntheticAlignmentConfig, pair) -> ExperimentOutput:
+def _summarise(cfg: SyntheticAlignmentConfig, pair: TrainedPair) -> ExperimentOutput:
     seeds, data, binary, multi = pair.seeds, pair.data, pair.binary, pair.multiclass
     rec_b, rec_m = pair.records_binary, pair.records_multiclass
     d, k = cfg.data.d, cfg.data.k
@@ -100,3 +112,104 @@ def _summarise(cfg: SyntheticAlignmentConfig, pair) -> ExperimentOutput:
         tables={"metrics": rows},
         figures={"heatmap": heatmap, "alignment_dynamics": dynamics},
     )
+
+
+def checks(cfg: SyntheticAlignmentConfig) -> list[Check]:
+    """Averaging cosines of the binary net against 1/sqrt(|J_s|); decoupling of the
+    fine-grained net (diagonal 1, off-diagonal 0)."""
+    same = "mean over units of class s and centers j ∈ J_s"
+    return [
+        Check(
+            "binary net: mean same-class cos(w_{s,r}, μ_j)",
+            "cos_same_class_mean_binary",
+            "theory_cos_same_class",
+            INV_SQRT_LABEL,
+            COS_MEAN_TOL,
+            note=same,
+        ),
+        Check(
+            "binary net, class +1: mean cos with μ_j, j ∈ J+",
+            "cos_same_class_mean_pos_binary",
+            "theory_cos_same_class_pos",
+            "1/√|J+|",
+            COS_MEAN_TOL,
+        ),
+        Check(
+            "binary net, class −1: mean cos with μ_j, j ∈ J−",
+            "cos_same_class_mean_neg_binary",
+            "theory_cos_same_class_neg",
+            "1/√|J−|",
+            COS_MEAN_TOL,
+        ),
+        Check(
+            "binary net: max |cos| with other-class centers",
+            "cos_other_class_max_binary",
+            0.0,
+            "0",
+            COS_MAX_TOL,
+            note="a max over every unit x center pair: chance alone lifts it above 0",
+        ),
+        Check(
+            "fine-grained net: mean cos(w_j, μ_j)",
+            "cos_diag_mean_multiclass",
+            1.0,
+            "1 (decoupling)",
+            COS_MEAN_TOL,
+        ),
+        Check(
+            "fine-grained net: max |cos(w_j, μ_l)|, l ≠ j",
+            "cos_offdiag_max_multiclass",
+            0.0,
+            "0 (decoupling)",
+            COS_MAX_TOL,
+        ),
+    ]
+
+
+def summary_keys(cfg: SyntheticAlignmentConfig) -> tuple[str, ...]:
+    """Losses and accuracies of both nets, beside the checked cosines."""
+    return tuple(
+        f"{what}_{net}"
+        for what in ("train_loss", "train_acc", "test_acc")
+        for net in ("binary", "multiclass")
+    )
+
+
+CLAIM = Claim(
+    "Feature averaging vs feature decoupling (paper Fig. 2a/b)",
+    "Gradient descent from small initialisation on the coarse (binary) labels converges "
+    "to feature averaging: every hidden unit of class s becomes "
+    "w_{s,r} ≈ c · ∑_{j∈J_s} μ_j, so cos(w_{s,r}, μ_j) = 1/√|J_s| for j ∈ J_s "
+    "(1/√5 ≈ 0.447 for k = 10) and 0 for the other class's centers. Trained on the "
+    "fine-grained cluster labels, the net decouples the features: unit j aligns with its "
+    "own cluster, cos(w_j, μ_j) ≈ 1, and is ≈ 0 for every other center. Fine-grained "
+    "labels alone do not force this (Prop. 4.8: averaged weights can fit them too); GD "
+    "from small initialisation does.",
+    "Averaging is what makes the binary net fragile. By the closed forms (featavg.theory) "
+    "the idealised averaging net f_FA flips at √(d/k) from a cluster center, while the "
+    "decoupled net read out by argmax needs √(d/2); synthetic-robustness measures the "
+    "exact minimal radii of the trained nets. With several seeds every number carries a "
+    "95% t-interval.",
+)
+
+EXPERIMENT = Experiment(
+    name="synthetic-alignment",
+    description="Fig. 2a/b: cosine heatmaps, binary (averaging) vs 10-class (decoupling) net",
+    config_cls=SyntheticAlignmentConfig,
+    run=run,
+    claim=CLAIM,
+    figures={
+        "heatmap": "cos(w, μ_j) of every hidden unit (rows) with every cluster center "
+        "(columns): binary net (averaging: a block ≈ 1/√|J_s| per class) and "
+        "fine-grained net (decoupling: a diagonal of ≈ 1).",
+        "alignment_dynamics": "The alignment numbers over the GD steps (mean and 95% band "
+        "over seeds) against 1/√|J_s| and 1.",
+    },
+    tables={"metrics": ("net", "seed", "step", "loss", "train_acc", "cos_same_class_mean")},
+    checks=checks,
+    summary_keys=summary_keys,
+    tiny={"data": TINY_DATA, "train": {"steps": 20}},
+    runtime="~2 s (1 seed), ~4 s (10 seeds)",
+    run_batch=run_batch,
+    batch_fields=BATCH_FIELDS,
+)

@@ -3,7 +3,9 @@ the fine-grained net on every replicate's own data as two ensembles."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +22,13 @@ from featavg.models.two_layer import (
     binary_ensemble,
     multiclass_ensemble,
 )
-from featavg.train import TrainConfig, train_many
+from featavg.training import Record, TrainConfig, train_many
+from featavg.training.two_layer_gd import TwoLayerRecordHook
+
+# extra_metrics(data, member seeds) -> (binary hook, fine-grained hook), see train_pair
+ExtraMetrics = Callable[
+    [SyntheticDataset, list[int]], tuple[TwoLayerRecordHook, TwoLayerRecordHook]
+]
 
 
 class SyntheticRunConfig(BaseModel):
@@ -48,15 +56,18 @@ class TrainedPair:
     data: SyntheticDataset
     binary: TwoLayerEnsemble
     multiclass: TwoLayerEnsemble
-    records_binary: list[dict]
-    records_multiclass: list[dict]
+    records_binary: list[Record]
+    records_multiclass: list[Record]
 
+
+# the data of every synthetic experiment's ``tiny`` config: a run in seconds (tests)
+TINY_DATA = {"d": 60, "k": 4, "n_train": 80, "n_test": 40}
 
 # config fields that may differ between the configs trained together by train_pairs
 BATCH_FIELDS = ("train.lr", "net.init_std")
 
 
-def _without_batch_fields(cfg: SyntheticRunConfig) -> dict:
+def _without_batch_fields(cfg: SyntheticRunConfig) -> dict[str, Any]:
     dump = cfg.model_dump(mode="json")
     for key in BATCH_FIELDS:
         section, field = key.split(".")
@@ -70,7 +81,7 @@ def train_pair(
     progress: bool = False,
     data_cfg: SyntheticConfig | None = None,
     record_alignment: bool = True,
-    extra_metrics=None,
+    extra_metrics: ExtraMetrics | None = None,
 ) -> TrainedPair:
     """Train the binary net on y and the fine-grained net on the cluster labels, recording
     the alignment metrics along the way unless ``record_alignment`` is False (``data_cfg``
@@ -80,12 +91,12 @@ def train_pair(
 
 
 def train_pairs(
-    cfgs: list[SyntheticRunConfig],
+    cfgs: Sequence[SyntheticRunConfig],
     device: torch.device,
     progress: bool = False,
     data_cfg: SyntheticConfig | None = None,
     record_alignment: bool = True,
-    extra_metrics=None,
+    extra_metrics: ExtraMetrics | None = None,
 ) -> list[TrainedPair]:
     """:func:`train_pair` for several configs that differ only in :data:`BATCH_FIELDS`
     (learning rate, init std), all trained as one ensemble: a member per (config, seed)
@@ -106,12 +117,12 @@ def train_pairs(
     rates = torch.tensor([c.train.lr for c in cfgs for _ in seeds])
     extra_b, extra_m = extra_metrics(data, member_seeds) if extra_metrics else (None, None)
 
-    def binary_metrics(step, model):
+    def binary_metrics(step: int, model: TwoLayerEnsemble) -> dict[str, torch.Tensor]:
         cos = cosine_matrix(model.weight, data.centers)
         out = binary_alignment(cos, model.unit_sign, data.signs)
         return {**out, **extra_b(step, model)} if extra_b else out
 
-    def multiclass_metrics(step, model):
+    def multiclass_metrics(step: int, model: TwoLayerEnsemble) -> dict[str, torch.Tensor]:
         out = multiclass_alignment(cosine_matrix(model.weight, data.centers), model.unit_class)
         return {**out, **extra_m(step, model)} if extra_m else out
 

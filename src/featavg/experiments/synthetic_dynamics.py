@@ -15,15 +15,24 @@ import torch
 from pydantic import Field
 
 from featavg import theory
-from featavg.attacks.ensemble_subspace import ensemble_subspace_pgd
-from featavg.attacks.exact import ExactRadiusSolver
-from featavg.attacks.objectives import BinaryMargin, CrossEntropy
-from featavg.experiments.base import ExperimentOutput, aggregate, record_band
-from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
-from featavg.metrics.scaling import crossing_radius
-from featavg.models import sum_form_net
+from featavg.attacks.objectives import BinaryMargin, CrossEntropy, Objective
+from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
+from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
+from featavg.data.synthetic import SyntheticDataset
+from featavg.experiments.output import ExperimentOutput, aggregate, record_band
+from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.synthetic_common import (
+    TINY_DATA,
+    ExtraMetrics,
+    SyntheticRunConfig,
+    train_pair,
+)
+from featavg.experiments.tolerances import EXACT_RADIUS_TOL
+from featavg.metrics.curves import crossing_radius, median_radius
+from featavg.models import TwoLayerEnsemble, TwoLayerNet, sum_form_net
 from featavg.plots.dynamics import dynamics_figure
-from featavg.train import TrainConfig
+from featavg.training import Record, TrainConfig
+from featavg.training.two_layer_gd import TwoLayerRecordHook
 
 
 class SyntheticDynamicsConfig(SyntheticRunConfig):
@@ -37,10 +46,12 @@ class SyntheticDynamicsConfig(SyntheticRunConfig):
     )
 
 
-def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
+def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> ExtraMetrics:
     """Per-record exact median radii and PGD 50% radii, for :func:`train_pair`."""
 
-    def make(data, seeds):
+    def make(
+        data: SyntheticDataset, seeds: list[int]
+    ) -> tuple[TwoLayerRecordHook, TwoLayerRecordHook]:
         n = cfg.n_attack
         x, y, c = data.x_test[:, :n], data.y_test[:, :n], data.c_test[:, :n]
         x64 = x.to("cpu", torch.float64)
@@ -48,7 +59,13 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
         groups, gy = (signs > 0).long(), (y > 0).long()
         one = torch.ones(1, 1, device=device)
 
-        def pgd_radius50(nets, labels, objective, readout, certified):
+        def pgd_radius50(
+            nets: list[TwoLayerNet],
+            labels: torch.Tensor,
+            objective: Objective,
+            readout: torch.Tensor | None,
+            certified: torch.Tensor,
+        ) -> torch.Tensor:
             """PGD 50% radius; rows certified by the exact radii are not attacked."""
             correct = ensemble_subspace_pgd(
                 nets,
@@ -64,7 +81,13 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
                 [crossing_radius(cfg.radii, a) for a in correct.double().mean(-1).cpu().tolist()]
             )
 
-        def exact_radii(solvers, nets, labels, readout, groups=None):
+        def exact_radii(
+            solvers: list[ExactRadiusSolver],
+            nets: list[TwoLayerNet],
+            labels: torch.Tensor,
+            readout: Readout,
+            groups: torch.Tensor | None = None,
+        ) -> torch.Tensor:
             """(S, B) exact radii of every replicate (solvers: one per replicate's layer)."""
             return torch.stack(
                 [
@@ -73,16 +96,16 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
                 ]
             )
 
-        def solvers_of(nets):
+        def solvers_of(nets: list[TwoLayerNet]) -> list[ExactRadiusSolver]:
             return [
                 ExactRadiusSolver(net.linear.weight, net.linear.bias, x64[i])
                 for i, net in enumerate(nets)
             ]
 
-        def medians(radii):
-            return torch.tensor([float(r.median()) for r in radii])
+        def medians(radii: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([median_radius(r) for r in radii])
 
-        def binary_metrics(step, model):
+        def binary_metrics(step: int, model: TwoLayerEnsemble) -> dict[str, torch.Tensor]:
             nets = [model.member(i) for i in range(len(seeds))]
             radii = exact_radii(solvers_of(nets), nets, y, "margin")
             return {
@@ -90,7 +113,7 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
                 "pgd_radius50": pgd_radius50(nets, y, BinaryMargin(), one, radii),
             }
 
-        def multiclass_metrics(step, model):
+        def multiclass_metrics(step: int, model: TwoLayerEnsemble) -> dict[str, torch.Tensor]:
             nets = [model.member(i) for i in range(len(seeds))]
             sums = [sum_form_net(net, signs) for net in nets]
             solvers = solvers_of(nets)  # the sum form shares the first layer
@@ -109,7 +132,9 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device):
     return make
 
 
-def run(cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = False):
+def run(
+    cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = False
+) -> ExperimentOutput:
     """Train with per-record alignment and robustness measurements."""
     pair = train_pair(cfg, device, progress, extra_metrics=_robustness_metrics(cfg, device))
     seeds, rec_b, rec_m = pair.seeds, pair.records_binary, pair.records_multiclass
@@ -123,7 +148,7 @@ def run(cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = Fal
             row.update({f"{k}_multiclass": float(v[i]) for k, v in rm.items() if k != "step"})
             rows.append(row)
 
-    def onset(records, key, fraction=0.9):
+    def onset(records: list[Record], key: str, fraction: float = 0.9) -> list[int]:
         """First recorded step where the metric reaches ``fraction`` of its final value."""
         out = []
         for i in range(len(seeds)):
@@ -168,3 +193,76 @@ def run(cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = Fal
         note=f"{len(seeds)} seed(s), {n} test points",
     )
     return ExperimentOutput(numbers=numbers, tables={"dynamics": rows}, figures={"dynamics": fig})
+
+
+def checks(cfg: SyntheticDynamicsConfig) -> list[Check]:
+    """Final exact radii against the closed forms; when averaging and decoupling set in."""
+    return [
+        Check(
+            "binary net: exact median radius after training",
+            "final_exact_median_radius_binary",
+            "theory_radius_feature_averaging",
+            "√(d/k)",
+            EXACT_RADIUS_TOL,
+            True,
+            "f_FA at a center",
+        ),
+        Check(
+            "fine-grained net, k-way: exact median radius after training",
+            "final_exact_median_radius_argmax",
+            "theory_radius_decoupling_argmax",
+            "√(d/2)",
+            EXACT_RADIUS_TOL,
+            True,
+            "f_FD argmax at a center",
+        ),
+        Check(
+            "averaging onset (GD step)",
+            "averaging_onset_step",
+            note="first step at 90% of the final mean same-class cosine",
+        ),
+        Check(
+            "decoupling onset (GD step)",
+            "decoupling_onset_step",
+            note="first step at 90% of the final mean own-cluster cosine",
+        ),
+    ]
+
+
+CLAIM = Claim(
+    "Alignment and robustness over training (ours)",
+    "The paper's analysis follows GD from small initialisation: hidden units pick up the "
+    "averaged direction ∑_{j∈J_s} μ_j early in training and keep it, so the binary net's "
+    "robustness radius settles near √(d/k), while the fine-grained net decouples and its "
+    "argmax radius stays Θ(√d) ≈ √(d/2).",
+    "At every recorded step: the alignment numbers, the exact median L2 radius of every "
+    "read-out and the PGD 50% radius. Reported: when averaging and decoupling set in "
+    "(first step at 90% of the final cosine) and the final exact radii beside √(d/k) and "
+    "√(d/2).",
+)
+
+EXPERIMENT = Experiment(
+    name="synthetic-dynamics",
+    description="ours: alignment and PGD / exact radii over the course of training",
+    config_cls=SyntheticDynamicsConfig,
+    run=run,
+    claim=CLAIM,
+    figures={"dynamics": "Alignment (top) and robustness radii (bottom) over the GD steps."},
+    tables={
+        "dynamics": (
+            "step",
+            "seed",
+            "cos_same_class_mean_binary",
+            "exact_median_radius_binary",
+            "pgd_radius50_binary",
+            "exact_median_radius_argmax_multiclass",
+        )
+    },
+    checks=checks,
+    tiny={
+        "data": TINY_DATA,
+        "train": {"steps": 5},
+        "n_attack": 20,
+    },
+    runtime="~9 s (1 seed)",
+)

@@ -1,4 +1,6 @@
-"""Models: two-layer ReLU networks stored as ensembles (leading axis S)."""
+"""Models: two-layer ReLU networks stored as ensembles with a leading axis S, exported one
+at a time as ``nn.Module`` s (:mod:`.two_layer`), and the idealised feature-averaging /
+feature-decoupling nets f_FA, f_FD of the paper's Fig. 1 (:mod:`.idealised`)."""
 
 from featavg.models.two_layer import (
     NetConfig,

@@ -90,8 +90,13 @@ class TwoLayerEnsemble(nn.Module):
     Tensors: weight (S, M, d), bias (S, M), readout (C, M). ``forward`` takes x of shape
     (n, d) (shared by all members) or (S, n, d) (one data set per member) and returns
     logits (S, n, C). ``kind`` is "binary" (C = 1, the output is the margin f) or
-    "multiclass" (C = k). Parameters are updated in place by :func:`featavg.train.train`.
+    "multiclass" (C = k). Parameters are updated in place by :func:`featavg.training.train`.
     """
+
+    # buffers (registered in __init__), declared so that type checkers see tensors
+    weight: torch.Tensor
+    bias: torch.Tensor
+    readout: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, readout: torch.Tensor, kind: str):
         super().__init__()
@@ -142,7 +147,7 @@ class TwoLayerEnsemble(nn.Module):
         """Network ``i`` as an ordinary ``nn.Module`` (a copy) returning logits."""
         return TwoLayerNet(self.weight[i], self.bias[i], self.readout, self.kind)
 
-    def subset(self, idx) -> TwoLayerEnsemble:
+    def subset(self, idx: slice | torch.Tensor) -> TwoLayerEnsemble:
         """The members ``idx`` (a slice or index tensor) as a new ensemble (copies)."""
         return TwoLayerEnsemble(self.weight[idx], self.bias[idx], self.readout, self.kind)
 
@@ -160,6 +165,8 @@ class TwoLayerNet(nn.Module):
     and argmax agrees with sign(f): torchattacks / AutoAttack plug in unchanged.
     :meth:`margin` returns f itself.
     """
+
+    readout: torch.Tensor  # buffer (registered in __init__)
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, readout: torch.Tensor, kind: str):
         super().__init__()
@@ -203,7 +210,16 @@ def sum_form_net(net: TwoLayerNet, signs: torch.Tensor | Sequence[float]) -> Two
     return TwoLayerNet(weight, bias, readout, "binary").to(weight.device, weight.dtype)
 
 
-def _ensemble(seeds, units, d, readout, kind, cfg: NetConfig, init_std, stream):
+def _ensemble(
+    seeds: Sequence[int],
+    units: int,
+    d: int,
+    readout: torch.Tensor,
+    kind: str,
+    cfg: NetConfig,
+    init_std: float | Sequence[float] | None,
+    stream: str,
+) -> TwoLayerEnsemble:
     std = cfg.init_std if init_std is None else init_std
     w = init_weights(seeds, units, d, cfg.init, std, stream)
     return TwoLayerEnsemble(w, torch.zeros(w.shape[:2]), readout, kind)

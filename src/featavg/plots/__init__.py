@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from matplotlib.figure import Figure
 
+# a curve and its 95% band over the x values: (mean, lo, hi)
+Band = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
-    """(figure, axes) with constrained layout; axes as ``Figure.subplots`` returns them."""
+
+def new_figure(
+    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8)
+) -> tuple[Figure, Any]:
+    """(figure, axes) with constrained layout; axes as ``Figure.subplots`` returns them
+    (an ``Axes``, or an array of them: typed Any, as matplotlib types it)."""
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots(nrows, ncols)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from featavg.plots import new_figure
 
 
-def ablation_grid(heatmaps: dict, numbers: dict, signs, theory: float, cols: int = 4):
+def ablation_grid(
+    heatmaps: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    numbers: Mapping[str, Mapping[str, Sequence[float]]],
+    signs: Sequence[float],
+    theory: float,
+    cols: int = 4,
+) -> Figure:
     """heatmaps: setting -> (cos binary (M, k), cos fine-grained (M', k) or None);
     numbers: setting -> {key: per-seed values}. One pair of panels per setting."""
     names = list(heatmaps)

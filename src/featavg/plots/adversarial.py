@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+from matplotlib.figure import Figure
 
 from featavg.plots import new_figure
 from featavg.plots.alignment import heatmap_panel
 
 
 def adversarial_figure(
-    eps,
+    eps: Sequence[float],
     cos: np.ndarray,
-    unit_sign,
-    signs,
-    decoupled,
-    same_class,
-    radii,
-    curves: dict,
+    unit_sign: Sequence[float] | np.ndarray,
+    signs: Sequence[float] | np.ndarray,
+    decoupled: Sequence[float],
+    same_class: Sequence[float],
+    radii: Sequence[float],
+    curves: Mapping[str, Sequence[float] | np.ndarray],
     note: str = "",
-):
+) -> Figure:
     """cos (len(eps), M, k) of one seed; decoupled / same_class: per-eps numbers for the
     titles; curves: label -> robust accuracy over ``radii``."""
     n = len(eps)

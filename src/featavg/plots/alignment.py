@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
-from featavg.plots import new_figure
+from featavg.plots import Band, new_figure
 
 
-def heatmap_panel(ax, cos: np.ndarray, row_labels, col_labels, title: str):
+def heatmap_panel(
+    ax: Axes, cos: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str
+) -> AxesImage:
     im = ax.imshow(cos, cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=90, fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
@@ -36,7 +43,7 @@ def alignment_heatmaps(
     signs: np.ndarray,
     theory_same: float,
     note: str = "",
-):
+) -> Figure:
     """Fig. 2a/b: cos(w_r, mu_j) for the binary net (left) and the k-class net (right).
 
     cos_binary (M, k), unit_sign (M,) +-1; cos_multiclass (M', k), unit_class (M',);
@@ -67,7 +74,12 @@ def alignment_heatmaps(
     return fig
 
 
-def alignment_dynamics(steps, curves: dict[str, tuple], theory: dict[str, float], note: str = ""):
+def alignment_dynamics(
+    steps: Sequence[int],
+    curves: Mapping[str, Band],
+    theory: Mapping[str, float],
+    note: str = "",
+) -> Figure:
     """Alignment metrics vs GD step. curves: label -> (mean, lo, hi) arrays over steps;
     theory: label -> horizontal reference line."""
     fig, ax = new_figure(figsize=(6.5, 4.2))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from featavg.plots import new_figure
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+from featavg.plots import Band, new_figure
 
 
 def dynamics_figure(
-    steps, alignment: dict, radii: dict, theory_cos: dict, theory_radius: dict, note: str = ""
-):
+    steps: Sequence[int],
+    alignment: Mapping[str, Band],
+    radii: Mapping[str, Band],
+    theory_cos: Mapping[str, float],
+    theory_radius: Mapping[str, float],
+    note: str = "",
+) -> Figure:
     """alignment / radii: label -> (mean, lo, hi) over ``steps``; theory_*: label -> value."""
     fig, (ax_a, ax_r) = new_figure(1, 2, figsize=(13, 4.6))
     for ax, curves, refs, ylabel in (

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from featavg.plots import new_figure
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+from featavg.plots import Band, new_figure
 
 COLORS = {"binary": "C3", "multiclass": "C0", "derived_sum": "C2", "derived_argmax": "C1"}
 LABELS = {
@@ -13,7 +17,13 @@ LABELS = {
 }
 
 
-def robustness_curves(radii, pgd: dict, exact: dict, theory: dict, note: str = ""):
+def robustness_curves(
+    radii: Sequence[float],
+    pgd: Mapping[str, Band],
+    exact: Mapping[str, Band],
+    theory: Mapping[str, float],
+    note: str = "",
+) -> Figure:
     """pgd / exact: readout -> (mean, lo, hi) arrays over ``radii``; theory: label -> radius.
 
     Solid: PGD robust accuracy (an upper bound); dashed: exact certified accuracy (the

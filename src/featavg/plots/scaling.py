@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
+from matplotlib.figure import Figure
 
 from featavg.plots import new_figure
 from featavg.plots.robustness import COLORS, LABELS
 
 
-def scaling_figure(var: str, xs, results, theory: dict, numbers: dict, note: str = ""):
+def scaling_figure(
+    var: str,
+    xs: Sequence[int],
+    results: Sequence[Mapping[str, Sequence[float]]],
+    theory: Mapping[str, Sequence[float]],
+    numbers: Mapping[str, Any],
+    note: str = "",
+) -> Figure:
     """results[i][series] = per-seed radii at xs[i]; series 'pgd_<readout>' (solid) and
     'exact_<readout>' (dashed). theory: label -> values over xs (gray lines)."""
     fig, ax = new_figure(figsize=(10, 5))

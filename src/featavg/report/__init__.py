@@ -3,9 +3,13 @@
 A run directory is finished when it holds summary.json (written last by the runner); a
 sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below. With
 no run directories given, every run and sweep directly under ``root`` is found and runs are
-put in the paper's order (:data:`featavg.report.claims.ORDER`, then the rest by name).
-Rendering lives in :mod:`featavg.report.html`, the paper's claims and the theory each
-number is held against in :mod:`featavg.report.claims`.
+put in the registry's order (:data:`featavg.experiments.registry.EXPERIMENTS`, then unknown
+experiments by name).
+
+Layout: :mod:`featavg.report.checks` holds each number against the theory its experiment
+declares; :mod:`~featavg.report.view`, :mod:`~featavg.report.view_run` and
+:mod:`~featavg.report.view_sweep` turn runs and sweeps into display strings;
+:mod:`~featavg.report.render` renders them through the Jinja2 templates in ``templates/``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import argparse
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from featavg import store
 from featavg.config import ConfigError
-from featavg.report.claims import ORDER
-from featavg.report.html import RunPage, SweepPage, render_page
+from featavg.report.view import RunPage, SweepPage
 
 __all__ = ["add_report_parser", "discover", "report_command", "write_report"]
 
@@ -52,16 +56,16 @@ def _load_run(path: Path, sweep: str | None = None) -> RunPage:
     return RunPage(path, summary, summary_path.stat().st_mtime, sweep=sweep)
 
 
-def _read_spec(sweep: Path) -> dict | None:
+def _read_spec(sweep: Path) -> dict[str, Any] | None:
     """sweep.json (grid, seeds, base config, cells) when present and readable."""
     try:
         spec = json.loads((sweep / "sweep.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return spec if isinstance(spec, dict) else None
 
 
-def _sweep_cells(sweep: Path, spec: dict | None) -> list[Path]:
+def _sweep_cells(sweep: Path, spec: dict[str, Any] | None) -> list[Path]:
     """The finished cells of a sweep: the directories sweep.json lists (featavg.sweep puts
     them under cells/), else any run directory one level down or under cells/."""
     cells = spec.get("cells") if spec else None
@@ -92,10 +96,18 @@ def _sweep_of(run_dir: Path) -> str | None:
     return None
 
 
-def _paper_order(run: RunPage) -> tuple[int, str, str]:
-    name = str(run.summary.get("experiment", ""))
-    rank = ORDER.index(name) if name in ORDER else len(ORDER)
-    return rank, name, str(run.directory)
+def _registry_order(runs: list[RunPage]) -> list[RunPage]:
+    """Runs in the registry's order of experiments, unknown experiments after by name."""
+    from featavg.experiments.registry import EXPERIMENTS  # lazy: the registry imports torch
+
+    order = list(EXPERIMENTS)
+
+    def key(run: RunPage) -> tuple[int, str, str]:
+        name = str(run.summary.get("experiment", ""))
+        rank = order.index(name) if name in order else len(order)
+        return rank, name, str(run.directory)
+
+    return sorted(runs, key=key)
 
 
 def discover(root: Path) -> tuple[list[Path], list[Path]]:
@@ -112,7 +124,7 @@ def discover(root: Path) -> tuple[list[Path], list[Path]]:
 
 def _collect(run_dirs: list[Path] | None, root: Path) -> tuple[list[RunPage], list[SweepPage]]:
     """Load what goes in the report. Explicit directories keep the caller's order (sweep
-    directories among them become sweep sections); discovered runs follow the paper's order."""
+    directories among them become sweep sections); discovered runs follow the registry's order."""
     runs: list[RunPage] = []
     sweeps: list[SweepPage] = []
     if run_dirs:
@@ -127,7 +139,7 @@ def _collect(run_dirs: list[Path] | None, root: Path) -> tuple[list[RunPage], li
             raise ConfigError(
                 f"report: no finished runs under {root} (run `featavg run EXP` first)"
             )
-        runs = sorted((_load_run(p) for p in found), key=_paper_order)
+        runs = _registry_order([_load_run(p) for p in found])
         sweeps = [_load_sweep(d) for d in sweep_dirs]
     for i, run in enumerate(runs, 1):
         run.anchor = f"run-{i}"
@@ -147,6 +159,7 @@ def write_report(
     :class:`~featavg.config.ConfigError` naming it.
     """
     from featavg import __version__
+    from featavg.report.render import render_page
 
     root = Path(root)
     runs, sweeps = _collect(run_dirs, root)
@@ -156,7 +169,9 @@ def write_report(
     return out
 
 
-def add_report_parser(subparsers) -> argparse.ArgumentParser:
+def add_report_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to an argparse subparsers object."""
     p = subparsers.add_parser(
         "report",

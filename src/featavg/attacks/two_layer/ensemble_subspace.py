@@ -1,6 +1,6 @@
 """Exact subspace L2 PGD for many two-layer nets at once (one call per read-out, not per net).
 
-:func:`featavg.attacks.subspace.subspace_pgd` runs the paper's PGD protocol for one net in
+:func:`featavg.attacks.two_layer.subspace.subspace_pgd` runs the paper's PGD protocol for one net in
 the (r + 1)-dimensional state (z, c) of its row space (see that module). Here S nets with
 the same readout are attacked in one batched program: net s has its own basis Q_s and
 B_s = W_s Q_s^T (padded with zero columns to a common rank), the state is (S, R, B, r + 1),
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-from featavg.attacks.objectives import CrossEntropy
+from featavg.attacks.objectives import CrossEntropy, Objective
 from featavg.attacks.pgd import check_radii, step_sizes
-from featavg.attacks.subspace import _subspace_start, row_space_basis
+from featavg.attacks.two_layer.subspace import row_space_basis, subspace_start
 from featavg.models.two_layer import TwoLayerNet
 
 # rows whose exact radius exceeds eps by this relative margin are certified, not attacked
@@ -35,7 +35,7 @@ def ensemble_subspace_pgd(
     rel_step: float = 0.25,
     restarts: int = 1,
     random_start: str = "sphere",
-    objective=CrossEntropy(),
+    objective: Objective = CrossEntropy(),
     readout: torch.Tensor | None = None,
     certified_radii: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -49,7 +49,7 @@ def ensemble_subspace_pgd(
     that radius (a point misclassified clean is wrong at every radius).
 
     ``certified_radii`` (S, B), optional: exact minimal L2 radii of the same read-out
-    (:mod:`featavg.attacks.exact`). A point whose radius exceeds eps cannot be flipped by
+    (:mod:`featavg.attacks.two_layer.exact`). A point whose radius exceeds eps cannot be flipped by
     any perturbation of norm <= eps, so its PGD outcome at eps is known: correct. Those
     rows are not attacked (the other rows, and the result, are unchanged); a relative
     margin of :data:`CERTIFIED_MARGIN` keeps float32 rounding at the boundary out of it.
@@ -76,21 +76,16 @@ def ensemble_subspace_pgd(
     for s, basis in enumerate(bases):
         w_in_basis[s, :, : basis.shape[0]] = (weights[s].double() @ basis.T.to(device)).to(dtype)
 
-    def logits_at(pre):  # pre (..., M) -> (N, C)
+    def logits_at(pre: torch.Tensor) -> torch.Tensor:  # pre (..., M) -> (N, C)
         scores = torch.relu(pre.reshape(-1, pre.shape[-1])) @ scores_map.T
         if extra_map is not None:
             return scores @ extra_map.T
         return torch.cat([-scores / 2, scores / 2], dim=1) if binary else scores
 
-    def pre_gradient(pre):
+    def pre_gradient(pre: torch.Tensor) -> torch.Tensor:
         """d loss / d preactivations (S, N, M) of the N attacked rows of each net, by hand
-        (objective.loss_grad) or by autograd."""
+        from objective.loss_grad."""
         flat = pre.reshape(-1, pre.shape[-1])
-        if not hasattr(objective, "loss_grad"):
-            with torch.enable_grad():
-                flat = flat.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(objective.loss(logits_at(flat), y_rep).sum(), flat)
-            return g.view(n_nets, -1, flat.shape[-1])
         dlogits = objective.loss_grad(logits_at(flat), y_rep)
         if extra_map is not None:
             dscores = dlogits @ extra_map
@@ -126,7 +121,7 @@ def ensemble_subspace_pgd(
         z0 = torch.zeros(n_nets, n_points, rank, dtype=dtype, device=device)
         c0 = torch.zeros(n_nets, n_points, dtype=dtype, device=device)
         for s, basis in enumerate(bases):
-            z, c, _ = _subspace_start(
+            z, c, _ = subspace_start(
                 n_points, basis.to(device), random_start, seeds[s], restart, False
             )
             z0[s, :, : basis.shape[0]], c0[s] = z.to(dtype), c.to(dtype)
@@ -147,7 +142,9 @@ def ensemble_subspace_pgd(
     return correct
 
 
-def _project(z: torch.Tensor, c: torch.Tensor, e: torch.Tensor):
+def _project(
+    z: torch.Tensor, c: torch.Tensor, e: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Project (z, c) onto the L2 ball of radius e: ||delta||^2 = ||z||^2 + c^2."""
     length = (z.square().sum(1) + c.square()).sqrt()
     shrink = torch.where(length > e, e / length.clamp_min(torch.finfo(z.dtype).tiny), 1.0)

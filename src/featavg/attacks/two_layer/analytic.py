@@ -14,7 +14,14 @@ given direction that flips the decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from featavg.models.two_layer import TwoLayerNet
+
+# flipped_at(t) -> (B,) bool: is the decision at x + t u wrong, per point
+FlipTest = Callable[[torch.Tensor], torch.Tensor]
 
 
 def averaged_direction(centers: torch.Tensor, signs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -28,7 +35,9 @@ def averaged_direction(centers: torch.Tensor, signs: torch.Tensor, y: torch.Tens
     return u / u.norm(dim=1, keepdim=True)
 
 
-def margin_flip_on_ray(net, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor):
+def margin_flip_on_ray(
+    net: TwoLayerNet, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor
+) -> FlipTest:
     """flipped_at(t) for a binary two-layer net along x + t u, in O(B M) per evaluation.
 
     Along the ray the preactivations are affine in t: p(t) = (W x + b) + t (W u), so they
@@ -44,14 +53,16 @@ def margin_flip_on_ray(net, x: torch.Tensor, y: torch.Tensor, direction: torch.T
     return flipped_at
 
 
-def module_flip_on_ray(flipped, x: torch.Tensor, direction: torch.Tensor):
+def module_flip_on_ray(
+    flipped: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, direction: torch.Tensor
+) -> FlipTest:
     """flipped_at(t) for any decision ``flipped(inputs (B, d)) -> (B,) bool`` along x + t u."""
     return lambda t: flipped(x + t[:, None] * direction)
 
 
 @torch.no_grad()
 def line_search_flip_radius(
-    flipped_at,
+    flipped_at: FlipTest,
     n_points: int,
     max_radius: float,
     grid: int = 128,

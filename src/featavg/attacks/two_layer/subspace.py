@@ -1,4 +1,4 @@
-"""Exact L2 PGD for two-layer nets, run in the row space of the first layer (SPEC §5).
+"""Exact L2 PGD for one two-layer net, run in the row space of the first layer (SPEC §5).
 
 For f(x) = A relu(W x + b) with W of shape (M, d), the output depends on x only through
 W x. Let Q (r x d, r = rank W <= M) be an orthonormal basis of the row space of W. Write a
@@ -20,16 +20,18 @@ split into z0 = Q delta0 and c0 = ||delta0 - Q^T z0||), so both follow the same 
 up to rounding.
 
 Only L2 without a box is exact: an L-inf step sign(grad) and box clamping both leave the row
-space.
+space. :func:`row_space_basis` and :func:`subspace_start` are shared with the batched version,
+:func:`featavg.attacks.two_layer.ensemble_subspace.ensemble_subspace_pgd`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from featavg.attacks.objectives import CrossEntropy, check_model_output
+from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
 from featavg.attacks.pgd import (
     RANDOM_STARTS,
     PGDResult,
@@ -41,6 +43,10 @@ from featavg.attacks.pgd import (
     step_sizes,
 )
 from featavg.models.two_layer import TwoLayerNet
+from featavg.seeding import derive_seed
+
+# what one attacked chunk hands to ``keep``: (state (z, c), logits, u_perp, point index)
+_Chunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def row_space_basis(weight: torch.Tensor) -> torch.Tensor:
@@ -71,13 +77,11 @@ def subspace_pgd(
     restarts: int = 1,
     random_start: str = "sphere",
     box: tuple[float, float] | None = None,
-    objective=CrossEntropy(),
+    objective: Objective = CrossEntropy(),
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = False,
-    init_delta: torch.Tensor | None = None,
     readout: torch.Tensor | None = None,
-    return_full: bool = True,
     start_draw: str = "full",
 ) -> PGDResult:
     r"""L2 PGD on a :class:`~featavg.models.two_layer.TwoLayerNet`, exactly, in the span of
@@ -90,8 +94,6 @@ def subspace_pgd(
             b (M,), ``net.readout`` A (C, M) and ``net.kind``. Logits are computed exactly
             as ``net.forward``: scores s = A relu(W x + b), and [-s/2, s/2] for binary nets.
         norm: only "l2"; box: only None (anything else raises ValueError).
-        init_delta: optional (R, B, d) start of restart 0; it is split into
-            z0 = Q delta0 and c0 = ||delta0 - Q^T z0||.
         readout: optional (C', C) matrix L for a read-out that is a fixed linear map of the
             net's scores, e.g. the sum form F = sum_{J+} f_j - sum_{J-} f_j of a fine-grained
             net (L = the row of cluster signs, with BinaryMargin). Logits are then s L^T
@@ -101,17 +103,14 @@ def subspace_pgd(
             distribution in O(B r): for a Gaussian g in R^d, Q g ~ N(0, I_r) and
             ||g - Q^T Q g||^2 ~ chi^2_{d-r} independently, so (z0, c0) of the sphere start
             is (Q g, ||g_perp||) / ||g|| (times U^(1/d) for the ball). Not for "box" starts.
-        return_full: reconstruct x_adv = x + Q^T z + c u_perp in full dimension
-            (O(R B r d) once); False leaves ``x_adv`` None and returns only logits and
-            correctness.
 
-    Cost per step: O(R B M r) (plus O(B d) per restart for the random draw, and O(B M d)
-    once for W x).
+    Cost per step: O(R B M r) (plus O(B d) per restart for the random draw, O(B M d) once
+    for W x, and O(R B r d) once to rebuild x_adv = x + Q^T z + c u_perp).
 
     Shape:
         - x: (B, d) (or (B, \*shape) with prod(shape) = d); y: (B,); eps: (R,)
-        - returns :class:`~featavg.attacks.pgd.PGDResult`: x_adv (R, B, \*x.shape[1:]) or
-          None, correct (R, B), logits (R, B, C).
+        - returns :class:`~featavg.attacks.pgd.PGDResult`: x_adv (R, B, \*x.shape[1:]),
+          correct (R, B), logits (R, B, C).
     """
     if norm != "l2":
         raise ValueError(
@@ -164,35 +163,27 @@ def subspace_pgd(
     rank = basis.shape[0]
     state_adv = torch.zeros(num_r * n_points, rank + 1, dtype=dtype, device=device)
     logits_adv = clean_logits.repeat(num_r, 1)
-    x_adv = x_flat.repeat(num_r, 1) if return_full else None
-    if init_delta is not None:
-        init_delta = init_delta.to(device=device, dtype=dtype).reshape(num_r * n_points, dim)
-        init_z, init_c, init_perp = _split(init_delta, basis)
+    x_adv = x_flat.repeat(num_r, 1)
     starts: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def start_of(restart: int, idx: torch.Tensor, point: torch.Tensor, e: torch.Tensor):
-        """(z0, c0, u_perp) for the flat rows idx."""
-        if restart == 0 and init_delta is not None:
-            return init_z[idx], init_c[idx], init_perp[idx]
+    def start_of(
+        restart: int, point: torch.Tensor, e: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z0, c0, u_perp) for the flat rows of the given points and radii."""
         if restart not in starts:
             starts.clear()
             if start_draw == "subspace":
-                starts[restart] = _subspace_start(
-                    n_points, basis, random_start, seed, restart, return_full
-                )
+                starts[restart] = subspace_start(n_points, basis, random_start, seed, restart)
             else:
                 unit = start_directions(n_points, dim, random_start, seed, restart, dtype)
-                z_unit, c_unit, perp = _split(unit.to(device), basis)
-                if not return_full:  # u_perp is only needed to rebuild x_adv
-                    perp = torch.zeros_like(perp[:, :1])
-                starts[restart] = (z_unit, c_unit, perp)
+                starts[restart] = _split(unit.to(device), basis)
         z_unit, c_unit, perp = starts[restart]
         return e[:, None] * z_unit[point], e * c_unit[point], perp[point]
 
-    def attack(restart: int, idx: torch.Tensor):
+    def attack(restart: int, idx: torch.Tensor) -> tuple[torch.Tensor, _Chunk]:
         point = idx % n_points
         e, a = radii[idx // n_points], alphas[idx // n_points]
-        z0, c0, perp = start_of(restart, idx, point, e)
+        z0, c0, perp = start_of(restart, point, e)
         state = project(torch.cat([z0, c0[:, None]], dim=1), e, "l2")
         base = clean_pre[point]
         for _ in range(steps):
@@ -208,13 +199,12 @@ def subspace_pgd(
             logits = logits_at(base + state[:, :rank] @ w_in_basis.T)
         return objective.correct(logits, y[point]), (state, logits, perp, point)
 
-    def keep(rows: torch.Tensor, payload, mask: torch.Tensor) -> None:
+    def keep(rows: torch.Tensor, payload: _Chunk, mask: torch.Tensor) -> None:
         state, logits, perp, point = payload
         state_adv[rows] = state[mask]
         logits_adv[rows] = logits[mask]
-        if x_adv is not None:
-            z, c = state[mask, :rank], state[mask, rank:]
-            x_adv[rows] = x_flat[point[mask]] + z @ basis + c * perp[mask]
+        z, c = state[mask, :rank], state[mask, rank:]
+        x_adv[rows] = x_flat[point[mask]] + z @ basis + c * perp[mask]
 
     with torch.no_grad():
         correct = run_restarts(
@@ -230,13 +220,15 @@ def subspace_pgd(
         )
     return PGDResult(
         eps=radii,
-        x_adv=None if x_adv is None else x_adv.view(num_r, n_points, *x.shape[1:]),
+        x_adv=x_adv.view(num_r, n_points, *x.shape[1:]),
         correct=correct,
         logits=logits_adv.view(num_r, n_points, *clean_logits.shape[1:]),
     )
 
 
-def _split(delta: torch.Tensor, basis: torch.Tensor):
+def _split(
+    delta: torch.Tensor, basis: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """delta (n, d) -> z = Q delta (n, r), c = ||delta - Q^T z|| (n,), and the unit
     orthogonal direction u_perp (n, d) (0 where c = 0)."""
     z = delta @ basis.T
@@ -246,15 +238,16 @@ def _split(delta: torch.Tensor, basis: torch.Tensor):
     return z, c, unit
 
 
-def _subspace_start(n: int, basis: torch.Tensor, kind: str, seed: int, restart: int, full: bool):
-    """(z0, c0, u_perp) of ``n`` unit-scale random starts drawn in O(n r) (see start_draw).
+def subspace_start(
+    n: int, basis: torch.Tensor, kind: str, seed: int, restart: int, full: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z0, c0, u_perp) of ``n`` unit-scale random starts in the row space of ``basis`` Q
+    (r, d) plus one orthogonal direction, drawn in O(n r) (``start_draw="subspace"`` of
+    :func:`subspace_pgd`) from the stream ``attack/subspace-start/{restart}`` of ``seed``.
 
-    u_perp (a uniformly random unit direction orthogonal to the row space) is only drawn
-    when the full x_adv is wanted; otherwise zeros of shape (n, 1) stand in for it."""
-    import numpy as np
-
-    from featavg.seeding import derive_seed
-
+    u_perp (a uniformly random unit direction orthogonal to the row space, drawn last, so
+    z0 and c0 do not depend on ``full``) is only drawn when ``full``; otherwise zeros of
+    shape (n, 1) stand in for it."""
     rank, dim = basis.shape
     dtype, device = basis.dtype, basis.device
     if kind == "none":
@@ -265,14 +258,14 @@ def _subspace_start(n: int, basis: torch.Tensor, kind: str, seed: int, restart: 
             torch.zeros_like(zeros[:, None]),
         )
     rng = np.random.default_rng(derive_seed(seed, f"attack/subspace-start/{restart}"))
-    z = rng.standard_normal((n, rank))
-    c = np.sqrt(rng.chisquare(dim - rank, size=n)) if dim > rank else np.zeros(n)
-    norm = np.sqrt((z**2).sum(1) + c**2)
+    z_np = rng.standard_normal((n, rank))
+    c_np = np.sqrt(rng.chisquare(dim - rank, size=n)) if dim > rank else np.zeros(n)
+    norm = np.sqrt((z_np**2).sum(1) + c_np**2)
     scale = 1.0 / norm
     if kind == "ball":
         scale = scale * rng.uniform(size=n) ** (1.0 / dim)
-    z = torch.as_tensor(z * scale[:, None], dtype=dtype, device=device)
-    c = torch.as_tensor(c * scale, dtype=dtype, device=device)
+    z = torch.as_tensor(z_np * scale[:, None], dtype=dtype, device=device)
+    c = torch.as_tensor(c_np * scale, dtype=dtype, device=device)
     if not full:
         return z, c, torch.zeros(n, 1, dtype=dtype, device=device)
     g = torch.as_tensor(rng.standard_normal((n, dim)), dtype=dtype, device=device)

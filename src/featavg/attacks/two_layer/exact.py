@@ -27,8 +27,8 @@ not change u but adds ||n||^2 to ||delta||^2, so the minimiser has n = 0. With B
 (M, r), u = B z and ||delta|| = ||z||: everything below lives in r <= 16 dimensions, the
 input dimension d only enters through p = W x + b and delta = R^T z (O(M d) per point).
 
-Step 2: the flip region as a finite union of polyhedra
-------------------------------------------------------
+Step 2: the flip region as a finite union of polyhedra (:mod:`.flip_region`)
+------------------------------------------------------------------------------
 Write q = p + B z for the perturbed preactivations. Every read-out is a union over "target"
 outputs t of sets
 
@@ -54,8 +54,8 @@ readout never appear. Examples: binary net with m own and m opposing units: 2^m 
 <= 2^m halfspaces each; fine-grained net (h = 1), argmax: for each target t two pieces,
 {q_y <= q_t, 0 <= q_t} and the all-off tie {q_y <= 0}.
 
-Step 3: one least-distance QP per piece, with pruning
------------------------------------------------------
+Step 3: one least-distance QP per piece, with pruning (:mod:`.least_distance`)
+------------------------------------------------------------------------------
 r*(x) = min over pieces of the distance from z = 0 to the piece, a least-distance program
 min ||z|| s.t. G z <= h (rows of G normalised). Each is solved exactly:
 
@@ -96,7 +96,7 @@ results are CPU float64 tensors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,6 +104,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from featavg.attacks.two_layer.flip_region import MAX_ROWS, Pieces, pieces_for
+from featavg.attacks.two_layer.least_distance import least_distance
 from featavg.models.two_layer import TwoLayerNet
 
 Readout = Literal["margin", "argmax", "group_argmax"]
@@ -112,10 +114,6 @@ READOUTS = ("margin", "argmax", "group_argmax")
 # x + delta must be flipped up to this relative tolerance (scale: the largest output's
 # sum_r |A_lr| relu(q_r)); the minimiser lies on the decision boundary itself.
 VERIFY_RTOL = 1e-9
-# largest number of halfspaces (summed over pieces) built per label
-MAX_ROWS = 1 << 20
-# an LDP whose optimum lies beyond 1e7 times the scale of its constraints counts as empty
-_EMPTY_RES2 = 1e-14
 
 
 @dataclass
@@ -132,210 +130,33 @@ class ExactResult:
     qps: torch.Tensor
 
 
-def certified_accuracy(
-    radii: torch.Tensor, eps_grid: torch.Tensor | Sequence[float]
-) -> torch.Tensor:
-    """(R,) fraction of points provably robust at each eps: radius > eps (ties flip)."""
-    radii = torch.as_tensor(radii, dtype=torch.float64)
-    eps = torch.as_tensor(eps_grid, dtype=torch.float64)
-    return (radii[None, :] > eps[:, None]).to(torch.float64).mean(1)
-
-
-def median_radius(radii: torch.Tensor) -> float:
-    """Median of the per-point radii (mean of the two middle values for even B); the
-    radius at which certified accuracy crosses 1/2. inf when most points cannot flip."""
-    return float(np.median(torch.as_tensor(radii, dtype=torch.float64).numpy()))
-
-
-# ---------------------------------------------------------------------------- pieces
-
-
-def _subsets(n: int) -> np.ndarray:
-    """(2^n, n) 0/1 matrix of all subsets of n items."""
-    return ((np.arange(1 << n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
-
-
-def _flip_conditions(A: np.ndarray, readout: str, groups: np.ndarray | None, label) -> list:
-    """One matrix C_t per target: x flipped towards t iff sum_r c_r relu(q_r) <= 0 for
-    every row c of C_t."""
-    if readout == "margin":
-        return [label * A[:1]]
-    own = groups == label
-    return [A[own] - A[t] for t in np.flatnonzero(~own)]
-
-
-@dataclass
-class _Pieces:
-    """The flip region of one label as polyhedra: piece i is the rows
-    starts[i]:starts[i+1] of ``w``, each the halfspace w^T (p + B z) <= 0."""
-
-    w: np.ndarray  # (R, M)
-    starts: np.ndarray  # (P + 1,)
-
-
-_PIECES_CACHE: dict[tuple, _Pieces] = {}
-
-
-def _pieces_for(A: np.ndarray, readout: str, groups, label, max_rows: int) -> _Pieces:
-    """The pieces of one label's flip region; they depend only on the readout, so nets that
-    share it (the replicates of an ensemble) build them once."""
-    key = (
-        A.tobytes(),
-        A.shape,
-        readout,
-        None if groups is None else groups.tobytes(),
-        float(label),
-        max_rows,
-    )
-    if key not in _PIECES_CACHE:
-        if len(_PIECES_CACHE) > 256:
-            _PIECES_CACHE.clear()
-        conditions = _flip_conditions(A, readout, groups, label)
-        _PIECES_CACHE[key] = _build_pieces(conditions, A.shape[1], max_rows)
-    return _PIECES_CACHE[key]
-
-
-def _build_pieces(conditions: list[np.ndarray], n_units: int, max_rows: int) -> _Pieces:
-    blocks, starts, total = [], [0], 0
-    for cmat in conditions:
-        cpos, cneg = np.clip(cmat, 0, None), np.clip(-cmat, 0, None)
-        target_units = np.flatnonzero((cneg > 0).any(0))  # V_t
-        for s_bits in _subsets(len(target_units)):
-            assumed_active = np.zeros(cmat.shape[1])
-            assumed_active[target_units] = s_bits
-            rows = []
-            for cp, cn in zip(cpos, cneg, strict=True):
-                own = np.flatnonzero(cp > 0)
-                t_sets = np.zeros((1 << len(own), cmat.shape[1]))
-                t_sets[:, own] = _subsets(len(own)) * cp[own]
-                rows.append(t_sets - cn * assumed_active)
-            piece = np.concatenate(rows)
-            piece = piece[np.abs(piece).sum(1) > 0]
-            if len(piece) == 0:  # the whole space: a trivially satisfied zero row
-                piece = np.zeros((1, cmat.shape[1]))
-            piece = np.unique(piece, axis=0)
-            total += len(piece)
-            if total > max_rows:
-                raise ValueError(
-                    f"exact radius: more than {max_rows} halfspaces; the piece enumeration is "
-                    "exponential in the units per output (keep M <= 16)"
-                )
-            blocks.append(piece)
-            starts.append(total)
-    if not blocks:  # no target output exists: nothing can flip
-        return _Pieces(np.zeros((0, n_units)), np.zeros(1, dtype=np.int64))
-    return _Pieces(np.concatenate(blocks), np.asarray(starts))
-
-
-# ---------------------------------------------------------------------------- LDP
-
-
-def _nnls(e: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """argmin ||e u - f|| over u >= 0 by the Lawson-Hanson active-set method (small dense e).
-
-    Written out because scipy.optimize.nnls (>= 1.15) can return non-optimal points
-    (scipy issue #25389); the caller checks the KKT conditions of the result anyway.
-    """
-    m, n = e.shape
-    u = np.zeros(n)
-    passive = np.zeros(n, dtype=bool)  # the set P of L&H: columns free to be > 0
-    blocked = np.zeros(n, dtype=bool)  # columns that rounding made useless this round
-    tol = 10 * np.finfo(np.float64).eps * max(m, n) * np.abs(e).sum(0).max()
-    for _ in range(3 * n + 50):
-        w = e.T @ (f - e @ u)  # minus the gradient: > 0 where adding column j helps
-        candidates = ~passive & ~blocked & (w > tol)
-        if not candidates.any():
-            return u
-        j = int(np.argmax(np.where(candidates, w, -np.inf)))
-        passive[j] = True
-        while True:
-            idx = np.flatnonzero(passive)
-            s = np.linalg.lstsq(e[:, idx], f, rcond=None)[0]
-            if s.min() > 0:
-                u[:] = 0.0
-                u[idx] = s
-                blocked[:] = False
-                break
-            current = u[idx]
-            if u[j] == 0.0 and passive[j] and s[idx == j][0] <= 0:
-                passive[j], blocked[j] = False, True  # the new column cannot enter
-                break
-            # move from u towards s until the first passive coordinate hits 0; drop it
-            neg = s <= 0
-            ratios = np.full(len(idx), np.inf)
-            ratios[neg] = current[neg] / (current[neg] - s[neg])
-            k = int(np.argmin(ratios))
-            u[idx] = current + ratios[k] * (s - current)
-            u[idx[k]] = 0.0
-            out = idx[u[idx] <= 0.0]
-            passive[out] = False
-            u[out] = 0.0
-            if not passive.any():
-                break
-    raise RuntimeError("exact radius: NNLS did not converge")
-
-
-def _least_distance(g: np.ndarray, h: np.ndarray) -> np.ndarray | None:
-    """argmin ||z|| subject to g z <= h (rows of g of unit norm), or None if empty.
-
-    The result is certified by the KKT conditions of min ||z||^2 / 2 s.t. g z <= h:
-    g z <= h, z = -g^T lam, lam >= 0, lam_i = 0 off the active rows (raises otherwise).
-    """
-    r = g.shape[1]
-    if len(h) == 0 or h.min() >= 0:
-        return np.zeros(r)
-    scale = -h.min()  # the largest violation at z = 0: the scaled optimum has norm >= 1
-    hs = h / scale
-    # fast path: the projection onto the most violated halfspace, optimal if feasible
-    z = hs.min() * g[np.argmin(hs)]
-    if np.max(g @ z - hs) <= 1e-12:
-        return z * scale
-    # least-distance programming as NNLS (Lawson & Hanson, ch. 23)
-    e = np.vstack([-g.T, -hs[None, :]])
-    f = np.zeros(r + 1)
-    f[-1] = 1.0
-    u = _nnls(e, f)
-    res = e @ u - f
-    res2 = float(res @ res)  # = 1 / (1 + ||z*||^2) when feasible, 0 when empty
-    if res2 <= _EMPTY_RES2:
-        return None
-    z, lam = res[:-1] / res2, u / res2
-    active = lam > 0
-    # polish: the min-norm solution of the active rows' equalities
-    polished = np.linalg.lstsq(g[active], hs[active], rcond=None)[0]
-    if np.max(g @ polished - hs) <= np.max(g @ z - hs, initial=0.0):
-        z = polished
-    size = 1.0 + float(np.linalg.norm(z))
-    slack = hs - g @ z
-    # nearly dependent active rows give huge multipliers: judge stationarity relative to them
-    kkt = (
-        slack.min() >= -1e-9 * size
-        and np.linalg.norm(z + g.T @ lam) <= 1e-8 * (size + lam.sum())
-        and np.abs(slack[active]).max() <= 1e-9 * size
-    )
-    if not kkt:
-        raise RuntimeError("exact radius: a least-distance QP failed its optimality check")
-    return z * scale
-
-
-# ---------------------------------------------------------------------------- main
-
-
 def _as_numpy64(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
-def _flipped(scores: np.ndarray, y: np.ndarray, readout: str, groups, tol) -> np.ndarray:
+def _flipped(
+    scores: np.ndarray,
+    y: np.ndarray,
+    readout: str,
+    groups: np.ndarray | None,
+    tol: float | np.ndarray,
+) -> np.ndarray:
     """(B,) bool: decision flipped (ties count), up to an additive tolerance ``tol``."""
     if readout == "margin":
         return y * scores[:, 0] <= tol
+    assert groups is not None  # _check_labels gives every argmax read-out its groups
     own = groups[None, :] == y[:, None]
     best_own = np.where(own, scores, -np.inf).max(1)
     best_other = np.where(own, -np.inf, scores).max(1)
     return best_other >= best_own - tol
 
 
-def _check_labels(readout, y, n_out, groups):
+def _check_labels(
+    readout: str,
+    y: np.ndarray,
+    n_out: int,
+    groups: torch.Tensor | Sequence[int] | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     if readout == "margin":
         if n_out != 1:
             raise ValueError("readout='margin' needs a binary net (C = 1); see sum_form_net")
@@ -367,7 +188,7 @@ class ExactRadiusSolver:
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor):
-        self.weight, bias = _as_numpy64(weight), _as_numpy64(bias)
+        self.weight, bias64 = _as_numpy64(weight), _as_numpy64(bias)
         self.shape = x.shape
         x64 = _as_numpy64(x.flatten(1))
         if x64.shape[1] != self.weight.shape[1]:
@@ -376,7 +197,7 @@ class ExactRadiusSolver:
         tol_rank = sv.max(initial=0.0) * max(self.weight.shape) * np.finfo(np.float64).eps
         rank = int((sv > tol_rank).sum())
         self.basis, self.bmat = vt[:rank], u_[:, :rank] * sv[:rank]  # R (r, d), B (M, r)
-        self.p_all = x64 @ self.weight.T + bias  # (n, M)
+        self.p_all = x64 @ self.weight.T + bias64  # (n, M)
 
     def radius(
         self,
@@ -408,7 +229,7 @@ class ExactRadiusSolver:
         bar = tqdm(total=len(todo), disable=not progress, desc=f"exact radius ({readout})")
         for label in np.unique(y_np[todo]):
             idx = todo[y_np[todo] == label]
-            pieces = _pieces_for(A, readout, groups_np, label, max_rows)
+            pieces = pieces_for(A, readout, groups_np, label, max_rows)
             for chunk in _chunks(idx, max(1, (1 << 22) // max(1, len(pieces.w)))):
                 radius[chunk], z_best[chunk], qps[chunk] = _solve(p_all[chunk], pieces, self.bmat)
                 bar.update(len(chunk))
@@ -444,12 +265,14 @@ def minimal_l2_radius(
     return solver.radius(net.readout, y, readout, groups, return_delta, progress, max_rows)
 
 
-def _chunks(idx: np.ndarray, size: int):
+def _chunks(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(idx), size):
         yield idx[start : start + size]
 
 
-def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
+def _solve(
+    p: np.ndarray, pieces: Pieces, bmat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Radius, minimiser z (in row-space coordinates) and QP count for points with
     preactivations p (b, M), all of one label whose flip region is ``pieces``."""
     n, rank = len(p), bmat.shape[1]
@@ -496,14 +319,24 @@ def _solve(p: np.ndarray, pieces: _Pieces, bmat: np.ndarray):
                 break
             rows = slice(starts[piece], starts[piece + 1])
             finite = np.isfinite(v[i, rows])
-            z = _least_distance(g_unit[rows][finite], -v[i, rows][finite])
+            z = least_distance(g_unit[rows][finite], -v[i, rows][finite])
             qps[i] += 1
             if z is not None and np.linalg.norm(z) < radius[i]:
                 radius[i], z_best[i] = float(np.linalg.norm(z)), z
     return radius, z_best, qps
 
 
-def _verify(W, basis, A, p_all, z, y, readout, groups, check):
+def _verify(
+    W: np.ndarray,
+    basis: np.ndarray,
+    A: np.ndarray,
+    p_all: np.ndarray,
+    z: np.ndarray,
+    y: np.ndarray,
+    readout: str,
+    groups: np.ndarray | None,
+    check: np.ndarray,
+) -> None:
     """Raise unless x + delta, delta = R^T z, flips the real net for every point in
     ``check``: its preactivations W (x + delta) + b = p_all + z (R W^T), with R W^T taken
     from W itself (not from the SVD factors the search used), O(n r M) instead of

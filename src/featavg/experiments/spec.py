@@ -1,0 +1,145 @@
+"""What an experiment declares about itself: one :class:`Experiment` object per module.
+
+An experiment module defines its config class, its ``run`` and a module-level
+``EXPERIMENT = Experiment(...)`` that states everything the rest of featavg needs:
+
+* the claim (the paper's statement, what we add) and the captions of its figures;
+* its checks: measured summary keys beside a closed-form value and a tolerance;
+* the tables it writes and the columns each must have (the first table is the main one);
+* its ``featavg reproduce`` preset and a seconds-long ``tiny`` config for tests;
+* its data needs, expected run time, and the fields a sweep may batch into one ensemble.
+
+The registry, ``reproduce``, the API's main table, the report (order, prose, checks) and
+the test that runs every experiment on its tiny config all read these objects, so adding an
+experiment touches its module, its test and one registry line. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of "key numbers beside the theory".
+
+    key: the summary key of the measured mean (its ``<key>_ci95`` gives the interval).
+    theory: the closed-form value (computed from the config), or the name of the summary
+    key that holds it (a ``theory_...`` entry the run writes), or None (reported without a
+    verdict). tol: the tolerance, absolute or (``relative``) a fraction of |theory|.
+    """
+
+    label: str
+    key: str
+    theory: float | str | None = None
+    theory_label: str = ""
+    tol: float = 0.0
+    relative: bool = False
+    note: str = ""
+
+    def keys(self) -> tuple[str, ...]:
+        """The summary keys this check reads."""
+        return (self.key, self.theory) if isinstance(self.theory, str) else (self.key,)
+
+
+@dataclass(frozen=True)
+class GridCheck:
+    """Verdict column of a table of settings (e.g. the ablations): in the summary entry
+    ``entry`` ({setting: {metric: value}}), ``metric`` of every row against the row's
+    ``row_theory`` key, else the summary's ``theory_key``."""
+
+    entry: str
+    metric: str
+    row_theory: str
+    theory_key: str
+    theory_label: str
+    tol: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a run is about: its title, the paper's statement (in the paper's notation) and
+    what our exact computations add. Shown at the top of the run's report section."""
+
+    title: str
+    paper: str
+    beyond: str = ""
+
+
+class ConfigRun(Protocol):
+    """``run(cfg, device, progress=False) -> ExperimentOutput``."""
+
+    def __call__(self, cfg: Any, device: Any, progress: bool = False) -> Any: ...
+
+
+class BatchRun(Protocol):
+    """``run_batch(cfgs, device, progress=False) -> list[ExperimentOutput]``."""
+
+    def __call__(self, cfgs: list[Any], device: Any, progress: bool = False) -> list[Any]: ...
+
+
+def no_checks(cfg: Any) -> list[Check]:
+    """The default: an experiment without closed-form checks."""
+    return []
+
+
+def no_keys(cfg: Any) -> tuple[str, ...]:
+    """The default: no summary keys declared beyond those the checks read."""
+    return ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything featavg knows about one experiment (see the module docstring).
+
+    name: the CLI name; description: one line for ``featavg list``; config_cls: its frozen
+    pydantic config (defaults = the paper); run: the experiment itself.
+    figures: figure name (its PNG without suffix) -> caption, in report order.
+    tables: table name (its CSV without suffix) -> columns every row set must have; the
+    first is the main table (``featavg.run(...).metrics``).
+    checks(cfg): the rows of "key numbers beside the theory" for a config.
+    summary_keys(cfg): further summary keys the run must write (beyond the checks').
+    grid: a verdict column for a table of settings in the summary.
+    reproduce: the overrides ``featavg reproduce`` runs it with; None leaves it out.
+    tiny: overrides that make a run take seconds (the tests run every experiment so).
+    runtime: wall time on 2 CPU cores at the default config; data: what data it needs.
+    run_batch / batch_fields: several configs differing only in ``batch_fields`` (dotted)
+    run as one ensemble (sweeps use it).
+    """
+
+    name: str
+    description: str
+    config_cls: type[BaseModel]
+    run: ConfigRun
+    claim: Claim
+    figures: Mapping[str, str]
+    tables: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    checks: Callable[[Any], list[Check]] = no_checks
+    summary_keys: Callable[[Any], Sequence[str]] = no_keys
+    grid: GridCheck | None = None
+    reproduce: Mapping[str, Any] | None = field(default_factory=dict)
+    tiny: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str = "unknown"
+    data: str = "none (synthetic)"
+    run_batch: BatchRun | None = None
+    batch_fields: tuple[str, ...] = ()
+
+    @property
+    def main_table(self) -> str | None:
+        """The table ``featavg.run(...).metrics`` returns."""
+        return next(iter(self.tables), None)
+
+    def declared_keys(self, cfg: Any) -> list[str]:
+        """Every summary key a run of ``cfg`` must write: the checks' and ``summary_keys``',
+        plus the grid check's entry (each once, in that order)."""
+        keys: list[str] = []
+        for check in self.checks(cfg):
+            keys += [k for k in check.keys() if k not in keys]
+        keys += [k for k in self.summary_keys(cfg) if k not in keys]
+        if self.grid is not None and self.grid.entry not in keys:
+            keys.append(self.grid.entry)
+        return keys

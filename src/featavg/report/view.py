@@ -1,0 +1,236 @@
+"""The report's view model: what the page shows, as plain data for the templates.
+
+Runs (:mod:`featavg.report.view_run`) and sweeps (:mod:`featavg.report.view_sweep`) become
+dataclasses of display strings: numbers formatted (:func:`fmt`, :func:`fmt_interval`),
+tables as rows of :class:`Cell` (text, a CSS class such as ``num`` or a verdict's ``ok`` /
+``dev`` / ``missing``), figures as ``data:`` URIs. No HTML is written here: the templates
+under ``templates/`` do that with autoescaping (:mod:`featavg.report.render`), so every
+string may hold anything a summary, a config or a CSV file holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from featavg.experiments.summary import is_metric_value
+
+MAX_TABLE_ROWS = 200  # CSV / point tables beyond this are cut (the file has them all)
+MAX_PER_SEED = 12  # per-seed values listed in full up to this many seeds
+CSV_ERRORS = (OSError, csv.Error, UnicodeDecodeError)
+
+
+# --- what is rendered -------------------------------------------------------------------------
+
+
+@dataclass
+class RunPage:
+    """A finished run directory to render: its summary and when it was written."""
+
+    directory: Path
+    summary: dict[str, Any]
+    mtime: float
+    anchor: str = ""
+    sweep: str | None = None  # the sweep it belongs to, if found inside one
+
+
+@dataclass
+class SweepPage:
+    """A sweep directory (holds sweep.csv), its finished cells and its sweep.json."""
+
+    directory: Path
+    anchor: str = ""
+    members: list[RunPage] = field(default_factory=list)
+    spec: dict[str, Any] | None = None
+
+
+# --- how it is shown ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Badge:
+    text: str
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: text, then ``code`` (monospace, on its own line after text), then
+    ``small`` (an interval, on its own line), then a badge; ``cls`` its CSS class."""
+
+    text: str = ""
+    cls: str = ""
+    code: str = ""
+    small: str = ""
+    badge: Badge | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[Cell]
+    rows: list[list[Cell]]
+    cut: int = 0  # rows left out
+    source: str = "the file"  # where the rows left out are
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A collapsed block: its title (text, ``code``, ``after``) and a table or text."""
+
+    title: str
+    code: str = ""
+    after: str = ""
+    table: Table | None = None
+    pre: str | None = None
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    caption: str
+    uri: str
+
+
+@dataclass
+class RunView:
+    anchor: str
+    title: str
+    experiment: str
+    data: str
+    directory: str
+    sweep: str | None
+    stand_in: bool
+    claim_heading: str
+    paper: str
+    beyond: str
+    figures: list[Figure]
+    problems: list[str]  # checks that could not be made (shown as problems)
+    checks: Table | None
+    grids: list[Table]
+    folds: list[Fold]
+    notes: list[str]
+    provenance: Table
+
+
+@dataclass
+class SweepView:
+    anchor: str
+    title: str
+    directory: str
+    meta: str  # after the directory: cells, grid, seeds
+    stand_in: str | None  # the data text of a stand-in cell, if any
+    claim_title: str
+    claim_paper: str
+    figures: list[Figure]
+    results_heading: str
+    results: Table | None
+    notes: list[str]
+    cells: Table | None
+    spec: str | None
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    anchor: str
+    title: str
+    name: str
+    badges: list[Badge]
+
+
+@dataclass
+class PageView:
+    version: str
+    generated: str
+    counts: str
+    toc: list[TocEntry]
+    runs: list[RunView]
+    sweeps: list[SweepView]
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def fmt(value: Any, key: str = "") -> str:
+    """A number for the page: 4 significant digits; null -> 'n/a' (for a 50% radius, the
+    curve never crossed 50% on the grid)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        # the runner stores inf (a curve that never crossed 50%) as null; CSVs keep 'inf'
+        return "n/a (beyond the grid)" if "radius50" in key or "crossing" in key else "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if 1e4 <= abs(value) < 1e9 and value == round(value):
+            return f"{value:.0f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_interval(ci: Any, key: str = "") -> str:
+    """'[lo, hi]' of a ``_ci95`` entry, '' when absent."""
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        return f"[{fmt(ci[0], key)}, {fmt(ci[1], key)}]"
+    return ""
+
+
+def verdict_class(agrees: bool | None) -> str:
+    """CSS class of a verdict cell."""
+    return {True: "ok", False: "dev", None: ""}[agrees]
+
+
+def maybe_number(value: Any) -> Any:
+    """CSV cells are text: '0.4427' -> 0.4427 so that they get formatted like numbers."""
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return value
+
+
+def png_data_uri(path: Path) -> str:
+    """The PNG file as a data URI, so the page needs no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def run_date(mtime: float) -> str:
+    """The run's date from summary.json's mtime (written last, so it marks completion)."""
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def figures(directory: Path, captions: dict[str, str]) -> list[Figure]:
+    """Every PNG in the directory, the declared figures first in the declared order."""
+    pngs = {p.stem: p for p in sorted(directory.glob("*.png")) if p.is_file()}
+    order = [n for n in captions if n in pngs] + [n for n in pngs if n not in captions]
+    return [Figure(n, captions.get(n, ""), png_data_uri(pngs[n])) for n in order]
+
+
+def records_table(records: list[dict[str, Any]], source: str = "the file") -> Table:
+    """Table of a list of dicts (CSV rows, summary "points"), cut at MAX_TABLE_ROWS."""
+    header: list[str] = []
+    for rec in records:
+        header += [k for k in rec if k not in header]
+    rows = []
+    for rec in records[:MAX_TABLE_ROWS]:
+        row = []
+        for k in header:
+            raw = rec.get(k, "")
+            value = maybe_number(raw)
+            shown = raw != ""  # a missing or empty CSV cell stays empty (null: 'n/a')
+            cls = "num" if shown and is_metric_value(value) else ""
+            row.append(Cell(fmt(value, k) if shown else "", cls))
+        rows.append(row)
+    cut = max(len(records) - MAX_TABLE_ROWS, 0)
+    return Table([Cell(str(h)) for h in header], rows, cut, source)

@@ -1,0 +1,258 @@
+"""The view of one run directory: its claim, figures, key numbers beside the theory (the
+checks of :mod:`featavg.report.checks`), all numbers, tables, config and provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from featavg.experiments.summary import META_KEYS, is_metric_value, is_number, metric_keys
+from featavg.report.checks import (
+    CheckRow,
+    ChecksUnavailable,
+    check_counts,
+    check_rows,
+    claim_of,
+    experiment_of,
+    grid_rows,
+    is_stand_in,
+)
+from featavg.report.view import (
+    CSV_ERRORS,
+    MAX_PER_SEED,
+    Badge,
+    Cell,
+    Fold,
+    RunPage,
+    RunView,
+    Table,
+    figures,
+    fmt,
+    fmt_interval,
+    read_csv,
+    records_table,
+    run_date,
+    verdict_class,
+)
+
+
+def theory_text(row: CheckRow) -> str:
+    if row.theory is None:
+        return "—"
+    label = row.check.theory_label
+    return fmt(row.theory) + (f" = {label}" if label and label != fmt(row.theory) else "")
+
+
+def verdict_cell(row: CheckRow) -> Cell:
+    """The verdict of a check; a check whose keys the summary lacks names them, as a problem."""
+    if row.missing:
+        return Cell(f"missing from the summary: {', '.join(row.missing)}", "missing")
+    return Cell(row.verdict, verdict_class(row.agrees))
+
+
+def check_table(summary: dict[str, Any], rows: list[CheckRow]) -> Table:
+    """Key numbers beside the theory; a row whose keys the summary lacks says which."""
+    header = ["Quantity", "Measured (mean)", "95% interval", "Theory", "Agreement", "Note"]
+    out = []
+    for r in rows:
+        key = r.check.key
+        out.append(
+            [
+                Cell(r.check.label, code=key),
+                Cell(fmt(summary[key], key) if key in summary else "—", "num"),
+                Cell(fmt_interval(r.interval, key), "num"),
+                Cell(theory_text(r), "num"),
+                verdict_cell(r),
+                Cell(r.check.note, "note"),
+            ]
+        )
+    return Table([Cell(h) for h in header], out)
+
+
+def _tabular(value: Any) -> bool:
+    """A summary entry mapping names to dicts of numbers (e.g. the ablations' "settings")."""
+    return (
+        isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
+    )
+
+
+def grid_tables(summary: dict[str, Any]) -> tuple[list[Table], list[str]]:
+    """(tables, problems): a table per entry of settings, the experiment's grid check as a
+    verdict column; a declared grid entry the summary lacks is a problem."""
+    exp = experiment_of(summary)
+    grid = exp.grid if exp is not None else None
+    problems, verdicts = [], {}
+    if grid is not None:
+        grid_check_rows = grid_rows(summary, grid)
+        if grid_check_rows is None:
+            problems.append(f"missing from the summary: the settings table {grid.entry!r}")
+        else:
+            verdicts = {r.name: r for r in grid_check_rows}
+    tables = []
+    for key, value in summary.items():
+        is_grid = grid is not None and key == grid.entry and bool(verdicts)
+        if key in META_KEYS or not (_tabular(value) or is_grid):
+            continue
+        cols: list[str] = []
+        for row in value.values():
+            if isinstance(row, dict):
+                cols += [
+                    k
+                    for k, v in row.items()
+                    if k not in cols and is_metric_value(v) and not k.startswith("theory_")
+                ]
+        if not cols and not is_grid:  # e.g. named curves (lists): they are in the figures
+            continue
+        header = [Cell(key)] + [Cell(code=c) for c in cols]
+        if is_grid and grid is not None:
+            header.append(Cell(f"Agreement with {grid.theory_label}", code=grid.metric))
+        rows: list[list[Cell]] = []
+        for name, row in value.items():
+            row = row if isinstance(row, dict) else {}
+            cells = [Cell(str(name))]
+            for c in cols:
+                text = fmt(row[c], c) if c in row else "—"
+                cells.append(Cell(text, "num", small=fmt_interval(row.get(f"{c}_ci95"), c)))
+            if is_grid:
+                g = verdicts[str(name)]
+                cells.append(Cell(g.verdict, verdict_class(g.agrees)))
+            rows.append(cells)
+        tables.append(Table(header, rows))
+    return tables, problems
+
+
+def all_numbers(summary: dict[str, Any]) -> Fold | None:
+    """Every top-level number with its interval and per-seed values."""
+    raw_per_seed = summary.get("per_seed")
+    per_seed = raw_per_seed if isinstance(raw_per_seed, dict) else {}
+    rows = []
+    for key in metric_keys(summary):
+        seeds = per_seed.get(key) or []
+        seeds = seeds if isinstance(seeds, list) else []
+        listed = ", ".join(fmt(v, key) for v in seeds[:MAX_PER_SEED])
+        if len(seeds) > MAX_PER_SEED:
+            listed += f", … ({len(seeds)} seeds)"
+        interval = fmt_interval(summary.get(f"{key}_ci95"), key)
+        rows.append(
+            [
+                Cell(code=key),
+                Cell(fmt(summary[key], key), "num"),
+                Cell(interval, "num"),
+                Cell(listed, "num"),
+            ]
+        )
+    if not rows:
+        return None
+    header = [Cell(h) for h in ("Key", "Mean", "95% interval", "Per seed")]
+    return Fold(f"All numbers ({len(rows)})", table=Table(header, rows))
+
+
+def record_folds(summary: dict[str, Any]) -> list[Fold]:
+    """Summary entries holding lists of records (e.g. the scaling "points")."""
+    return [
+        Fold(f"{key} ({len(value)} rows)", table=records_table(value, "the summary"))
+        for key, value in summary.items()
+        if key not in META_KEYS
+        and isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) for v in value)
+    ]
+
+
+def csv_folds(directory: Path) -> tuple[list[Fold], list[str]]:
+    """(a fold per CSV file, notes on the unreadable ones)."""
+    folds, notes = [], []
+    for path in sorted(directory.glob("*.csv")):
+        try:
+            records = read_csv(path)
+        except CSV_ERRORS as err:
+            notes.append(f"{path.name}: unreadable ({err})")
+            continue
+        folds.append(Fold("Table", path.name, f"({len(records)} rows)", records_table(records)))
+    return folds, notes
+
+
+def provenance_table(run: RunPage) -> Table:
+    prov = run.summary.get("provenance")
+    prov = dict(prov) if isinstance(prov, dict) else {}
+    first = [
+        ("featavg version", prov.pop("featavg_version", None)),
+        ("git commit", prov.pop("git_commit", None)),
+        ("seeds", prov.pop("seeds", None)),
+        ("device", prov.pop("device", None)),
+        ("wall time", prov.pop("wall_time_s", None)),
+        ("run finished", run_date(run.mtime)),
+    ]
+    rows = []
+    for name, value in first + sorted(prov.items()):
+        if value is None:
+            continue
+        if name == "wall time" and is_number(value):
+            text = f"{fmt(float(value))} s"
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+        rows.append([Cell(str(name)), Cell(code=text)])
+    return Table([Cell("Provenance"), Cell()], rows)
+
+
+def run_title(summary: dict[str, Any]) -> str:
+    return claim_of(str(summary.get("experiment", "")))[0].title
+
+
+def run_view(run: RunPage) -> RunView:
+    """One run's section: claim, figures, key numbers beside the theory, all numbers,
+    tables, config and provenance."""
+    s = run.summary
+    name = str(s.get("experiment", run.directory.name))
+    claim, captions, generic = claim_of(name)
+    problems, checks = [], None
+    try:
+        rows = check_rows(s)
+    except ChecksUnavailable as err:
+        problems.append(
+            f"Checks unavailable: {err}. This run's config does not validate under this "
+            "featavg version, so its numbers are shown without the theory."
+        )
+        rows = []
+    if rows:
+        checks = check_table(s, rows)
+    grids, grid_problems = grid_tables(s)
+    folds = [f for f in [all_numbers(s)] if f is not None] + record_folds(s)
+    csvs, notes = csv_folds(run.directory)
+    config = json.dumps(s.get("config", {}), indent=2, sort_keys=False)
+    return RunView(
+        anchor=run.anchor,
+        title=claim.title,
+        experiment=name,
+        data=str(s.get("data", "unknown")),
+        directory=str(run.directory),
+        sweep=run.sweep,
+        stand_in=is_stand_in(s),
+        claim_heading="About this experiment" if generic else "What the paper claims",
+        paper=claim.paper,
+        beyond=claim.beyond,
+        figures=figures(run.directory, captions),
+        problems=problems + grid_problems,
+        checks=checks,
+        grids=grids,
+        folds=folds + csvs + [Fold("Config", pre=config)],
+        notes=notes,
+        provenance=provenance_table(run),
+    )
+
+
+def run_badges(summary: dict[str, Any]) -> list[Badge]:
+    """Contents badges: stand-in data, agreeing, deviating and missing checks."""
+    badges = [Badge("stand-in data", "standin")] if is_stand_in(summary) else []
+    ok, dev, missing = check_counts(summary)
+    for n, text, cls in (
+        (ok, "agree", "ok"),
+        (dev, "deviate", "dev"),
+        (missing, "missing", "missing"),
+    ):
+        if n:
+            badges.append(Badge(f"{n} {text}", cls))
+    return badges

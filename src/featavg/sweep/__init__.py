@@ -1,0 +1,148 @@
+"""Sweeps: one experiment over a grid of config values, run locally or on a Dask cluster.
+
+A *cell* is one grid point; its seeds are not separate cells but one ensemble inside one
+run (``seeds=N``), so they share every data pass. Each cell is an ordinary cached run in
+``<sweep>/cells/<cell name>`` (``summary.json`` written last marks it finished), which makes
+a sweep resumable: after an interruption, even SIGKILL, finished cells are cache hits and a
+half-written cell, having no summary, is redone. The results table ``sweep.csv`` (mean and
+95% interval per cell and metric) and the figure ``sweep.png`` are rewritten at the end.
+
+What lives where:
+
+* :mod:`~featavg.sweep.grid`: ``--grid`` parsing (:func:`parse_grid`), cell names and labels;
+* :mod:`~featavg.sweep.plan`: the sweep directory, one validated config per cell
+  (:class:`SweepCell`, :func:`plan_sweep`) and the cells trained as one ensemble
+  (:func:`plan_groups`);
+* :mod:`~featavg.sweep.executors`: the :class:`Executor` protocol and ``local``,
+  ``process`` and ``dask`` (:data:`EXECUTORS`); all run the same cell function on the same
+  full config, so they give the same numbers;
+* :mod:`~featavg.sweep.results`: ``sweep.csv``, ``sweep.png`` and :class:`SweepResult`;
+* here: :func:`run_sweep`, which ties them together. The ``featavg sweep`` command is in
+  :mod:`featavg.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featavg import __version__, store
+from featavg.config import ConfigError
+from featavg.device import check_device_name
+from featavg.sweep.executors import (
+    DASK_MISSING,
+    EXECUTORS,
+    DaskExecutor,
+    Executor,
+    LocalExecutor,
+    ProcessExecutor,
+    make_executor,
+    run_cells,
+    run_cells_detached,
+)
+from featavg.sweep.grid import cell_label, cell_name, parse_grid
+from featavg.sweep.plan import SweepCell, plan_groups, plan_sweep
+from featavg.sweep.results import SweepResult, sweep_figure, table_rows, write_results
+
+__all__ = [
+    "DASK_MISSING",
+    "EXECUTORS",
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "SweepCell",
+    "SweepResult",
+    "cell_label",
+    "cell_name",
+    "make_executor",
+    "parse_grid",
+    "plan_groups",
+    "plan_sweep",
+    "run_cells",
+    "run_cells_detached",
+    "run_sweep",
+    "sweep_figure",
+    "table_rows",
+    "write_results",
+]
+
+
+def run_sweep(
+    experiment: str,
+    grid: dict[str, list[Any]],
+    *,
+    seeds: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    out: str | Path | None = None,
+    root: str | Path = store.DEFAULT_ROOT,
+    executor: str | Executor = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    metrics: list[str] | None = None,
+) -> SweepResult:
+    """Run ``experiment`` at every point of ``grid`` ({dotted key: values}) with ``seeds``
+    replicates per cell, reusing finished cells unless ``force``; write sweep.json,
+    cells/<cell>/..., sweep.csv and sweep.png into the sweep directory (``out``, or
+    ``root/sweep-<experiment>-<hash>``). ``executor``: a name in :data:`EXECUTORS` (with
+    ``scheduler`` for dask, ``workers`` for process, default 2) or an :class:`Executor`.
+    ``metrics`` picks the summary keys plotted. Bad input raises :class:`ConfigError`
+    before anything runs."""
+    from tqdm.auto import tqdm
+
+    check_device_name(device)
+    if isinstance(executor, str):
+        executor = make_executor(executor, progress=progress, scheduler=scheduler, workers=workers)
+    elif scheduler is not None or workers is not None:
+        raise ConfigError("scheduler, workers: pass them to the executor object instead")
+    directory, base, cells = plan_sweep(
+        experiment,
+        grid,
+        seeds=seeds,
+        overrides=overrides,
+        config_file=config_file,
+        out=out,
+        root=root,
+    )
+    store.write_json(
+        directory / "sweep.json",
+        {
+            "experiment": experiment,
+            "featavg_version": __version__,
+            "grid": grid,
+            "seeds": base.get("seeds"),
+            "base_config": base,
+            "cells": [
+                {"name": c.name, "values": c.values, "directory": f"cells/{c.name}"} for c in cells
+            ],
+        },
+    )
+
+    for cell in cells:
+        summary = None if force else store.cached_summary(cell.directory, experiment, cell.config)
+        if summary is not None:
+            cell.summary, cell.cached = summary, True
+    # finished cells are never redone: a group resumed after an interruption trains only
+    # its unfinished cells (as a smaller ensemble, equal to an uninterrupted run up to
+    # float rounding, ~1e-10 relative)
+    pending = [[c for c in group if not c.cached] for group in plan_groups(experiment, cells)]
+    pending = [group for group in pending if group]
+
+    bar = tqdm(total=len(cells), desc=f"sweep {experiment}", unit="cell", disable=not progress)
+    bar.update(sum(c.cached for c in cells))
+
+    def done(cell: SweepCell, summary: dict[str, Any]) -> None:
+        cell.summary = summary
+        bar.set_postfix_str(cell_label(cell.values), refresh=False)
+        bar.update(1)
+
+    try:
+        if pending:  # all cached: no pool to start, no cluster to reach
+            executor.run(experiment, pending, device, done)
+    finally:
+        bar.close()
+    return write_results(directory, experiment, grid, cells, metrics, base.get("seeds") or 1)

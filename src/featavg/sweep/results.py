@@ -1,0 +1,164 @@
+"""A finished sweep: the results table ``sweep.csv`` (mean and 95% interval per cell and
+metric), the figure ``sweep.png`` and :class:`SweepResult`."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featavg import store
+from featavg.config import ConfigError
+from featavg.experiments.summary import is_number, metric_keys
+from featavg.sweep.grid import cell_label, format_value
+from featavg.sweep.plan import SweepCell
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+
+@dataclass
+class SweepResult:
+    """directory: the sweep directory; cells: every cell with its summary; table: sweep.csv
+    as a DataFrame (one row per cell)."""
+
+    experiment: str
+    directory: Path
+    grid: dict[str, list[Any]]
+    cells: list[SweepCell]
+    table: pd.DataFrame = field(repr=False)
+
+    @property
+    def csv_path(self) -> Path:
+        """The results table, ``sweep.csv``."""
+        return self.directory / "sweep.csv"
+
+    @property
+    def figure_path(self) -> Path:
+        """The figure, ``sweep.png``."""
+        return self.directory / "sweep.png"
+
+    def to_frame(self) -> pd.DataFrame:
+        """The results table as a (copied) pandas DataFrame."""
+        return self.table.copy()
+
+
+def _summary(cell: SweepCell) -> dict[str, Any]:
+    """The summary of a cell that has run."""
+    if cell.summary is None:
+        raise ValueError(f"sweep cell {cell.name}: not run yet (no summary)")
+    return cell.summary
+
+
+def _interval(summary: dict[str, Any], key: str) -> tuple[float, float, float]:
+    """(mean, lo, hi); lo = hi = mean without a ``<key>_ci95`` (one seed)."""
+    mean = summary.get(key)
+    mean = math.nan if mean is None else float(mean)
+    ci = summary.get(f"{key}_ci95")
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        lo, hi = (math.nan if v is None else float(v) for v in ci)
+        return mean, lo, hi
+    return mean, mean, mean
+
+
+def table_rows(cells: list[SweepCell]) -> list[dict[str, Any]]:
+    """One row per cell: grid values, then ``<key>``, ``<key>_lo``, ``<key>_hi`` for every
+    scalar metric, then the cell directory name."""
+    keys: list[str] = []
+    for cell in cells:
+        keys += [k for k in metric_keys(_summary(cell)) if k not in keys]
+    rows = []
+    for cell in cells:
+        row = dict(cell.values)
+        for key in keys:
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = _interval(_summary(cell), key)
+        row["cell"] = cell.name
+        rows.append(row)
+    return rows
+
+
+def _default_metrics(cells: list[SweepCell], limit: int = 4) -> list[str]:
+    """Up to ``limit`` metrics whose mean varies across cells (else the first ones)."""
+    keys = metric_keys(_summary(cells[0]))
+
+    def distinct(key: str) -> int:
+        means = (_interval(_summary(c), key)[0] for c in cells)
+        return len({m for m in means if not math.isnan(m)})
+
+    return ([k for k in keys if distinct(k) > 1] or keys)[:limit]
+
+
+def sweep_figure(
+    experiment: str,
+    grid: dict[str, list[Any]],
+    cells: list[SweepCell],
+    metrics: list[str] | None = None,
+    seeds: int = 1,
+) -> Figure:
+    """Metric vs the first grid key, with 95% error bars; one line per combination of the
+    other grid keys; one panel per metric (default: up to 4 that vary across cells)."""
+    from featavg.plots import new_figure
+
+    available = metric_keys(_summary(cells[0]))
+    metrics = list(metrics) if metrics else _default_metrics(cells)
+    for key in metrics:
+        if key not in available:
+            raise ConfigError(
+                f"--metric {key}: not a scalar result of {experiment}; "
+                f"allowed: {', '.join(available)}"
+            )
+    x_key, *others = list(grid)
+    xs = grid[x_key]
+    numeric = all(is_number(v) for v in xs)
+    positions = xs if numeric else list(range(len(xs)))
+    ncols = min(len(metrics), 2) or 1
+    nrows = max(1, math.ceil(len(metrics) / ncols))
+    fig, axes = new_figure(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows))
+    flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
+
+    # cells in grid order: product() varies the last key fastest, so group by the others
+    lines: dict[tuple[str, ...], list[SweepCell]] = {}
+    for cell in cells:
+        lines.setdefault(tuple(json.dumps(cell.values[k]) for k in others), []).append(cell)
+    for ax, key in zip(flat, metrics, strict=False):
+        for group in lines.values():
+            stats = [_interval(_summary(c), key) for c in group]
+            xpos = [positions[xs.index(c.values[x_key])] for c in group]
+            mean = [s[0] for s in stats]
+            err = [[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]]
+            label = cell_label({k: group[0].values[k] for k in others}) or None
+            ax.errorbar(xpos, mean, yerr=err, marker="o", capsize=3, label=label)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel(x_key)
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")  # e.g. learning rates or init scales over decades
+        if not numeric:
+            ax.set_xticks(positions, [format_value(v) for v in xs])
+        if others:
+            ax.legend(fontsize=7)
+    for ax in flat[len(metrics) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{experiment}: mean and 95% interval over {seeds} seed(s) per cell")
+    return fig
+
+
+def write_results(
+    directory: Path,
+    experiment: str,
+    grid: dict[str, list[Any]],
+    cells: list[SweepCell],
+    metrics: list[str] | None = None,
+    seeds: int = 1,
+) -> SweepResult:
+    """Write ``sweep.csv`` and ``sweep.png`` of the finished ``cells``; return the result."""
+    import pandas as pd
+
+    rows = table_rows(cells)
+    store.write_csv(directory / "sweep.csv", rows)
+    store.write_figure(
+        directory / "sweep.png", sweep_figure(experiment, grid, cells, metrics, seeds)
+    )
+    return SweepResult(experiment, directory, grid, cells, pd.DataFrame(rows))

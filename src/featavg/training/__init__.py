@@ -1,0 +1,50 @@
+"""Training.
+
+* :mod:`.interface`: the :class:`Trainer` protocol every model family's trainer implements
+  (``fit(models, x, targets) -> records``) and :class:`FactoredInputs` (inputs known only
+  through preactivations and weight gradients);
+* :mod:`.two_layer_gd`: full-batch GD / mini-batch SGD of two-layer ReLU ensembles with exact
+  hand-derived gradients (:func:`train`, :func:`train_many`, :class:`TwoLayerGD`);
+* :mod:`.two_layer_engines`: its two exact formulations, direct O(S M n d) and Gram
+  O(S M n^2) per step;
+* :mod:`.adversarial`: L2 PGD adversarial training of two-layer ensembles (row-space PGD,
+  factored adversarial inputs).
+"""
+
+from featavg.training.interface import FactoredInputs, Record, Trainer
+from featavg.training.two_layer_engines import (
+    GRAM_MEMORY_LIMIT,
+    DirectEngine,
+    GramEngine,
+    choose_formulation,
+    gram_matrices,
+)
+from featavg.training.two_layer_gd import (
+    TrainConfig,
+    TrainingDiverged,
+    TwoLayerGD,
+    accuracy,
+    backprop,
+    logit_gradient,
+    train,
+    train_many,
+)
+
+__all__ = [
+    "GRAM_MEMORY_LIMIT",
+    "DirectEngine",
+    "FactoredInputs",
+    "GramEngine",
+    "Record",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "TwoLayerGD",
+    "accuracy",
+    "backprop",
+    "choose_formulation",
+    "gram_matrices",
+    "logit_gradient",
+    "train",
+    "train_many",
+]
