@@ -24,7 +24,8 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest
+	# two workers, one BLAS/OpenMP thread each (tests/conftest.py): the 2 CI cores, never oversubscribed
+	$(BIN)/pytest -n 2
 
 bench: install
 	$(BIN)/python benchmarks/bench_train_ensemble.py

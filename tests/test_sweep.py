@@ -150,6 +150,7 @@ UNBATCHED = {"net.m": [2, 3], "data.k": [3, 4]}
 UNBATCHED_ARGS = ["--grid", "net.m=2,3", "--grid", "data.k=3,4"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     reference = run_sweep(
         EXP, UNBATCHED, seeds=2, overrides=SMALL, out=tmp_path / "ref", progress=False
@@ -182,6 +183,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(resumed.csv_path), pd.read_csv(reference.csv_path))
 
 
+@pytest.mark.slow
 def test_cells_differing_in_lr_are_one_ensemble(reference, tmp_path):
     """The reference grid varies train.lr: its cells per data.k train as one ensemble, equal
     (to float rounding) to the same cells run alone; a half-finished group resumes by
@@ -202,6 +204,7 @@ def test_cells_differing_in_lr_are_one_ensemble(reference, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_process_executor_equals_local(reference, tmp_path):
     result = run_sweep(
         EXP,
@@ -217,6 +220,7 @@ def test_process_executor_equals_local(reference, tmp_path):
     pd.testing.assert_frame_equal(result.to_frame(), reference.to_frame())
 
 
+@pytest.mark.slow
 def test_dask_executor_equals_local(reference, tmp_path):
     import distributed  # a declared test dependency: fail, never skip, if it is missing
 
