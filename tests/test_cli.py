@@ -1,17 +1,24 @@
 """The command line: results, cache, seeds, one-line config errors with exit code 2, bugs
-with a traceback and exit code 1, and a normal interpreter exit."""
+with a traceback and exit code 1, a normal interpreter exit; what it tells (numbers beside
+the theory, --version, show-config --explain / --reproduce) and clean progress logs."""
 
+import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 import featavg
-from featavg.cli import main
+from featavg import progress
+from featavg.cli import build_parser, main
 from featavg.config import ConfigError, build_config, nest, parse_overrides
 from featavg.experiments import runner
 from featavg.experiments.synthetic_alignment import SyntheticAlignmentConfig
+from featavg.report.checks import check_counts
 
 SMALL = [
     "--set",
@@ -196,3 +203,166 @@ def test_nest_is_the_one_dotted_key_converter():
 def test_unknown_key_names_the_allowed_keys():
     with pytest.raises(ConfigError, match="allowed: steps, lr"):
         build_config(SyntheticAlignmentConfig, parse_overrides(["train.step=3"]))
+
+
+# ---------------------------------------------------------------- what the CLI tells
+
+ROBUST = [
+    "synthetic-robustness",
+    "--set=data.d=60",
+    "--set=data.k=4",
+    "--set=data.n_train=80",
+    "--set=data.n_test=40",
+    "--set=train.steps=20",
+    "--set=attack.radii=[0,2,4,8]",
+    "--seeds=2",
+    "--device=cpu",
+]
+
+
+def test_run_prints_headline_numbers_beside_theory_and_figures(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *ROBUST, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert lines[-1] == f"synthetic-robustness: done -> {out}/summary.json"
+    assert lines[0].startswith("synthetic-robustness: 2 seeds (0 .. 1) on cpu in ")
+    header = next(i for i, line in enumerate(lines) if line.startswith("verdict"))
+    # the exact median radius of the binary net against sqrt(d/k) = sqrt(60/4)
+    row = next(line for line in lines if "binary net: exact median radius;" in line)
+    verdict, measured, theory = re.split(r"\s{2,}", row)[:3]  # cells: 2+ spaces apart
+    assert measured.startswith(f"{summary['exact_median_radius_binary']:.4g} [")
+    measured = measured.split()[0]
+    assert float(measured) == pytest.approx(summary["exact_median_radius_binary"], rel=1e-3)
+    assert float(theory) == pytest.approx((60 / 4) ** 0.5, rel=1e-3)
+    ratio = summary["exact_median_radius_binary"] / (60 / 4) ** 0.5 - 1
+    assert verdict == ("agrees" if abs(ratio) <= 0.15 else "deviates")
+    assert row.index(measured) == lines[header].index("measured")  # aligned columns
+    agree, deviate, missing = check_counts(summary)
+    assert f"checks: {agree} agree, {deviate} deviate, {missing} missing" in lines
+    assert agree + deviate >= 10  # every check with a closed form has a row
+    assert sum(line.startswith(("agrees ", "deviates ")) for line in lines) == agree + deviate
+    assert lines[-3:-1] == ["figures:", f"  {out / 'robustness.png'}"]
+
+    assert main(["run", *ROBUST, "--out", str(out)]) == 0  # a cache hit tells the same
+    cached = capsys.readouterr().out.splitlines()
+    assert cached[0].startswith("synthetic-robustness: cached run of 2 seeds (0 .. 1) on cpu (")
+    assert cached[1:-1] == lines[1:-1]
+    assert cached[-1] == f"synthetic-robustness: cached -> {out}/summary.json"
+    assert main(["run", *ROBUST, "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines() == cached[-1:]
+
+
+def test_invalid_device_on_a_cache_hit_exits_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *ROBUST, "--out", str(out), "--quiet"]) == 0
+    before = (out / "summary.json").stat().st_mtime_ns
+    unavailable = [] if torch.cuda.is_available() else ["cuda"]
+    for device in ("gpu", "cuda:99", *unavailable):
+        capsys.readouterr()
+        assert main(["run", *ROBUST, "--out", str(out), "--quiet", f"--device={device}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("featavg: error: device:")
+    assert (out / "summary.json").stat().st_mtime_ns == before
+
+
+def test_progress_in_a_log_has_no_carriage_returns(tmp_path):
+    """stderr is a pipe here, as in a CI log: each bar is one plain line when it ends."""
+    proc = cli("run", *ROBUST, "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "\r" not in proc.stdout
+    stages = proc.stderr.splitlines()
+    assert any(line.startswith("train binary+multiclass: ") for line in stages), stages
+    assert all(line.endswith(" s") for line in stages)
+
+
+def test_bars_redraw_only_on_a_terminal(monkeypatch):
+    class Stream(io.StringIO):
+        def __init__(self, tty):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    for tty in (False, True):
+        stream = Stream(tty)
+        monkeypatch.setattr(sys, "stderr", stream)
+        for _ in progress.bar(range(3), desc="stage"):
+            pass
+        with progress.bar(total=2, desc="cells", unit="cell") as bar:
+            bar.update(2)
+        for _ in progress.bar(range(3), desc="off", enabled=False):
+            pass
+        text = stream.getvalue()
+        if tty:  # a live bar redraws in place
+            assert "\r" in text and "stage" in text
+        else:
+            assert text.splitlines()[0].startswith("stage: 3/3 it in ")
+            assert text.splitlines()[1].startswith("cells: 2/2 cell in ")
+            assert len(text.splitlines()) == 2 and "\r" not in text
+        assert "off" not in text
+
+
+def test_version_names_package_and_commit():
+    proc = cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"featavg {featavg.__version__}")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=Path(featavg.__file__).parent,
+        capture_output=True,
+        text=True,
+    )
+    if head.returncode == 0:
+        assert f"(git {head.stdout.strip()}" in proc.stdout
+
+
+def test_show_config_explain_lists_every_field_with_its_meaning(capsys):
+    assert main(["show-config", "synthetic-alignment", "--explain", "--set", "train.lr=0.02"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lr = next(i for i, line in enumerate(lines) if line.strip().startswith("train.lr = "))
+    assert lines[lr].strip() == "train.lr = 0.02  (float; > 0)"
+    assert lines[lr + 1].strip() == "learning rate"
+    sampling = next(line for line in lines if line.strip().startswith("data.sampling = "))
+    assert "one of: balanced, iid" in sampling
+    cosine = next(line for line in lines if line.strip().startswith("data.max_cosine = "))
+    assert ">= 0, < 1" in cosine
+    cfg = build_config(SyntheticAlignmentConfig, None).model_dump(mode="json")
+    leaves = [f"{s}.{k}" for s, v in cfg.items() if isinstance(v, dict) for k in v]
+    leaves += [k for k, v in cfg.items() if not isinstance(v, dict)]
+    listed = {line.split(" = ")[0].strip() for line in lines if " = " in line}
+    assert set(leaves) <= listed
+
+
+def test_show_config_reproduce_shows_what_reproduce_runs(capsys):
+    assert main(["show-config", "synthetic-robustness", "--reproduce"]) == 0
+    text = capsys.readouterr().out
+    head, _, config = text.partition("effective config:\n")
+    assert "featavg reproduce runs synthetic-robustness with: seeds=10" in head
+    assert "featavg run synthetic-robustness --set seeds=10" in head
+    assert "seeds: 10 (seeds 0 .. 9)" in head
+    assert json.loads(config)["seeds"] == 10
+    assert main(["show-config", "synthetic-robustness", "--reproduce", "--explain"]) == 0
+    assert "\nseeds = 10  (int; >= 1)\n" in capsys.readouterr().out
+    assert main(["show-config", "synthetic-robustness", "--reproduce", "--seeds", "2"]) == 2
+
+
+def test_list_names_no_file_outside_the_repository(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "SPEC" not in text and "../" not in text and "shared/" not in text
+
+
+def test_threads_option_is_applied_by_every_running_command(tmp_path, monkeypatch):
+    import featavg.threads
+
+    seen = []
+    monkeypatch.setattr(featavg.threads, "configure", lambda n: seen.append(n) or (n or 1))
+    out = tmp_path / "run"
+    assert main(["run", *ROBUST, "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert main(["run", *ROBUST, "--out", str(out), "--quiet"]) == 0
+    assert seen == [1, None]
+    parser = build_parser()
+    for argv in (["sweep", "x", "--grid", "seed=1"], ["reproduce"]):
+        assert parser.parse_args([*argv, "--threads", "3"]).threads == 3

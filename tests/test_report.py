@@ -61,9 +61,14 @@ def sections(text: str) -> list[str]:
     return re.findall(r'<section id="[^"]+">.*?</section>', text, flags=re.S)
 
 
+def plain(text: str) -> str:
+    """The page without the <wbr> break hints inside identifiers."""
+    return text.replace("<wbr>", "")
+
+
 def row_of(text: str, key: str) -> str:
     """The table row whose quantity is the summary key ``key``."""
-    match = re.search(rf"<tr><td>[^<]*<br><code>{key}</code>.*?</tr>", text, flags=re.S)
+    match = re.search(rf"<tr><td>[^<]*<br><code>{key}</code>.*?</tr>", plain(text), flags=re.S)
     assert match, key
     return match.group(0)
 
@@ -137,6 +142,17 @@ def test_report_sections_figures_theory_and_self_contained(runs, tmp_path):
     assert "featavg report RUN_DIR" in text
 
 
+def test_run_notes_are_shown_escaped(runs, tmp_path):
+    align, robust = runs
+    note = "exact radii not computed for <i>binary net</i> (18 units)"
+    noted = copy_run(robust, tmp_path / "noted", notes=[note])
+    text = write_report([noted, align], out=tmp_path / "r.html").read_text()
+    check_html(text)
+    first, second = sections(text)
+    assert "About this run" in first and "About this run" not in second
+    assert "&lt;i&gt;binary net&lt;/i&gt; (18 units)" in first and "<i>binary" not in text
+
+
 def test_stand_in_banner_and_escaping(runs, tmp_path):
     align, robust = runs
     data = 'stand-in: synthetic CIFAR-10 <b>seeded</b> & "x"'
@@ -201,7 +217,7 @@ def test_real_sweep_directory(tmp_path):
     (sec,) = sections(text)
     assert "Sweep of synthetic-alignment over train.lr" in sec
     assert "2 finished cells" in sec and sec.count("data:image/png;base64,") == 1
-    assert "cos_same_class_mean_binary" in sec and "0.7071" in sec  # theory beside each cell
+    assert "cos_same_class_mean_binary" in plain(sec) and "0.7071" in sec  # theory beside each cell
 
 
 def test_unknown_experiment_renders_generically(runs, tmp_path):
@@ -407,7 +423,7 @@ def test_fake_discovery_follows_the_registry_and_renders_a_sweep(fake_registry, 
     ]  # fmt: skip
     assert "About this experiment" in secs[2]  # an unknown experiment: a generic claim
     sec = secs[-1]
-    assert "2 finished cells" in sec and "data.k ∈ {2, 4}" in sec and "3 seed(s)" in sec
+    assert "2 finished cells" in sec and "data.k ∈ {2, 4}" in sec and "3 seeds per cell" in sec
     assert 'class="banner"' in sec and sec.count("data:image/png;base64,") == 1
     assert "0.52<br><small>[0.5, 0.54]</small>" in sec
     assert '<td class="num">0.5</td>' in sec  # a constant column: no interval
@@ -415,3 +431,76 @@ def test_fake_discovery_follows_the_registry_and_renders_a_sweep(fake_registry, 
     assert "0.52 vs 0.5 = 1/2<br><code>acc</code>" in sec
     assert '<td class="dev">deviates' in sec and "1 missing" in sec
     assert "<summary><code>sweep.json</code> (grid and base config)</summary>" in sec
+
+
+# --- polish: titles name their overrides, tables fit a page, printing, no outside files -------
+
+
+def test_titles_name_the_fields_that_differ_from_the_defaults(runs, tmp_path):
+    align, robust = runs
+    text = write_report([align, robust], out=tmp_path / "r.html").read_text()
+    titles = re.findall(r"<h2>([^<]+)</h2>", text)[1:]  # after "Contents"
+    # TINY, in the config's order (data, net, train, seeds, attack)
+    tiny = "data.d=60, data.k=4, data.n_train=80, data.n_test=40, train.steps=20"
+    assert titles[0].endswith(f") ({tiny})")
+    assert titles[1].endswith(f") ({tiny}, seeds=3, … 1 more in the config)")  # attack.radii
+    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
+    assert all(t in toc for t in titles)
+
+
+def test_fake_titles_default_and_overridden(fake_registry, tmp_path):
+    runs = [fake_run(tmp_path / "a"), fake_run(tmp_path / "b", config={"k": 6, "old": [1, 2]})]
+    text = write_report(runs, out=tmp_path / "r.html").read_text()
+    titles = re.findall(r"<h2>([^<]+)</h2>", text)[1:]
+    assert titles == ["Fake claim title", "Fake claim title (k=6, old=[1, 2])"]
+
+
+def test_check_table_puts_the_verdict_before_the_numbers(fake_registry, tmp_path):
+    metrics = {f"metric_{i}": 0.1 * i for i in range(6)}
+    run = fake_run(
+        tmp_path / "run",
+        settings={"a": {"cos": 0.5, **metrics}, "b": {"cos": 0.9, **metrics}},
+    )
+    text = write_report([run], out=tmp_path / "r.html").read_text()
+    check_html(text)
+    heads = [
+        re.findall(r"<th>(.*?)</th>", t) for t in re.findall(r"<table>.*?</table>", text, re.S)
+    ]
+    checks = next(h for h in heads if h and h[0] == "Quantity")
+    assert checks == ["Quantity", "Agreement", "Measured (mean, 95% interval)", "Theory"]
+    # seven metrics in tables of at most four, the verdict beside the setting's name
+    grids = [h for h in heads if h and h[0].startswith("settings")]
+    assert [len(h) for h in grids] == [6, 4]
+    assert grids[0][1].startswith("Agreement with") and grids[1][0] == "settings (continued)"
+    assert "Note" not in checks  # the check's note sits under its quantity
+    row = row_of(text, "acc")
+    assert row.index('class="ok"') < row.index("0.52")
+
+
+def test_print_opens_only_small_folds(runs, tmp_path):
+    text = write_report(list(runs), out=tmp_path / "r.html").read_text()
+    (script,) = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert 'querySelectorAll("details.print-open:not([open])")' in script
+    assert 'querySelectorAll("details")' not in script
+    folds = re.findall(r"<details([^>]*)><summary>(.*?)</summary>", text, re.S)
+    opened = {plain(summary) for attrs, summary in folds if 'class="print-open"' in attrs}
+    assert opened == {"Config"}  # one per run section
+    closed = [summary for attrs, summary in folds if "print-open" not in attrs]
+    assert any("All numbers" in s for s in closed)
+    assert sum("Table <code>" in s for s in closed) >= 2  # every CSV stays folded
+
+
+def test_no_reference_to_files_outside_the_repository(tiny_runs):
+    from pathlib import Path
+
+    import featavg.reference
+    import featavg.report
+
+    _, report = tiny_runs
+    text = Path(report).read_text(encoding="utf-8")
+    assert "../shared" not in text and "SPEC.md" not in text
+    for package in (featavg.report, featavg.reference):
+        for path in Path(package.__file__).parent.rglob("*"):
+            if path.is_file() and path.suffix in {".py", ".html", ".css", ".toml"}:
+                source = path.read_text(encoding="utf-8")
+                assert "../shared" not in source and "SPEC" not in source, path

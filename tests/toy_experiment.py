@@ -35,7 +35,7 @@ def run(cfg: ToyNormsConfig, device: torch.device, progress: bool = False) -> Ex
         r = x.pow(2).sum(1) / cfg.d
         ratios.append(float(r.mean()))
         rows += [{"seed": seed, "draw": i, "ratio": float(v)} for i, v in enumerate(r[:20])]
-    numbers = aggregate({"norm_ratio": ratios})
+    numbers = aggregate({"norm_ratio": ratios}, positive=["norm_ratio"])
     numbers["theory_norm_ratio"] = 1.0
     fig, ax = new_figure()
     ax.hist([row["ratio"] for row in rows], bins=10)

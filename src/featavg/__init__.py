@@ -6,7 +6,8 @@ Fine-grained (cluster) labels make it learn each feature and become far more rob
 
 The notebook API (each mirrors a CLI command and shares its run cache): :func:`run`,
 :func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`
-and :func:`reproduce`. Importing the package is cheap; torch loads on first use.
+and :func:`reproduce`; :func:`load` reads a finished run directory back (summary, per-seed
+DataFrame, tables, figure paths). Importing the package is cheap; torch loads on first use.
 
 Where things live: :mod:`featavg.data`, :mod:`featavg.models`, :mod:`featavg.training`,
 :mod:`featavg.attacks`, :mod:`featavg.metrics` and :mod:`featavg.theory` (the science);
@@ -14,12 +15,15 @@ Where things live: :mod:`featavg.data`, :mod:`featavg.models`, :mod:`featavg.tra
 :mod:`featavg.sweep` (grids of runs), :mod:`featavg.report` and :mod:`featavg.plots`
 (HTML report, figures); :mod:`featavg.config` (typed configs, :class:`ConfigError`),
 :mod:`featavg.store` (run directories), :mod:`featavg.device`, :mod:`featavg.api` (the
-functions above) and :mod:`featavg.cli` (the ``featavg`` command).
+functions above), :mod:`featavg.loading` (:func:`load`), :mod:`featavg.cli` (the ``featavg``
+command) with :mod:`featavg.headline` (numbers beside the theory), :mod:`featavg.explain`
+(``show-config --explain``) and :mod:`featavg.progress` (progress bars).
 """
 
 __version__ = "0.1.0"
 
 from featavg.api import (  # noqa: E402
+    RunOutput,
     list_experiments,
     reproduce,
     run,
@@ -27,5 +31,16 @@ from featavg.api import (  # noqa: E402
     show_config,
     write_report,
 )
+from featavg.loading import LoadedRun, load  # noqa: E402
 
-__all__ = ["list_experiments", "reproduce", "run", "run_sweep", "show_config", "write_report"]
+__all__ = [
+    "LoadedRun",
+    "RunOutput",
+    "list_experiments",
+    "load",
+    "reproduce",
+    "run",
+    "run_sweep",
+    "show_config",
+    "write_report",
+]

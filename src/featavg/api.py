@@ -10,33 +10,28 @@ underscores for dots (``train__lr=0.01``), exactly as ``--set train.lr=0.01``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featavg.config import nest
+from featavg.device import DEFAULT_DEVICE
+from featavg.loading import LoadedRun, load
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from featavg.sweep import SweepResult
 
 
-@dataclass
-class RunOutput:
-    """summary (summary.json), directory, cached, and every CSV table of the run as a pandas
-    DataFrame (the experiment's main table first); ``metrics`` is the main table."""
+@dataclass(repr=False)
+class RunOutput(LoadedRun):
+    """What :func:`run` returns: the run read back as by :func:`featavg.load` (summary,
+    per_seed, tables with the main one first, figures; ``metrics`` is the main table) and
+    ``cached``: whether an earlier identical run was reused."""
 
-    summary: dict[str, Any]
-    directory: Path
-    cached: bool
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    main_table: str | None = None
+    cached: bool = False
 
-    @property
-    def metrics(self) -> pd.DataFrame | None:
-        """The main per-step / per-radius / per-setting table (``Experiment.main_table``)."""
-        return self.tables.get(self.main_table) if self.main_table else None
+    def _state(self) -> str:
+        return " (cached)" if self.cached else " (done)"
 
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -51,17 +46,18 @@ def run(
     out: str | Path | None = None,
     root: str | Path = "runs",
     config_file: str | Path | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     force: bool = False,
     progress: bool = False,
     **overrides: Any,
 ) -> RunOutput:
-    """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment."""
-    import pandas as pd
-
-    from featavg.experiments.registry import get_experiment
+    """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment. The
+    device is checked first, so a bad or unavailable one is a ConfigError even when the run
+    is cached."""
+    from featavg.device import resolve_device
     from featavg.experiments.runner import run_experiment
 
+    resolve_device(device)
     cfg = _overrides(overrides)
     if seeds is not None:
         cfg["seeds"] = seeds
@@ -75,11 +71,9 @@ def run(
         force=force,
         progress=progress,
     )
-    tables = {p.stem: pd.read_csv(p) for p in sorted(result.directory.glob("*.csv"))}
-    main = get_experiment(experiment).main_table
-    if main in tables:  # the experiment's main table first
-        tables = {main: tables[main], **{k: v for k, v in tables.items() if k != main}}
-    return RunOutput(result.summary, result.directory, result.cached, tables, main)
+    loaded = load(result.directory)
+    shared = {f.name: getattr(loaded, f.name) for f in fields(loaded)}
+    return RunOutput(**shared, cached=result.cached)
 
 
 def list_experiments() -> list[dict[str, str]]:
@@ -104,11 +98,17 @@ def show_config(
 
 
 def reproduce(
-    out: str | Path = "runs", device: str = "auto", force: bool = False, progress: bool = True
+    out: str | Path = "runs",
+    device: str = DEFAULT_DEVICE,
+    force: bool = False,
+    progress: bool = True,
 ) -> Path:
-    """``featavg reproduce``: every synthetic experiment and the report; returns its path."""
+    """``featavg reproduce``: every synthetic experiment and the report; returns its path.
+    The device is checked first (cached runs included)."""
+    from featavg.device import resolve_device
     from featavg.reproduction import reproduce as _reproduce
 
+    resolve_device(device)
     return _reproduce(out, device, force, progress)[1]
 
 
@@ -127,7 +127,12 @@ def write_report(
 
 def run_sweep(experiment: str, grid: dict[str, list[Any]], **kwargs: Any) -> SweepResult:
     """``featavg sweep``: every grid cell (with ``seeds`` replicates each) into its own
-    cached run; see :func:`featavg.sweep.run_sweep` for the arguments."""
+    cached run; see :func:`featavg.sweep.run_sweep` for the arguments. With the local or
+    process executor the device is checked here first (cached cells included); a Dask
+    cluster's workers check their own."""
+    from featavg.device import resolve_device
     from featavg.sweep import run_sweep as _run_sweep
 
+    if kwargs.get("executor", "local") in ("local", "process"):
+        resolve_device(kwargs.get("device", DEFAULT_DEVICE))
     return _run_sweep(experiment, grid, **kwargs)

@@ -1,5 +1,10 @@
 """The ``featavg`` command line: list, show-config, run, sweep, report, reproduce.
 
+``featavg run`` says what happened: the headline numbers beside the theory (agrees /
+deviates), the figures, then one last line ``EXPERIMENT: done|cached -> DIR/summary.json``
+(``--quiet`` prints only that line). ``featavg show-config EXP --explain`` describes every
+config field; ``--reproduce`` shows what ``featavg reproduce`` runs. ``featavg --version``.
+
 Exit codes: 0 on success; 2 on bad input, i.e. a usage error (argparse) or a
 :class:`~featavg.config.ConfigError` (one line on stderr naming the field and what is
 allowed); 1 on anything else, which is a bug and shows its traceback.
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from featavg.config import ConfigError, build_config, parse_overrides
-from featavg.device import DEVICES
+from featavg.device import DEFAULT_DEVICE, DEVICES
 
 # ---------------------------------------------------------------- options
 
@@ -40,12 +45,35 @@ def _add_experiment_options(p: argparse.ArgumentParser, seeds_help: str) -> None
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """How runs execute: --device, --force, --quiet (run, sweep, reproduce)."""
+    """How runs execute: --device, --threads, --force, --quiet (run, sweep, reproduce)."""
+    from featavg.threads import THREADS_HELP
+
     p.add_argument(
-        "--device", default="auto", help=f"{DEVICES} (default auto: CUDA when available)"
+        "--device",
+        default=DEFAULT_DEVICE,
+        help=f"{DEVICES} (default {DEFAULT_DEVICE}: CUDA when available); checked even when "
+        "the run is cached",
     )
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.add_argument("--force", action="store_true", help="recompute even if cached")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars and no results table: only the final line",
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package version and, in a git checkout, its commit (looked up
+    only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from featavg import __version__
+        from featavg.store import git_commit
+
+        commit = git_commit()
+        print(f"featavg {__version__}" + (f" (git {commit})" if commit != "unknown" else ""))
+        parser.exit()
 
 
 def _add_sweep_options(p: argparse.ArgumentParser, executors: list[str]) -> None:
@@ -90,11 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="featavg",
         description="Feature averaging (Li et al., ICLR 2025): reproduce and extend.",
     )
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="print the version (and git commit)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list experiments with run time and data needs")
     replicates = "number of independent replicates (shortcut for --set seeds=S)"
     show = sub.add_parser("show-config", help="print the effective config of an experiment")
     _add_experiment_options(show, replicates)
+    show.add_argument(
+        "--explain",
+        action="store_true",
+        help="list every field: dotted name, value, type, allowed values, description",
+    )
+    show.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="what `featavg reproduce` runs for it: its overrides, seeds, effective config",
+    )
     run = sub.add_parser("run", help="run an experiment into its run directory")
     _add_experiment_options(run, replicates)
     run.add_argument(
@@ -139,35 +180,69 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show_config(args: argparse.Namespace) -> int:
     from featavg.experiments.registry import get_experiment
+    from featavg.explain import explain_lines, reproduce_lines
 
-    cfg = build_config(
-        get_experiment(args.experiment).config_cls, _overrides(args), args.config_file
-    )
-    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    exp = get_experiment(args.experiment)
+    if args.reproduce:
+        if args.overrides or args.config_file or args.seeds is not None:
+            raise ConfigError(
+                "--reproduce: shows the preset `featavg reproduce` runs, which takes no "
+                "--set, --config or --seeds; drop them"
+            )
+        preset = exp.reproduce
+        cfg = build_config(exp.config_cls, dict(preset)) if preset is not None else None
+        print("\n".join(reproduce_lines(exp, cfg)))
+        if cfg is None:
+            return 0
+        print("effective config:")
+    else:
+        cfg = build_config(exp.config_cls, _overrides(args), args.config_file)
+    if args.explain:
+        print(f"{exp.name}: name = value  (type; allowed values), then its description")
+        print("(rules across fields, e.g. data.k <= data.d, are checked when a config is built)")
+        print("\n".join(explain_lines(cfg)))
+    else:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return 0
 
 
+def _configure_threads(args: argparse.Namespace) -> None:
+    """Apply the thread policy (``--threads``, else its default) before anything runs."""
+    from featavg.threads import configure
+
+    configure(args.threads)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from featavg.device import resolve_device
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
+    from featavg.headline import run_lines
 
+    _configure_threads(args)
     exp = get_experiment(args.experiment)
+    config = build_config(exp.config_cls, _overrides(args), args.config_file)
+    resolve_device(args.device)  # before the cache lookup: a cached run checks it too
     result = run_experiment(
         exp.name,
-        config=build_config(exp.config_cls, _overrides(args), args.config_file),
+        config=config,
         out=args.out,
         device=args.device,
         force=args.force,
         progress=not args.quiet,
     )
+    if not args.quiet:
+        print("\n".join(run_lines(result.summary, result.directory, result.cached)))
     state = "cached" if result.cached else "done"
     print(f"{exp.name}: {state} -> {result.directory}/summary.json")
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from featavg.sweep import parse_grid, run_sweep
+    from featavg.api import run_sweep
+    from featavg.sweep import parse_grid
 
+    _configure_threads(args)
     result = run_sweep(
         args.experiment,
         parse_grid(args.grid),
@@ -198,10 +273,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from featavg.reproduction import reproduce
+    from featavg.api import reproduce
 
+    _configure_threads(args)
     start = time.perf_counter()
-    _, report = reproduce(args.out, args.device, args.force, progress=not args.quiet)
+    report = reproduce(args.out, args.device, args.force, progress=not args.quiet)
     print(f"reproduce: done in {time.perf_counter() - start:.1f} s -> {report}")
     return 0
 

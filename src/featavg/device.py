@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 
+# the default of every command and API function that runs something
+DEFAULT_DEVICE = "auto"
+
 
 def check_device_name(name: str) -> str:
     """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; else a ConfigError."""
@@ -26,7 +29,7 @@ def check_device_name(name: str) -> str:
     raise ConfigError(f"device: must be {DEVICES}, got {name!r}")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = DEFAULT_DEVICE) -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; a ConfigError if this machine
     lacks it."""
     import torch

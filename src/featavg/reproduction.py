@@ -1,10 +1,11 @@
 """``featavg reproduce``: every experiment with a reproduce preset, each into its own run
-directory, then the report.
+directory, then its page ``<root>/reproduce.html`` (``featavg report`` writes
+``<root>/report.html``, so neither overwrites the other).
 
 The plan (which experiments, with which overrides) comes from the experiment objects
 (:func:`featavg.experiments.registry.reproduce_plan`). Runs are content-addressed
 (``<root>/<experiment>-<config hash>``), so a second call finds every run cached and only
-rewrites the report.
+rewrites the page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from tqdm.auto import tqdm
 
 from featavg.experiments.registry import reproduce_plan
 from featavg.experiments.runner import RunResult, run_experiment
+from featavg.progress import bar as progress_bar
+
+# the page of `featavg reproduce`; `featavg report` defaults to report.html beside it
+REPRODUCE_PAGE = "reproduce.html"
 
 
 def reproduce(
@@ -26,15 +31,15 @@ def reproduce(
     progress: bool = True,
     experiments: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> tuple[list[RunResult], Path]:
-    """Run (or reuse) every experiment of the plan under ``out`` and write
-    ``out/report.html``. ``experiments``: (name, overrides) pairs, default
-    :func:`~featavg.experiments.registry.reproduce_plan`. Returns the run results and the
+    """Run (or reuse) every experiment of the plan under ``out`` and write the report of
+    exactly those runs to ``out/reproduce.html``. ``experiments``: (name, overrides) pairs,
+    default :func:`~featavg.experiments.registry.reproduce_plan`. Returns the run results and the
     report path."""
     from featavg.report import write_report  # the report pulls in its own helpers
 
     out = Path(out)
     results = []
-    bar = tqdm(experiments or reproduce_plan(), desc="reproduce", disable=not progress)
+    bar = progress_bar(experiments or reproduce_plan(), desc="reproduce", enabled=progress)
     for name, overrides in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
@@ -42,5 +47,5 @@ def reproduce(
         state = "cached" if result.cached else f"{time.perf_counter() - start:.1f} s"
         tqdm.write(f"{name:24s} {state:>8s}  {result.directory}")
         results.append(result)
-    report = write_report([r.directory for r in results], out / "report.html")
+    report = write_report([r.directory for r in results], out / REPRODUCE_PAGE)
     return results, report

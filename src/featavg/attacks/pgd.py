@@ -29,9 +29,9 @@ from typing import Literal, TypeVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
+from featavg.progress import bar as progress_bar
 from featavg.seeding import generator
 
 Norm = Literal["l2", "linf"]
@@ -161,7 +161,7 @@ def run_restarts(
     total = radii.numel() * n_points
     fooled = (~clean_correct).repeat(radii.numel())
     chunk = total if batch_size is None else max(1, int(batch_size))
-    bar = tqdm(total=restarts, disable=not progress, desc=desc)
+    bar = progress_bar(total=restarts, desc=desc, enabled=progress)
     for restart in range(restarts):
         last = restart == restarts - 1
         active = torch.nonzero(~fooled).flatten()

@@ -6,8 +6,10 @@ its binary label is y = +1 if j in J+ else -1; its input is x = mu_j + sigma * x
 xi ~ N(0, I_d). The fine-grained label is j itself.
 
 Assumption 3.2 asks ||mu_j|| = sqrt(d) and mutually orthogonal mu_j; the ablations relax both
-(``norm_range`` spreads the norms over [lo, hi] * sqrt(d); ``max_cosine`` > 0 gives nearly
-orthogonal centers whose pairwise cosines are drawn uniformly in [-max_cosine, max_cosine]).
+(``norm_range`` spreads the norms over [lo, hi] * sqrt(d), drawn uniformly or, with
+``norm_spread="ladder"``, evenly spaced within each class as the authors' 0.8, 0.9, 1.0, 1.1,
+1.2; ``max_cosine`` > 0 gives nearly orthogonal centers whose pairwise cosines are drawn
+uniformly in [-max_cosine, max_cosine]).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ class SyntheticConfig(BaseModel):
     n_test: int = Field(1000, ge=0, description="test points")
     noise_std: float = Field(1.0, ge=0.0, description="sigma of the Gaussian noise xi")
     norm_range: tuple[float, float] = Field(
-        (1.0, 1.0), description="center norms spread uniformly over [lo, hi] * sqrt(d)"
+        (1.0, 1.0), description="center norms spread over [lo, hi] * sqrt(d)"
+    )
+    norm_spread: Literal["uniform", "ladder"] = Field(
+        "uniform",
+        description="how norms fill norm_range: 'uniform' draws; 'ladder' spaces them evenly "
+        "within each class in cluster order (authors: 0.8, 0.9, 1.0, 1.1, 1.2 over 0.8..1.2)",
     )
     max_cosine: float = Field(
         0.0, ge=0.0, lt=1.0, description="0: exactly orthogonal centers; >0: nearly orthogonal"
@@ -113,7 +120,8 @@ def make_centers(cfg: SyntheticConfig, seed: int) -> torch.Tensor:
     matrix (the authors' construction). Nearly orthogonal: a target Gram matrix
     Gamma = I + E with E symmetric, zero diagonal, entries uniform in [-c, c], realised exactly
     as Q L^T with Gamma = L L^T (positive definite because c (k-1) < 1).
-    Norms: each center is then scaled to r_j sqrt(d) with r_j uniform in ``norm_range``.
+    Norms: each center is then scaled to r_j sqrt(d) with r_j uniform in ``norm_range``, or
+    r_j from :func:`norm_ladder` (``norm_spread="ladder"``).
     """
     g = generator(seed, "centers")
     gauss = torch.randn(cfg.d, cfg.k, generator=g, dtype=torch.float64)
@@ -125,8 +133,25 @@ def make_centers(cfg: SyntheticConfig, seed: int) -> torch.Tensor:
         gamma = torch.eye(cfg.k, dtype=torch.float64) + e + e.T
         basis = torch.linalg.cholesky(gamma) @ basis
     lo, hi = cfg.norm_range
-    radii = lo + (hi - lo) * torch.rand(cfg.k, generator=g, dtype=torch.float64)
+    if cfg.norm_spread == "ladder":
+        radii = norm_ladder(cfg)
+    else:
+        radii = lo + (hi - lo) * torch.rand(cfg.k, generator=g, dtype=torch.float64)
     return (basis * (radii * math.sqrt(cfg.d))[:, None]).float()
+
+
+def norm_ladder(cfg: SyntheticConfig) -> torch.Tensor:
+    """(k,) norms / sqrt(d) evenly spaced over ``norm_range`` within each class, clusters in
+    index order (the authors' 0.8, 0.9, 1.0, 1.1, 1.2 for five clusters over 0.8..1.2); a
+    class of one cluster gets the middle of the range."""
+    lo, hi = cfg.norm_range
+    radii = torch.empty(cfg.k, dtype=torch.float64)
+    positive = set(cfg.positive_clusters)
+    for sign in (True, False):
+        members = [j for j in range(cfg.k) if (j in positive) == sign]
+        ladder = torch.linspace(lo, hi, len(members), dtype=torch.float64)
+        radii[members] = ladder if len(members) > 1 else (lo + hi) / 2
+    return radii
 
 
 def _cluster_labels(cfg: SyntheticConfig, n: int, g: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Run an experiment into its run directory: cache check, timing, the output checked
-against what the experiment declares, atomic result files."""
+"""Run an experiment into its run directory: cache check, refusal to overwrite another
+run, timing, the output checked against what the experiment declares, and the whole
+directory written at once (:func:`featavg.store.staged_dir`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from featavg.device import resolve_device
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment
+from featavg.run_state import check_replaceable, inspect_run
 
 
 class UndeclaredOutput(RuntimeError):
@@ -82,13 +84,19 @@ def run_experiment(
     progress: bool = False,
 ) -> RunResult:
     """Validate the config, reuse a finished identical run unless ``force``, else run and
-    write config.json, <table>.csv, <figure>.png and (last) summary.json."""
+    replace the directory by config.json, <table>.csv, <figure>.png, summary.json and
+    manifest.json. A directory holding another run (experiment, config or code) is replaced
+    only with ``force``; files featavg did not write, never (both a
+    :class:`~featavg.config.ConfigError` before anything runs)."""
     exp = get_experiment(name)
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
     directory = Path(out) if out is not None else store.run_dir(name, cfg_json, root)
-    if not force and (cached := store.cached_summary(directory, name, cfg_json)) is not None:
-        return RunResult(cached, directory, cached=True)
+    state = inspect_run(directory, name, cfg_json)
+    if state.kind == "hit" and not force and state.summary is not None:
+        return RunResult(state.summary, directory, cached=True)
+    where = f"--out {directory}" if out is not None else f"run directory {directory}"
+    check_replaceable(state, where, force)
 
     dev = resolve_device(device)
     start = time.perf_counter()
@@ -109,8 +117,13 @@ def run_experiment_batch(
     """Run several configs of one experiment into their own directories, as one ensemble
     when the experiment supports it (``run_batch``: configs differing only in its
     ``batch_fields``), else one after another. Always recomputes (the caller decides what
-    is cached). Each run's provenance records the batch size and the batch's wall time."""
+    is cached) and replaces what the directories hold, except files featavg did not write
+    (:func:`~featavg.run_state.check_replaceable`). Each run's provenance records the batch
+    size and the batch's wall time."""
     exp = get_experiment(name)
+    for cfg, out in zip(configs, outs, strict=True):
+        state = inspect_run(Path(out), name, cfg.model_dump(mode="json"))
+        check_replaceable(state, f"run directory {out}", force=True)
     if exp.run_batch is None or len(configs) == 1:
         return [
             run_experiment(name, config=c, out=o, device=device, force=True, progress=progress)
@@ -138,12 +151,8 @@ def _write_run(
     wall: float,
     batch: int = 1,
 ) -> dict[str, Any]:
-    """config.json, <table>.csv, <figure>.png, then summary.json (marks completion)."""
-    store.write_json(directory / "config.json", cfg_json)
-    for table, rows in output.tables.items():
-        store.write_csv(directory / f"{table}.csv", rows)
-    for figure, fig in output.figures.items():
-        store.write_figure(directory / f"{figure}.png", fig)
+    """Replace ``directory`` whole by config.json, <table>.csv, <figure>.png, summary.json
+    and (last) manifest.json, written beside it first (:func:`featavg.store.staged_dir`)."""
     seeds = [cfg_json.get("seed", 0) + i for i in range(cfg_json.get("seeds", 1))]
     provenance = store.provenance(dev, wall, seeds)
     if batch > 1:
@@ -156,5 +165,12 @@ def _write_run(
         "config": cfg_json,
         "provenance": provenance,
     }
-    store.write_json(directory / "summary.json", summary)
+    with store.staged_dir(directory) as new:
+        store.write_json(new / "config.json", cfg_json)
+        for table, rows in output.tables.items():
+            store.write_csv(new / f"{table}.csv", rows)
+        for figure, fig in output.figures.items():
+            store.write_figure(new / f"{figure}.png", fig)
+        store.write_json(new / "summary.json", summary)
+        store.write_manifest(new)
     return summary

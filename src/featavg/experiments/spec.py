@@ -109,6 +109,9 @@ class Experiment:
     runtime: wall time on 2 CPU cores at the default config; data: what data it needs.
     run_batch / batch_fields: several configs differing only in ``batch_fields`` (dotted)
     run as one ensemble (sweeps use it).
+    paper_refs: ids of the paper's figures this experiment reproduces, in the data file of
+    :mod:`featavg.reference` (e.g. ``("fig2ab",)``); the report shows their published values
+    beside the run's.
     """
 
     name: str
@@ -127,6 +130,7 @@ class Experiment:
     data: str = "none (synthetic)"
     run_batch: BatchRun | None = None
     batch_fields: tuple[str, ...] = ()
+    paper_refs: tuple[str, ...] = ()
 
     @property
     def main_table(self) -> str | None:

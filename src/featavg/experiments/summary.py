@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 # Entries every summary carries that are not measurements.
-META_KEYS = frozenset({"experiment", "data", "stand_in", "config", "provenance", "per_seed"})
+# "notes": sentences the report must show beside the numbers (e.g. what was not computed).
+META_KEYS = frozenset(
+    {"experiment", "data", "stand_in", "notes", "config", "provenance", "per_seed"}
+)
 
 
 def is_number(value: Any) -> bool:

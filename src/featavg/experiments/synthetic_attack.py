@@ -5,7 +5,7 @@ Read-outs of a :class:`~featavg.experiments.synthetic_common.TrainedPair`:
 
 * ``binary``: the binary net, logistic-margin loss;
 * ``multiclass``: plain k-way accuracy of the fine-grained net under k-way cross-entropy
-  (the authors' synthetic curve for the 10-class net);
+  (the authors' synthetic curve for their 10-class net);
 * ``derived_sum``: F = sum_{J+} f_j - sum_{J-} f_j, logistic-margin loss;
 * ``derived_argmax``: class group of argmax_j f_j, loss -log sum_{j in group(y)} softmax_j.
 
@@ -15,6 +15,7 @@ protocol over k and d); not an experiment itself.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -37,8 +38,13 @@ READOUT_NAMES = {
     "derived_sum": "derived binary, sum form",
     "derived_argmax": "derived binary, argmax form",
 }
+
 # The exact solver enumerates activation patterns: nets with more hidden units are skipped.
 EXACT_MAX_UNITS = 16
+# The paper's radius grid 0, 2, ..., 58 is for d = 3072 (it reaches ~1.05 sqrt(d), past
+# the decoupled net's sqrt(d/2)); other d get the same grid scaled by sqrt(d / 3072).
+PAPER_D = 3072
+PAPER_RADII = tuple(float(r) for r in range(0, 60, 2))
 
 
 class AttackConfig(BaseModel):
@@ -46,8 +52,10 @@ class AttackConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    radii: tuple[float, ...] = Field(
-        tuple(float(r) for r in range(0, 60, 2)), description="L2 radii of the curve"
+    radii: tuple[float, ...] | None = Field(
+        None,
+        description="L2 radii of the curve; None: the paper's 0, 2, ..., 58 scaled by "
+        "sqrt(d / 3072), so it follows the theory's sqrt(d) scale at any d",
     )
     pgd_steps: int = Field(7, ge=1, description="PGD steps")
     rel_step: float = Field(0.25, gt=0, description="PGD step size / eps")
@@ -56,6 +64,17 @@ class AttackConfig(BaseModel):
     )
     restarts: int = Field(1, ge=1, description="PGD restarts")
     exact: bool = Field(True, description="exact minimal radii (nets with <= 16 units)")
+
+
+def attack_radii(cfg: AttackConfig, d: int) -> tuple[float, ...]:
+    """The radius grid of a run at input dimension d (see :data:`PAPER_RADII`)."""
+    return cfg.radii if cfg.radii is not None else scaled_paper_radii(d)
+
+
+def scaled_paper_radii(d: int) -> tuple[float, ...]:
+    """The paper's grid 0, 2, ..., 58 times sqrt(d / 3072): exactly the paper's at d = 3072."""
+    scale = math.sqrt(d / PAPER_D)
+    return tuple(r * scale for r in PAPER_RADII) if d != PAPER_D else PAPER_RADII
 
 
 def readout_units(readout: str, m: int, k: int, h: int) -> int:
@@ -70,6 +89,20 @@ def exact_readouts(cfg: AttackConfig, m: int, k: int, h: int) -> tuple[str, ...]
     if not cfg.exact:
         return ()
     return tuple(r for r in READOUTS if readout_units(r, m, k, h) <= EXACT_MAX_UNITS)
+
+
+def exact_skipped_note(cfg: AttackConfig, m: int, k: int, h: int) -> str | None:
+    """A sentence saying which read-outs get no exact radii and why (None: all get them)."""
+    if not cfg.exact:
+        return "exact radii not computed (attack.exact = false): PGD curves only"
+    skipped = [r for r in READOUTS if r not in exact_readouts(cfg, m, k, h)]
+    if not skipped:
+        return None
+    units = ", ".join(f"{READOUT_NAMES[r]} ({readout_units(r, m, k, h)} units)" for r in skipped)
+    return (
+        f"exact radii not computed for {units}: the exact solver handles nets with at most "
+        f"{EXACT_MAX_UNITS} hidden units; PGD curves only for those read-outs"
+    )
 
 
 def attack_pair(
@@ -130,7 +163,7 @@ def attack_pair(
             nets,
             x,
             labels,
-            cfg.radii,
+            attack_radii(cfg, x.shape[-1]),
             seeds=pair.seeds,
             steps=cfg.pgd_steps,
             rel_step=cfg.rel_step,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from featavg import theory
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, Objective
@@ -21,6 +21,7 @@ from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
 from featavg.data.synthetic import SyntheticDataset
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
 from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.synthetic_attack import EXACT_MAX_UNITS, PAPER_D
 from featavg.experiments.synthetic_common import (
     TINY_DATA,
     ExtraMetrics,
@@ -29,6 +30,7 @@ from featavg.experiments.synthetic_common import (
 )
 from featavg.experiments.tolerances import EXACT_RADIUS_TOL
 from featavg.metrics.curves import crossing_radius, median_radius
+from featavg.metrics.intervals import COSINE, POSITIVE, plural
 from featavg.models import TwoLayerEnsemble, TwoLayerNet, sum_form_net
 from featavg.plots.dynamics import dynamics_figure
 from featavg.training import Record, TrainConfig
@@ -40,10 +42,31 @@ class SyntheticDynamicsConfig(SyntheticRunConfig):
 
     train: TrainConfig = TrainConfig(record_every=1)
     n_attack: int = Field(200, ge=1, description="test points attacked at every record")
-    radii: tuple[float, ...] = Field(
-        tuple(float(r) for r in range(0, 62, 2)),
-        description="PGD radius grid (50% radius interpolated)",
+    radii: tuple[float, ...] | None = Field(
+        None,
+        description="PGD radius grid (50% radius interpolated); None: 0, 2, ..., 60 scaled "
+        "by sqrt(d / 3072), the theory's sqrt(d) scale",
     )
+
+    @model_validator(mode="after")
+    def _exact_needs_small_nets(self) -> SyntheticDynamicsConfig:
+        # the exact radii are this experiment's point: refuse nets the solver cannot handle
+        # rather than run without them
+        binary, fine = 2 * self.net.m, self.data.k * self.net.h
+        if max(binary, fine) > EXACT_MAX_UNITS:
+            raise ValueError(
+                f"net: synthetic-dynamics tracks exact radii, which need at most "
+                f"{EXACT_MAX_UNITS} hidden units per net; got 2m = {binary} (binary) and "
+                f"k h = {fine} (fine-grained)"
+            )
+        return self
+
+    def radius_grid(self) -> tuple[float, ...]:
+        """The PGD radius grid of this config (see ``radii``)."""
+        if self.radii is not None:
+            return self.radii
+        scale = math.sqrt(self.data.d / PAPER_D)
+        return tuple(float(r) * scale for r in range(0, 62, 2))
 
 
 def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> ExtraMetrics:
@@ -58,6 +81,7 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> E
         signs = data.signs[0]
         groups, gy = (signs > 0).long(), (y > 0).long()
         one = torch.ones(1, 1, device=device)
+        grid = cfg.radius_grid()
 
         def pgd_radius50(
             nets: list[TwoLayerNet],
@@ -71,14 +95,14 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> E
                 nets,
                 x,
                 labels,
-                cfg.radii,
+                grid,
                 seeds=seeds,
                 objective=objective,
                 readout=readout,
                 certified_radii=certified,
             )
             return torch.tensor(
-                [crossing_radius(cfg.radii, a) for a in correct.double().mean(-1).cpu().tolist()]
+                [crossing_radius(grid, a) for a in correct.double().mean(-1).cpu().tolist()]
             )
 
         def exact_radii(
@@ -163,7 +187,8 @@ def run(
             "decoupling_onset_step": onset(rec_m, "cos_diag_mean"),
             "final_exact_median_radius_binary": rec_b[-1]["exact_median_radius"].tolist(),
             "final_exact_median_radius_argmax": rec_m[-1]["exact_median_radius_argmax"].tolist(),
-        }
+        },
+        positive=["*_onset_step", "final_exact_median_radius_*"],
     )
     d, k = cfg.data.d, cfg.data.k
     numbers["theory_radius_feature_averaging"] = theory.radius_feature_averaging(d, k)
@@ -172,25 +197,29 @@ def run(
     fig = dynamics_figure(
         steps,
         {
-            "binary: mean same-class cos": record_band(rec_b, "cos_same_class_mean"),
-            "fine-grained: mean own-cluster cos": record_band(rec_m, "cos_diag_mean"),
+            "binary: mean same-class cos": record_band(rec_b, "cos_same_class_mean", COSINE),
+            "fine-grained: mean own-cluster cos": record_band(rec_m, "cos_diag_mean", COSINE),
         },
         {
-            "binary (exact median)": record_band(rec_b, "exact_median_radius"),
-            "binary (PGD r50)": record_band(rec_b, "pgd_radius50"),
-            "fine-grained k-way (exact median)": record_band(rec_m, "exact_median_radius_argmax"),
-            "fine-grained k-way (PGD r50)": record_band(rec_m, "pgd_radius50"),
-            "derived argmax (exact median)": record_band(
-                rec_m, "exact_median_radius_derived_argmax"
+            "binary (exact median)": record_band(rec_b, "exact_median_radius", POSITIVE),
+            "binary (PGD r50)": record_band(rec_b, "pgd_radius50", POSITIVE),
+            "fine-grained k-way (exact median)": record_band(
+                rec_m, "exact_median_radius_argmax", POSITIVE
             ),
-            "derived sum (exact median)": record_band(rec_m, "exact_median_radius_derived_sum"),
+            "fine-grained k-way (PGD r50)": record_band(rec_m, "pgd_radius50", POSITIVE),
+            "derived argmax (exact median)": record_band(
+                rec_m, "exact_median_radius_derived_argmax", POSITIVE
+            ),
+            "derived sum (exact median)": record_band(
+                rec_m, "exact_median_radius_derived_sum", POSITIVE
+            ),
         },
         {"1/sqrt(|J_s|)": 1 / math.sqrt(len(cfg.data.positive_clusters))},
         {
             "sqrt(d/k)": numbers["theory_radius_feature_averaging"],
             "sqrt(d/2)": numbers["theory_radius_decoupling_argmax"],
         },
-        note=f"{len(seeds)} seed(s), {n} test points",
+        note=f"{plural(len(seeds), 'seed')}, {n} test points",
     )
     return ExperimentOutput(numbers=numbers, tables={"dynamics": rows}, figures={"dynamics": fig})
 

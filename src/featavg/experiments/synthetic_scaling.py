@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from featavg import theory
+from featavg.data.synthetic import SyntheticConfig
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import (
@@ -31,6 +32,7 @@ from featavg.experiments.synthetic_attack import (
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
 from featavg.experiments.tolerances import SLOPE_TOL
 from featavg.metrics.curves import crossing_radius, loglog_slope, median_radius
+from featavg.metrics.intervals import plural
 from featavg.plots.scaling import scaling_figure
 
 THEORY_SLOPE_K = {"binary": -0.5, "multiclass": 0.0, "derived_sum": -0.5, "derived_argmax": 0.0}
@@ -39,7 +41,10 @@ THEORY_SLOPE_K = {"binary": -0.5, "multiclass": 0.0, "derived_sum": -0.5, "deriv
 class SyntheticScalingConfig(SyntheticRunConfig):
     """Config of ``synthetic-scaling`` (``data`` gives everything but k, d and n)."""
 
-    ks: tuple[int, ...] = Field((2, 4, 8, 16, 32), description="k values of the k sweep")
+    ks: tuple[int, ...] = Field(
+        (2, 4, 8, 16),
+        description="k values of the k sweep (k h <= 16 keeps exact radii for every read-out)",
+    )
     d_for_k: int = Field(3072, ge=2, description="d of the k sweep")
     ds: tuple[int, ...] = Field((256, 768, 3072), description="d values of the d sweep")
     k_for_d: int = Field(10, ge=2, description="k of the d sweep")
@@ -52,20 +57,47 @@ class SyntheticScalingConfig(SyntheticRunConfig):
     attack: AttackConfig = AttackConfig()
     seeds: int = Field(3, ge=1, description="independent replicates per setting")
 
+    @model_validator(mode="after")
+    def _no_ignored_fields(self) -> SyntheticScalingConfig:
+        # the sweep sets these per setting; accepting a value and ignoring it would mislead
+        defaults = SyntheticConfig()
+        replaced = {
+            "d": "d_for_k (the k sweep) and ds (the d sweep)",
+            "k": "ks (the k sweep) and k_for_d (the d sweep)",
+            "n_train": "points_per_cluster",
+            "n_test": "n_test",
+            "positive": "nothing: J+ is the first k // 2 clusters at every k",
+        }
+        for name, instead in replaced.items():
+            if getattr(self.data, name) != getattr(defaults, name):
+                raise ValueError(
+                    f"data.{name}: synthetic-scaling sets it per setting; use {instead}"
+                )
+        if self.attack.radii is not None:
+            raise ValueError("attack.radii: synthetic-scaling uses radii_rel (units of sqrt(d))")
+        for d, k in [(self.d_for_k, k) for k in self.ks] + [(d, self.k_for_d) for d in self.ds]:
+            self.setting_data(d, k)  # every derived data config must itself be valid
+        return self
+
+    def setting_data(self, d: int, k: int) -> SyntheticConfig:
+        """The data config of the setting (d, k): ``data`` with d, k, n set by the sweep."""
+        return SyntheticConfig.model_validate(
+            {
+                **self.data.model_dump(),
+                "d": d,
+                "k": k,
+                "positive": None,
+                "n_train": self.points_per_cluster * k,
+                "n_test": self.n_test,
+            }
+        )
+
 
 def _setting(
     cfg: SyntheticScalingConfig, d: int, k: int, device: torch.device, progress: bool
 ) -> dict[str, list[float]]:
     """radius50 (PGD) and exact median radius per read-out, each a per-seed list."""
-    data_cfg = cfg.data.model_copy(
-        update={
-            "d": d,
-            "k": k,
-            "positive": None,
-            "n_train": cfg.points_per_cluster * k,
-            "n_test": cfg.n_test,
-        }
-    )
+    data_cfg = cfg.setting_data(d, k)
     pair = train_pair(cfg, device, progress, data_cfg=data_cfg, record_alignment=False)
     radii = tuple(r * math.sqrt(d) for r in cfg.radii_rel)
     attack = cfg.attack.model_copy(update={"radii": radii})
@@ -78,20 +110,51 @@ def _setting(
     return out
 
 
+def fit_grid(
+    xs: Sequence[int], results: Sequence[Mapping[str, Sequence[float]]]
+) -> tuple[list[int], list[str]]:
+    """(settings, series) that the slopes are fitted over: every series over the same
+    settings, those where every series was measured. When fewer than two settings have
+    every series (exact radii missing at most k), the exact series are dropped and the PGD
+    ones fitted over the whole sweep."""
+    every = list(dict.fromkeys(s for r in results for s in r))
+    complete = [i for i, r in enumerate(results) if all(s in r for s in every)]
+    if len(complete) >= 2:
+        return complete, every
+    return list(range(len(xs))), [s for s in every if s.startswith("pgd_")]
+
+
 def _slopes(
     xs: Sequence[int], results: Sequence[Mapping[str, Sequence[float]]], prefix: str
 ) -> dict[str, list[float]]:
-    """Per-seed log-log slopes over the sweep for every measured series."""
-    per_seed = {}
-    for series in results[0]:
-        points = [(x, r[series]) for x, r in zip(xs, results, strict=True) if series in r]
-        if len(points) < 2:
-            continue
-        n_seeds = len(points[0][1])
-        per_seed[f"{prefix}_{series}"] = [
-            loglog_slope([p[0] for p in points], [p[1][s] for p in points]) for s in range(n_seeds)
+    """Per-seed log-log slopes of every series over the settings of :func:`fit_grid`."""
+    settings, series_fitted = fit_grid(xs, results)
+    if len(settings) < 2:
+        return {}
+    x = [xs[i] for i in settings]
+    n_seeds = len(next(iter(results[settings[0]].values())))
+    return {
+        f"{prefix}_{series}": [
+            loglog_slope(x, [results[i][series][s] for i in settings]) for s in range(n_seeds)
         ]
-    return per_seed
+        for series in series_fitted
+    }
+
+
+def _fit_note(
+    axis: str, xs: Sequence[int], results: Sequence[Mapping[str, Sequence[float]]]
+) -> str | None:
+    """A sentence when the slopes leave settings or series out (None otherwise)."""
+    settings, series_fitted = fit_grid(xs, results)
+    every = list(dict.fromkeys(s for r in results for s in r))
+    if len(settings) == len(xs) and len(series_fitted) == len(every):
+        return None
+    used = ", ".join(str(xs[i]) for i in settings)
+    dropped = [s for s in every if s not in series_fitted]
+    text = f"slopes in {axis} fitted over {axis} = {used}, the settings with every series"
+    if dropped:
+        text += f"; no exact slopes ({', '.join(dropped)} missing at most settings)"
+    return text + " (exact radii need at most 16 hidden units)"
 
 
 def _name(key: str) -> str:
@@ -107,7 +170,9 @@ def run(
     d_results = [_setting(cfg, d, cfg.k_for_d, device, progress) for d in cfg.ds]
     per_seed = {_name(k): v for k, v in _slopes(cfg.ks, k_results, "slope_k").items()}
     per_seed.update({_name(k): v for k, v in _slopes(cfg.ds, d_results, "slope_d").items()})
-    numbers = aggregate(per_seed)
+    numbers = aggregate(per_seed, real=["slope_*"])
+    notes = [_fit_note("k", cfg.ks, k_results), _fit_note("d", cfg.ds, d_results)]
+    numbers["notes"] = [n for n in notes if n]
     for name, slope in THEORY_SLOPE_K.items():
         numbers[f"theory_slope_k_{name}"] = slope
         numbers[f"theory_slope_d_{name}"] = 0.5
@@ -136,10 +201,21 @@ def run(
     }
     figures = {
         "scaling_k": scaling_figure(
-            "k", cfg.ks, k_results, theory_k, numbers, f"d = {cfg.d_for_k}, {cfg.seeds} seed(s)"
+            "k",
+            cfg.ks,
+            k_results,
+            theory_k,
+            numbers,
+            note=f"d = {cfg.d_for_k}, {plural(cfg.seeds, 'seed')}",
         ),
         "scaling_d": scaling_figure(
-            "d", cfg.ds, d_results, theory_d, numbers, f"k = {cfg.k_for_d}, {cfg.seeds} seed(s)"
+            "d",
+            cfg.ds,
+            d_results,
+            theory_d,
+            numbers,
+            k_fixed=cfg.k_for_d,
+            note=f"k = {cfg.k_for_d}, {plural(cfg.seeds, 'seed')}",
         ),
     }
     return ExperimentOutput(numbers=numbers, tables={"scaling": rows}, figures=figures)
@@ -160,10 +236,21 @@ def finite_grid_slope(ks: tuple[int, ...], d: int) -> float:
     return loglog_slope(ks, [theory.radius_decoupling_sum(d, k - k // 2) for k in ks])
 
 
-def _exact_settings(cfg: SyntheticScalingConfig, axis: str, readout: str) -> int:
-    """How many settings of the sweep along ``axis`` get exact radii for ``readout``."""
+def _fitted_ks(cfg: SyntheticScalingConfig) -> tuple[int, ...]:
+    """The k values the slopes in k are fitted over (mirrors :func:`fit_grid`)."""
+    every = tuple(
+        k for k in cfg.ks if len(exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h)) == 4
+    )
+    return every if cfg.attack.exact and len(every) >= 2 else cfg.ks
+
+
+def _exact_settings(cfg: SyntheticScalingConfig, axis: str) -> int:
+    """How many settings of the sweep along ``axis`` get exact radii for every read-out
+    (the slopes are fitted over those, see :func:`fit_grid`)."""
     ks = cfg.ks if axis == "k" else (cfg.k_for_d,) * len(cfg.ds)
-    return sum(readout in exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h) for k in ks)
+    return sum(
+        len(exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h)) == len(READOUTS) for k in ks
+    )
 
 
 def checks(cfg: SyntheticScalingConfig) -> list[Check]:
@@ -175,12 +262,12 @@ def checks(cfg: SyntheticScalingConfig) -> list[Check]:
             theory_value: float | str = f"theory_slope_{axis}_{readout}"
             formula = _SLOPE_FORMULA.get((axis, readout), "+1/2 (every form ∝ √d)")
             note = "log-log least squares per seed"
-            if (axis, readout) == ("k", "derived_sum") and len(set(cfg.ks)) >= 2:
-                theory_value = finite_grid_slope(cfg.ks, cfg.d_for_k)
+            if (axis, readout) == ("k", "derived_sum") and len(set(_fitted_ks(cfg))) >= 2:
+                theory_value = finite_grid_slope(_fitted_ks(cfg), cfg.d_for_k)
                 formula = "slope of √(d/(1+|J−|)) over the k grid"
                 note += "; −1/2 only as k → ∞"
             kinds = [("PGD 50% radius", "")]
-            if _exact_settings(cfg, axis, readout) >= 2:
+            if _exact_settings(cfg, axis) >= 2:
                 kinds.append(("exact median radius", "exact_"))
             for kind, tag in kinds:
                 rows.append(
@@ -220,7 +307,7 @@ EXPERIMENT = Experiment(
     },
     tables={"scaling": ("sweep", "value", "series", "radius_mean", "radius_per_seed")},
     checks=checks,
-    summary_keys=lambda cfg: ("points",),
+    summary_keys=lambda cfg: ("points", "notes"),
     tiny={
         "ks": [2, 4],
         "d_for_k": 60,
@@ -232,4 +319,5 @@ EXPERIMENT = Experiment(
         "train": {"steps": 20},
     },
     runtime="~10 s (3 seeds)",
+    paper_refs=("theory_radius",),
 )

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from featavg.plots import new_figure
-from featavg.plots.robustness import COLORS, LABELS
+from featavg.plots.robustness import COLORS, readout_label
 
 
 def scaling_figure(
@@ -18,10 +18,12 @@ def scaling_figure(
     results: Sequence[Mapping[str, Sequence[float]]],
     theory: Mapping[str, Sequence[float]],
     numbers: Mapping[str, Any],
+    k_fixed: int | None = None,
     note: str = "",
 ) -> Figure:
     """results[i][series] = per-seed radii at xs[i]; series 'pgd_<readout>' (solid) and
-    'exact_<readout>' (dashed). theory: label -> values over xs (gray lines)."""
+    'exact_<readout>' (dashed). theory: label -> values over xs (gray lines). k_fixed: the
+    number of clusters of the d sweep (legend labels; the k sweep says "k")."""
     fig, ax = new_figure(figsize=(10, 5))
     for series in results[0]:
         kind, readout = series.split("_", 1)
@@ -34,7 +36,8 @@ def scaling_figure(
             continue
         x, m, s = map(np.array, zip(*pts, strict=True))
         slope = numbers.get(f"slope_{var}_{'exact_' if kind == 'exact' else ''}{readout}")
-        label = f"{LABELS.get(readout, readout)} ({'PGD r50' if kind == 'pgd' else 'exact median'})"
+        k: int | str = k_fixed if var == "d" and k_fixed is not None else "k"
+        label = f"{readout_label(readout, k)} ({'PGD r50' if kind == 'pgd' else 'exact median'})"
         if slope is not None:
             label += f", slope {slope:+.2f}"
         ax.errorbar(

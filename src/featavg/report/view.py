@@ -16,9 +16,12 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featavg.experiments.summary import is_metric_value
+
+if TYPE_CHECKING:
+    from featavg.report.paper import PaperView
 
 MAX_TABLE_ROWS = 200  # CSV / point tables beyond this are cut (the file has them all)
 MAX_PER_SEED = 12  # per-seed values listed in full up to this many seeds
@@ -60,14 +63,16 @@ class Badge:
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: text, then ``code`` (monospace, on its own line after text), then
-    ``small`` (an interval, on its own line), then a badge; ``cls`` its CSS class."""
+    """A table cell: text, then ``lines`` (each on its own line), then ``code`` (monospace,
+    on its own line, breakable after underscores), then ``small`` (an interval or a note, on
+    its own line), then a badge; ``cls`` its CSS class."""
 
     text: str = ""
     cls: str = ""
     code: str = ""
     small: str = ""
     badge: Badge | None = None
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Fold:
     after: str = ""
     table: Table | None = None
     pre: str | None = None
+    print_open: bool = False  # opened for printing (small blocks only; never CSV tables)
 
 
 @dataclass(frozen=True)
@@ -108,10 +114,12 @@ class RunView:
     claim_heading: str
     paper: str
     beyond: str
+    run_notes: list[str]  # the summary's "notes": what this run did not compute, and why
     figures: list[Figure]
     problems: list[str]  # checks that could not be made (shown as problems)
     checks: Table | None
     grids: list[Table]
+    beside: PaperView | None  # "The paper beside us" (None: the experiment names no figure)
     folds: list[Fold]
     notes: list[str]
     provenance: Table

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from featavg.experiments.summary import META_KEYS, is_metric_value, is_number, metric_keys
 from featavg.report.checks import (
     CheckRow,
@@ -18,6 +20,7 @@ from featavg.report.checks import (
     grid_rows,
     is_stand_in,
 )
+from featavg.report.paper import paper_view, same, value_text
 from featavg.report.view import (
     CSV_ERRORS,
     MAX_PER_SEED,
@@ -36,6 +39,9 @@ from featavg.report.view import (
     verdict_class,
 )
 
+GRID_COLUMNS = 4  # metric columns per settings table
+TITLE_OVERRIDES = 6  # overridden config fields named in a title (the config lists them all)
+
 
 def theory_text(row: CheckRow) -> str:
     if row.theory is None:
@@ -52,19 +58,23 @@ def verdict_cell(row: CheckRow) -> Cell:
 
 
 def check_table(summary: dict[str, Any], rows: list[CheckRow]) -> Table:
-    """Key numbers beside the theory; a row whose keys the summary lacks says which."""
-    header = ["Quantity", "Measured (mean)", "95% interval", "Theory", "Agreement", "Note"]
+    """Key numbers beside the theory, four columns that fit a printed page: the quantity
+    (label, summary key, the check's note), the verdict, the measured mean with its 95%
+    interval underneath, the theory. A row whose keys the summary lacks says which."""
+    header = ["Quantity", "Agreement", "Measured (mean, 95% interval)", "Theory"]
     out = []
     for r in rows:
         key = r.check.key
         out.append(
             [
-                Cell(r.check.label, code=key),
-                Cell(fmt(summary[key], key) if key in summary else "—", "num"),
-                Cell(fmt_interval(r.interval, key), "num"),
-                Cell(theory_text(r), "num"),
+                Cell(r.check.label, code=key, small=r.check.note),
                 verdict_cell(r),
-                Cell(r.check.note, "note"),
+                Cell(
+                    fmt(summary[key], key) if key in summary else "—",
+                    "num",
+                    small=fmt_interval(r.interval, key),
+                ),
+                Cell(theory_text(r), "num"),
             ]
         )
     return Table([Cell(h) for h in header], out)
@@ -104,21 +114,26 @@ def grid_tables(summary: dict[str, Any]) -> tuple[list[Table], list[str]]:
                 ]
         if not cols and not is_grid:  # e.g. named curves (lists): they are in the figures
             continue
-        header = [Cell(key)] + [Cell(code=c) for c in cols]
-        if is_grid and grid is not None:
-            header.append(Cell(f"Agreement with {grid.theory_label}", code=grid.metric))
-        rows: list[list[Cell]] = []
-        for name, row in value.items():
-            row = row if isinstance(row, dict) else {}
-            cells = [Cell(str(name))]
-            for c in cols:
-                text = fmt(row[c], c) if c in row else "—"
-                cells.append(Cell(text, "num", small=fmt_interval(row.get(f"{c}_ci95"), c)))
-            if is_grid:
-                g = verdicts[str(name)]
-                cells.append(Cell(g.verdict, verdict_class(g.agrees)))
-            rows.append(cells)
-        tables.append(Table(header, rows))
+        # a page holds GRID_COLUMNS metrics: more go to further tables, the setting repeated
+        chunks = [cols[i : i + GRID_COLUMNS] for i in range(0, len(cols), GRID_COLUMNS)] or [[]]
+        for part, chunk in enumerate(chunks):
+            with_verdict = is_grid and part == 0
+            header = [Cell(key if part == 0 else f"{key} (continued)")]
+            if with_verdict and grid is not None:
+                header.append(Cell(f"Agreement with {grid.theory_label}", code=grid.metric))
+            header += [Cell(code=c) for c in chunk]
+            rows: list[list[Cell]] = []
+            for name, row in value.items():
+                row = row if isinstance(row, dict) else {}
+                cells = [Cell(str(name))]
+                if with_verdict:
+                    g = verdicts[str(name)]
+                    cells.append(Cell(g.verdict, verdict_class(g.agrees)))
+                for c in chunk:
+                    text = fmt(row[c], c) if c in row else "—"
+                    cells.append(Cell(text, "num", small=fmt_interval(row.get(f"{c}_ci95"), c)))
+                rows.append(cells)
+            tables.append(Table(header, rows))
     return tables, problems
 
 
@@ -198,13 +213,57 @@ def provenance_table(run: RunPage) -> Table:
     return Table([Cell("Provenance"), Cell()], rows)
 
 
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 0.01}} -> {'train.lr': 0.01}; lists are values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_overrides(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The dotted config fields where the run differs from its experiment's defaults (a
+    field the defaults lack counts too), in the config's order; [] for an unknown
+    experiment."""
+    exp = experiment_of(summary)
+    config = summary.get("config")
+    if exp is None or not isinstance(config, dict):
+        return []
+    try:
+        defaults = _flatten(exp.config_cls().model_dump(mode="json"))
+    except (ValidationError, TypeError):  # a config class without defaults for every field
+        return []
+    return [
+        (key, value)
+        for key, value in _flatten(config).items()
+        if key not in defaults or not same(defaults[key], value)
+    ]
+
+
+def override_text(value: Any) -> str:
+    """A config value in a title: lists in brackets ('[0, 2, …, 8 (5 values)]', '[]')."""
+    return f"[{value_text(value)}]" if isinstance(value, list | tuple) else value_text(value)
+
+
 def run_title(summary: dict[str, Any]) -> str:
-    return claim_of(str(summary.get("experiment", "")))[0].title
+    """The claim's title; a run off the default config names its overrides, e.g.
+    'Title (seeds=10, train.lr=0.01)'."""
+    title = claim_of(str(summary.get("experiment", "")))[0].title
+    overrides = config_overrides(summary)
+    if not overrides:
+        return title
+    named = [f"{key}={override_text(value)}" for key, value in overrides[:TITLE_OVERRIDES]]
+    if len(overrides) > TITLE_OVERRIDES:
+        named.append(f"… {len(overrides) - TITLE_OVERRIDES} more in the config")
+    return f"{title} ({', '.join(named)})"
 
 
 def run_view(run: RunPage) -> RunView:
-    """One run's section: claim, figures, key numbers beside the theory, all numbers,
-    tables, config and provenance."""
+    """One run's section: claim, figures, key numbers beside the theory, the paper's
+    published values beside the run's, all numbers, tables, config and provenance."""
     s = run.summary
     name = str(s.get("experiment", run.directory.name))
     claim, captions, generic = claim_of(name)
@@ -225,7 +284,7 @@ def run_view(run: RunPage) -> RunView:
     config = json.dumps(s.get("config", {}), indent=2, sort_keys=False)
     return RunView(
         anchor=run.anchor,
-        title=claim.title,
+        title=run_title(s),
         experiment=name,
         data=str(s.get("data", "unknown")),
         directory=str(run.directory),
@@ -234,11 +293,13 @@ def run_view(run: RunPage) -> RunView:
         claim_heading="About this experiment" if generic else "What the paper claims",
         paper=claim.paper,
         beyond=claim.beyond,
+        run_notes=[str(n) for n in s.get("notes") or [] if str(n)],
         figures=figures(run.directory, captions),
         problems=problems + grid_problems,
         checks=checks,
         grids=grids,
-        folds=folds + csvs + [Fold("Config", pre=config)],
+        beside=paper_view(s),
+        folds=folds + csvs + [Fold("Config", pre=config, print_open=True)],
         notes=notes,
         provenance=provenance_table(run),
     )

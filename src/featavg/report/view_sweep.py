@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from featavg.metrics.intervals import plural
 from featavg.report.checks import ChecksUnavailable, check_counts, check_rows, claim_of, is_stand_in
 from featavg.report.view import (
     CSV_ERRORS,
@@ -117,7 +118,7 @@ def sweep_view(sweep: SweepPage) -> SweepView:
         grid = "; ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in spec["grid"].items())
         meta += f" · grid: {grid}"
     if spec.get("seeds"):
-        meta += f" · {spec['seeds']} seed(s) per cell"
+        meta += f" · {plural(int(spec['seeds']), 'seed')} per cell"
     stand_in = [r.summary for r in sweep.members if is_stand_in(r.summary)]
     claim_title = claim_paper = ""
     if spec.get("experiment"):

@@ -92,7 +92,7 @@ def run_sweep(
     ``scheduler`` for dask, ``workers`` for process, default 2) or an :class:`Executor`.
     ``metrics`` picks the summary keys plotted. Bad input raises :class:`ConfigError`
     before anything runs."""
-    from tqdm.auto import tqdm
+    from featavg.progress import bar as progress_bar
 
     check_device_name(device)
     if isinstance(executor, str):
@@ -132,7 +132,7 @@ def run_sweep(
     pending = [[c for c in group if not c.cached] for group in plan_groups(experiment, cells)]
     pending = [group for group in pending if group]
 
-    bar = tqdm(total=len(cells), desc=f"sweep {experiment}", unit="cell", disable=not progress)
+    bar = progress_bar(total=len(cells), desc=f"sweep {experiment}", unit="cell", enabled=progress)
     bar.update(sum(c.cached for c in cells))
 
     def done(cell: SweepCell, summary: dict[str, Any]) -> None:

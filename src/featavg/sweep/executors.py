@@ -9,13 +9,14 @@ executor ends in :func:`run_cells` on the same full configs, so all give the sam
 ``distributed`` cluster (optional extra ``featavg[dask]``). Another backend (e.g. submitit
 for SLURM) is one class with keyword-only options and a ``run`` method, plus one entry in
 :data:`EXECUTORS`; :func:`make_executor` passes it the options the user gave.
+Threads: ``process`` workers get :func:`featavg.threads.worker_threads` each; Dask workers
+keep their own settings (their nannies set ``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 from featavg import store
 from featavg.config import ConfigError, build_config
 from featavg.sweep.plan import SweepCell
+from featavg.threads import configure as configure_threads
+from featavg.threads import worker_threads
 
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
 
@@ -77,19 +80,10 @@ def run_cells_detached(
 
 
 def store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
-    """Write a detached cell's files atomically, summary.json last (it marks completion);
-    returns the summary."""
-    for name, data in files.items():
-        if name != "summary.json":
-            store.write_bytes(directory / name, data)
-    store.write_bytes(directory / "summary.json", files["summary.json"])
+    """Replace the cell directory whole by a detached cell's files (staged beside it and
+    renamed into place, as the runner does: never a mix of two runs); returns the summary."""
+    store.write_run_files(directory, files)
     return json.loads(files["summary.json"])
-
-
-def _limit_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- the executors
@@ -125,11 +119,11 @@ class ProcessExecutor:
 
         # spawn: fork after torch has started its thread pools can deadlock
         ctx = multiprocessing.get_context("spawn")
-        # torch's default (all cores per process) oversubscribes the CPU and its spinning
-        # threads slow everything down
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        # each worker gets its share of this process's threads (featavg.threads: torch's
+        # default of all cores per process oversubscribes the CPU)
+        threads = worker_threads(self.workers)
         with ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_limit_threads, initargs=(threads,)
+            self.workers, mp_context=ctx, initializer=configure_threads, initargs=(threads,)
         ) as pool:
             futures = {
                 pool.submit(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from featavg import store
 from featavg.config import ConfigError
 from featavg.experiments.summary import is_number, metric_keys
+from featavg.metrics.intervals import seeds_note
 from featavg.sweep.grid import cell_label, format_value
 from featavg.sweep.plan import SweepCell
 
@@ -44,6 +45,22 @@ class SweepResult:
     def to_frame(self) -> pd.DataFrame:
         """The results table as a (copied) pandas DataFrame."""
         return self.table.copy()
+
+    def __repr__(self) -> str:
+        """A few lines: experiment, cells, grid, directory, table and figure."""
+
+        def values(vs: list[Any]) -> str:
+            shown = [format_value(v) for v in vs]
+            return ", ".join(shown if len(vs) <= 6 else [*shown[:3], "...", shown[-1]])
+
+        cached = sum(c.cached for c in self.cells)
+        grid = "; ".join(f"{key} = {values(vs)}" for key, vs in self.grid.items())
+        return (
+            f"SweepResult {self.experiment}: {len(self.cells)} cells ({cached} cached)\n"
+            f"  grid: {grid}\n  directory: {self.directory}\n"
+            f"  table: sweep.csv ({len(self.table)} rows, {len(self.table.columns)} columns); "
+            f"figure: sweep.png"
+        )
 
 
 def _summary(cell: SweepCell) -> dict[str, Any]:
@@ -141,7 +158,7 @@ def sweep_figure(
             ax.legend(fontsize=7)
     for ax in flat[len(metrics) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{experiment}: mean and 95% interval over {seeds} seed(s) per cell")
+    fig.suptitle(f"{experiment}: {seeds_note(seeds)} per cell")
     return fig
 
 

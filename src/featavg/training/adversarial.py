@@ -2,47 +2,132 @@
 
 At every GD step each member s replaces the training inputs by L2 PGD adversarial examples
 of its current weights at its own radius eps_s (Madry et al. 2018), then takes the usual
-gradient step on them (:func:`featavg.training.train` with ``perturb``).
+gradient step on them (:func:`featavg.training.train` with ``perturb``). As in the authors'
+``adv_train.py``, PGD starts at a uniformly random point of the eps-sphere around each input
+(``random_start="sphere"``, the default) and takes steps delta += alpha g / ||g|| projected
+back onto the eps-ball; ``random_start="none"`` starts at the clean point.
 
-PGD from the clean point stays exactly in the row space of W: the input gradient of a
-two-layer net is dL/dx_i = W^T dL/dP_i. Writing delta_i = W^T beta_i (beta_i in R^M) and
-K = W W^T, the preactivations move by K beta_i, ||delta_i||^2 = beta_i^T K beta_i, and an
-L2 step delta += alpha g/||g|| is beta += alpha dP_i / sqrt(dP_i^T K dP_i). So the whole
-attack costs O(M^2) per point and step after one O(M n d) product, and the training step
-on x + W^T beta never forms it (:class:`RowSpaceInputs`). (A random start would leave the
-row space; this training attack starts at the clean point.)
+The attack stays factored. The input gradient of a two-layer net is dL/dx_i = W^T dL/dP_i,
+so with a start direction u_i (||u_i|| = 1) every iterate is
+
+    delta_i = W^T beta_i + s_i u_i,      beta_i in R^M, s_i >= 0,
+
+starting from beta_i = 0, s_i = eps (s_i = 0 without a random start). With K = W W^T and
+a_i = W u_i: the preactivations move by K beta_i + s_i a_i; ||delta_i||^2 = beta_i^T K
+beta_i + 2 s_i beta_i^T a_i + s_i^2; an L2 step is beta_i += alpha dP_i / sqrt(dP_i^T K dP_i);
+the projection onto the eps-ball scales beta_i and s_i together. The part of u_i orthogonal
+to the row space of W never changes a preactivation, yet it counts in ||delta_i|| (so it
+shrinks the room left for the gradient steps) and in the weight gradient dL/dW = dP x_adv^T
+(so it moves W out of its row space). All of this is exact: O(M^2) per point and PGD step
+after the O(M n d) products W x and W u, and the training step on x + W^T beta + s u never
+forms it (:class:`RowSpaceInputs`). Only the Gaussian draws g behind the start directions
+u = g / ||g|| are (S', n, d) tensors, for the S' members with eps > 0, drawn afresh at every
+training step from the named stream ``adversarial-training/start/<step>`` of the member's
+seed (:mod:`featavg.seeding`) as float32 and cast to the working dtype; u itself is never
+formed (1 / ||g|| folds into s). The start costs a draw and two O(M n d) products (W g and
+the weight-gradient term) per member and step: ~1.5x the clean start's training time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from featavg.data.synthetic import SyntheticConfig, SyntheticDataset, sample_synthetic_stacked
 from featavg.models.two_layer import NetConfig, TwoLayerEnsemble, binary_ensemble
+from featavg.seeding import generator
 from featavg.training.two_layer_gd import Perturb, TrainConfig, backprop, train
+
+RandomStart = Literal["sphere", "none"]
+RANDOM_STARTS: tuple[RandomStart, ...] = ("sphere", "none")
+
+
+@dataclass(frozen=True)
+class RandomStarts:
+    """Start directions of the ensemble members ``members`` (S',): u = g / ||g|| with the
+    Gaussian draws g (S', n, d) and inv_norms = 1 / ||g|| (S', n), kept apart so that u is
+    never formed (one pass over (S', n, d) less per step)."""
+
+    members: torch.Tensor
+    gauss: torch.Tensor
+    inv_norms: torch.Tensor
+
+    def directions(self) -> torch.Tensor:
+        """The unit directions u themselves, (S', n, d)."""
+        return self.gauss * self.inv_norms[..., None]
+
+
+def start_stream(step: int) -> str:
+    """The seeding stream of the start directions drawn at training step ``step``."""
+    return f"adversarial-training/start/{step}"
+
+
+def sphere_starts(
+    seeds: Sequence[int],
+    eps: torch.Tensor,
+    step: int,
+    n: int,
+    d: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> RandomStarts | None:
+    """Uniform directions on the unit sphere of R^d, n per member with eps > 0 (None when
+    there is none), member s drawn from stream :func:`start_stream` of ``seeds[s]`` on the
+    CPU (so the draw does not depend on the device or on the other members)."""
+    members = [s for s in range(len(seeds)) if float(eps[s]) > 0]
+    if not members:
+        return None
+    gauss = torch.empty(len(members), n, d)
+
+    def draw(j: int) -> None:
+        g = generator(seeds[members[j]], start_stream(step))
+        torch.randn(n, d, generator=g, out=gauss[j])
+
+    workers = min(len(members), torch.get_num_threads())
+    if workers > 1:  # torch's sampling kernels release the GIL
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(draw, range(len(members))))
+    else:
+        for j in range(len(members)):
+            draw(j)
+    g = gauss.to(device=device, dtype=dtype)
+    return RandomStarts(torch.tensor(members, device=device), g, 1 / g.norm(dim=-1))
 
 
 class RowSpaceInputs:
-    """Adversarial inputs x_adv = x + W^T beta kept in factored form (never (S, n, d)).
+    """Adversarial inputs x_adv = x + W^T beta + s u kept in factored form (module
+    docstring); never (S, n, d) except the start directions u of the members with a start.
 
     What a GD step on x_adv needs is exact without forming it: the preactivations are
-    W x_adv + b = P_clean + K beta (known from the attack), and the weight gradient is
-    dP x_adv = dP x + (dP beta^T) W, O(M n d + M^2 (n + d)) instead of two more O(M n d)
-    products and an (S, n, d) tensor. W is the attacked weight (held, not copied: the
-    trainer reads it before its update). Implements
+    W x_adv + b = P_clean + K beta + s W u (known from the attack), and the weight gradient
+    is dP x_adv^T = dP x + (dP beta^T) W + (dP diag(s)) u, O(M n d + M^2 (n + d)) per member
+    instead of two more O(M n d) products and an (S, n, d) tensor. W is the attacked weight
+    (held, not copied: the trainer reads it before its update). Implements
     :class:`~featavg.training.interface.FactoredInputs`, so a ``perturb`` hook may return
     it instead of a tensor (see :func:`featavg.training.train`).
 
     x: clean inputs (n, d) or (S, n, d); weight W (S, M, d); beta (S, M, n); pre: the
-    preactivations W x_adv + b, (S, M, n).
+    preactivations W x_adv + b, (S, M, n); starts: the start directions u of members
+    ``starts.members``, scale: their scales s (S', n) (both None: no random start).
     """
 
     def __init__(
-        self, x: torch.Tensor, weight: torch.Tensor, beta: torch.Tensor, pre: torch.Tensor
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        beta: torch.Tensor,
+        pre: torch.Tensor,
+        starts: RandomStarts | None = None,
+        scale: torch.Tensor | None = None,
     ):
+        if (starts is None) != (scale is None):
+            raise ValueError("starts, scale: give both or neither")
         self.x, self.weight, self.beta, self.pre = x, weight, beta, pre
+        self.starts, self.scale = starts, scale
 
     def preactivations(self, idx: torch.Tensor | None) -> torch.Tensor:
         """W x_adv + b, unit-major (S, M, B), for the rows idx (None: all)."""
@@ -53,7 +138,23 @@ class RowSpaceInputs:
         x = self.x if idx is None else self.x[..., idx, :]
         beta = self.beta if idx is None else self.beta[..., idx]
         direct = dpt @ x if x.ndim == 2 else torch.bmm(dpt, x)
-        return torch.baddbmm(direct, torch.bmm(dpt, beta.transpose(1, 2)), self.weight)
+        grad = torch.baddbmm(direct, torch.bmm(dpt, beta.transpose(1, 2)), self.weight)
+        if self.starts is not None and self.scale is not None:
+            members, g = self.starts.members, self.starts.gauss
+            s = self.scale * self.starts.inv_norms  # s u = (s / ||g||) g
+            s, g = (s, g) if idx is None else (s[:, idx], g[:, idx])
+            grad = grad.index_add(0, members, torch.bmm(dpt[members] * s[:, None, :], g))
+        return grad
+
+    def materialise(self) -> torch.Tensor:
+        """x_adv itself, (S, n, d) (for tests and small problems)."""
+        s = self.weight.shape[0]
+        xs = self.x.expand(s, *self.x.shape[-2:]) if self.x.ndim == 2 else self.x
+        out = torch.baddbmm(xs, self.beta.transpose(1, 2), self.weight)
+        if self.starts is not None and self.scale is not None:
+            u = self.starts.directions()
+            out = out.index_add(0, self.starts.members, u * self.scale[..., None])
+        return out
 
 
 def row_space_pgd(
@@ -63,11 +164,14 @@ def row_space_pgd(
     eps: torch.Tensor,
     steps: int = 7,
     step_size: float | torch.Tensor = 10.0,
+    starts: RandomStarts | None = None,
 ) -> RowSpaceInputs:
-    """L2 PGD (no random start) against every member at once, in the row space (module
-    docstring): x (n, d) or (S, n, d); eps (S,) radius per member (0 leaves x unchanged);
-    step_size absolute or (S,); the loss is the member's training loss (logistic or
-    cross-entropy). Returns the adversarial inputs in factored form."""
+    """L2 PGD against every member at once, factored (module docstring): x (n, d) or
+    (S, n, d); eps (S,) radius per member (0 leaves x unchanged); step_size absolute or
+    (S,); the loss is the member's training loss (logistic or cross-entropy). ``starts``:
+    unit directions u (:func:`sphere_starts`) of the members that start on their eps-sphere
+    at x + eps u; the others start at the clean point. Returns the adversarial inputs in
+    factored form."""
     w = model.weight
     s = w.shape[0]
     eps = eps.to(x)[:, None]
@@ -75,30 +179,65 @@ def row_space_pgd(
     xs = x.expand(s, *x.shape[-2:]) if x.ndim == 2 else x
     clean = torch.baddbmm(model.bias[..., None], w, xs.transpose(1, 2))  # (S, M, n)
     gram = torch.bmm(w, w.transpose(1, 2))  # K = W W^T, (S, M, M)
-    beta = torch.zeros_like(clean)  # delta_i = W^T beta_i, stored (S, M, n)
+    beta = torch.zeros_like(clean)  # delta_i = W^T beta_i + s_i u_i, beta stored (S, M, n)
 
     def sq_norm(v: torch.Tensor) -> torch.Tensor:  # v^T K v per point, (S, n)
         return (v * torch.bmm(gram, v)).sum(1).clamp_min(0.0)
 
+    # the start: s_i = eps and a_i = W u_i for members with a start direction, else 0
+    wu, scale, shift = None, None, clean
+    if starts is not None:
+        wu = torch.zeros_like(clean)
+        wg = torch.bmm(w[starts.members], starts.gauss.transpose(1, 2))  # W g, (S', M, n)
+        wu[starts.members] = wg * starts.inv_norms[:, None, :]
+        scale = torch.zeros_like(clean[:, 0])  # (S, n)
+        scale[starts.members] = eps[starts.members].expand(-1, clean.shape[-1])
+        shift = clean + wu * scale[:, None, :]
     for _ in range(steps):
-        _, _, dpt = backprop(model.kind, model.readout, clean + torch.bmm(gram, beta), targets)
+        _, _, dpt = backprop(model.kind, model.readout, shift + torch.bmm(gram, beta), targets)
         beta = beta + dpt * (alpha / sq_norm(dpt).sqrt().clamp_min(1e-30))[:, None, :]
-        norm = sq_norm(beta).sqrt()
-        beta = beta * torch.where(norm > eps, eps / norm.clamp_min(1e-30), 1.0)[:, None, :]
-    return RowSpaceInputs(x, w, beta, clean + torch.bmm(gram, beta))
+        norm_sq = sq_norm(beta)  # ||delta||^2 = beta^T K beta + 2 s beta^T a + s^2
+        if wu is not None and scale is not None:
+            norm_sq = (norm_sq + scale * (2 * (beta * wu).sum(1) + scale)).clamp_min(0.0)
+        norm = norm_sq.sqrt()
+        factor = torch.where(norm > eps, eps / norm.clamp_min(1e-30), 1.0)
+        beta = beta * factor[:, None, :]
+        if wu is not None and scale is not None:
+            scale = scale * factor
+            shift = clean + wu * scale[:, None, :]
+    pre = shift + torch.bmm(gram, beta)
+    if starts is None or scale is None:
+        return RowSpaceInputs(x, w, beta, pre)
+    return RowSpaceInputs(x, w, beta, pre, starts, scale[starts.members])
 
 
 def adversarial_perturb(
-    eps: Sequence[float] | torch.Tensor, steps: int = 7, step_size: float = 10.0
+    eps: Sequence[float] | torch.Tensor,
+    steps: int = 7,
+    step_size: float = 10.0,
+    random_start: RandomStart = "sphere",
+    seeds: Sequence[int] | None = None,
 ) -> Perturb:
     """A ``perturb`` hook for :func:`featavg.training.train`: fresh PGD examples at every
-    step, handed over in factored form (:class:`RowSpaceInputs`)."""
+    step, handed over in factored form (:class:`RowSpaceInputs`). ``random_start``:
+    "sphere" (authors) starts every member with eps > 0 on its eps-sphere, directions drawn
+    per step from the member's seed ``seeds[s]`` (:func:`sphere_starts`); "none" starts at
+    the clean point."""
     eps_t = torch.as_tensor(eps, dtype=torch.float32)
+    if random_start not in RANDOM_STARTS:
+        raise ValueError(f"random_start: must be one of {RANDOM_STARTS}, got {random_start!r}")
+    if random_start == "sphere" and (seeds is None or len(seeds) != len(eps_t)):
+        raise ValueError("seeds: a sphere start needs one seed per member (its random stream)")
+    member_seeds = list(seeds or [])
 
     def perturb(
         step: int, model: TwoLayerEnsemble, x: torch.Tensor, targets: torch.Tensor
     ) -> RowSpaceInputs:
-        return row_space_pgd(model, x, targets, eps_t, steps, step_size)
+        starts = None
+        if random_start == "sphere":
+            n, d = x.shape[-2:]
+            starts = sphere_starts(member_seeds, eps_t, step, n, d, x.dtype, x.device)
+        return row_space_pgd(model, x, targets, eps_t, steps, step_size, starts)
 
     return perturb
 
@@ -113,10 +252,11 @@ def adversarially_train(
     step_size: float,
     device: torch.device | str,
     progress: bool = False,
+    random_start: RandomStart = "sphere",
 ) -> tuple[TwoLayerEnsemble, SyntheticDataset, list[int]]:
     """Binary nets trained with L2 PGD adversarial training, one member per (seed, eps),
     seed-major, all in one ensemble. Returns (model, stacked data of every member, member
-    seeds); member i uses eps[i % len(eps)] and the data and init of its seed."""
+    seeds); member i uses eps[i % len(eps)] and the data, init and PGD starts of its seed."""
     member_seeds = [s for s in seeds for _ in eps]
     data = sample_synthetic_stacked(data_cfg, member_seeds).to(device)
     model = binary_ensemble(member_seeds, data_cfg.d, net_cfg).to(device)
@@ -126,7 +266,7 @@ def adversarially_train(
         data.x_train,
         data.y_train,
         train_cfg,
-        perturb=adversarial_perturb(member_eps, pgd_steps, step_size),
+        perturb=adversarial_perturb(member_eps, pgd_steps, step_size, random_start, member_seeds),
         progress=progress,
     )
     return model, data, member_seeds

@@ -20,9 +20,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm.auto import tqdm
 
 from featavg.models.two_layer import TwoLayerEnsemble
+from featavg.progress import bar as progress_bar
 from featavg.seeding import generator
 from featavg.training.interface import FactoredInputs, Record
 from featavg.training.two_layer_engines import DirectEngine, GramEngine, choose_formulation
@@ -203,7 +203,7 @@ def train_many(
     batches = _batches(n, cfg.batch_size, cfg.steps, seed)
     kinds = "+".join(m.kind for m in models)
     with torch.no_grad():
-        for step in tqdm(range(cfg.steps + 1), disable=not progress, desc=f"train {kinds}"):
+        for step in progress_bar(range(cfg.steps + 1), desc=f"train {kinds}", enabled=progress):
             idx = next(batches)
             if perturb is not None:
                 engine.x = perturb(step, models[0], x, targets[0])

@@ -102,11 +102,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from featavg.attacks.two_layer.flip_region import MAX_ROWS, Pieces, pieces_for
 from featavg.attacks.two_layer.least_distance import least_distance
 from featavg.models.two_layer import TwoLayerNet
+from featavg.progress import bar as progress_bar
 
 Readout = Literal["margin", "argmax", "group_argmax"]
 READOUTS = ("margin", "argmax", "group_argmax")
@@ -226,7 +226,7 @@ class ExactRadiusSolver:
         qps = np.zeros(n, dtype=np.int64)
 
         todo = np.flatnonzero(~flipped_now)
-        bar = tqdm(total=len(todo), disable=not progress, desc=f"exact radius ({readout})")
+        bar = progress_bar(total=len(todo), desc=f"exact radius ({readout})", enabled=progress)
         for label in np.unique(y_np[todo]):
             idx = todo[y_np[todo] == label]
             pieces = pieces_for(A, readout, groups_np, label, max_rows)
