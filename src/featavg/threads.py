@@ -2,11 +2,10 @@
 
 The work is many small tensor ops (GD steps on ensembles of two-layer nets, PGD steps), so
 each op is one short OpenMP parallel region ending in a barrier. With torch's defaults (one
-thread per core; libgomp's threads spin for a while before they sleep) a competing process
-on one of two cores makes every barrier wait for the thread that shares its core, while the
+thread per core; libgomp's threads spin a while before they sleep) a competing process on
+one of two cores makes every barrier wait for the thread that shares its core, while the
 spinning threads take CPU from both: the 10-seed ``synthetic-robustness`` run goes from
-~10 s alone to ~20 s beside a pure-Python busy loop and ~41 s beside another torch program
-(``benchmarks/bench_threads.py``, this 2-core machine).
+~10 s alone to ~19 s beside a busy loop and 22-43 s beside another torch program.
 
 **The policy** (:func:`configure`):
 
@@ -19,18 +18,20 @@ spinning threads take CPU from both: the 10-seed ``synthetic-robustness`` run go
   :func:`worker_threads` = ``max(1, T // workers)`` and inherits the wait policy. Dask
   workers are not ours to configure: their nannies set ``OMP_NUM_THREADS=1`` by default.
 
-**Why, by measurement** (medians, ``--threads 2`` on 2 cores; see the README for the
-benchmark's table): passive waiting costs nothing alone (10.3 s vs 10.3 s) and removes most
-of the slowdown beside a competitor: 13.3 s instead of 19.8 s beside a busy loop, 19.8 s
-instead of 41.2 s beside a torch matmul loop, 23 s instead of 46 s beside two busy loops,
-where one thread takes 15.0 s, 21.7 s and 23 s. So passive waiting with all cores is as
-fast as one thread when the cores are shared and 25% faster than one thread alone. We
-measured a load-dependent count too (the idle cores from ``/proc/stat`` at the start, at
-least 1): it matched one thread beside a competitor but gained nothing over passive
-waiting, cost a sampling delay, missed competitors that start later, and made the count,
-hence the float rounding of some results, depend on the machine's load (with 1 and 2
-threads ``synthetic-scaling`` and ``synthetic-dynamics`` differ by ~1e-8 relative; the
-other experiments are byte-identical). The policy's count is fixed for a machine.
+**Why, by measurement** (``benchmarks/bench_threads.py`` on this 2-core machine; the
+README has the tables). The 10-seed ``synthetic-robustness`` run, medians of 2, alone /
+beside a busy loop / beside another torch program: torch's defaults 9.7 / 18.7 / 28.6 s,
+this policy 10.1 / 13.6 / 18.4 s, one thread 12.0 / 13.3 / 19.5 s. Passive waiting does
+it: with 2 threads either way it costs nothing alone (10.3 s) and turns 19.8 s into 13.3 s
+beside a busy loop, 41.2 s into 19.8 s beside a torch loop, 46 s into 23 s beside two busy
+loops (one thread: 23 s). So all cores with passive waiting is as fast as one thread when
+the cores are shared and ~20% faster alone. We tried a load-dependent count too (the idle
+cores read from ``/proc/stat`` at the start, at least 1): it matched one thread beside a
+competitor but gained nothing over passive waiting, delayed every start by its sample,
+missed competitors that start later, and made the count, hence the float rounding of some
+results, depend on the load (between 1 and 2 threads ``synthetic-scaling`` and
+``synthetic-dynamics`` differ by ~1e-8 relative; the other experiments are byte-identical).
+This policy's count is fixed for a machine.
 
 **When it takes effect.** libgomp reads ``OMP_WAIT_POLICY`` once, when ``import torch``
 loads it: measured with this torch 2.13 CPU build, ``OMP_WAIT_POLICY=ACTIVE`` set in
