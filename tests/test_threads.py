@@ -19,6 +19,7 @@ def _restore_threads(monkeypatch):
     """Every test leaves torch and the module as it found them."""
     before = torch.get_num_threads()
     monkeypatch.setattr(threads, "_in_force", None)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # configure() sets it
     yield
     torch.set_num_threads(before)
 
