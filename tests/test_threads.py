@@ -123,6 +123,20 @@ def test_fresh_process_sets_interop_and_keeps_a_given_wait_policy():
     assert json.loads(out.stdout) == [3, True, 3, 3, "ACTIVE"]
 
 
+def test_the_cli_sets_passive_waiting_before_torch_loads():
+    # a bad --set fails after the thread policy ran: cheap, and enough to see the order
+    code = (
+        "import featavg.threads as t\nreal = t.passive_wait\nseen = []\n"
+        "def spy():\n    seen.append(real())\n    return seen[-1]\n"
+        "t.passive_wait = spy\nfrom featavg.cli import main\n"
+        "status = main(['run', 'synthetic-alignment', '--set', 'seeds=0', '--threads', '1'])\n"
+        "print(seen[:1], status)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["[True]", "2"], out.stderr
+
+
 def report_worker_threads(
     experiment: str, configs: list[dict], outs: list[str], device: str
 ) -> list[dict]:

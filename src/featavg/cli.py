@@ -295,6 +295,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` describes; returns its exit code (2 on a ConfigError, with one
     line on stderr). Any other exception propagates: it is a bug."""
+    from featavg.threads import passive_wait
+
+    passive_wait()  # first thing: OpenMP reads it once, when torch loads
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
