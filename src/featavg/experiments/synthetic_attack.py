@@ -16,6 +16,7 @@ protocol over k and d); not an experiment itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -73,8 +74,14 @@ def attack_radii(cfg: AttackConfig, d: int) -> tuple[float, ...]:
 
 def scaled_paper_radii(d: int) -> tuple[float, ...]:
     """The paper's grid 0, 2, ..., 58 times sqrt(d / 3072): exactly the paper's at d = 3072."""
+    return scale_to_d(PAPER_RADII, d)
+
+
+def scale_to_d(radii: Sequence[float], d: int) -> tuple[float, ...]:
+    """A radius grid set for the paper's d = 3072, times sqrt(d / 3072) (the theory's sqrt(d)
+    scale); unchanged at d = 3072 (times exactly 1.0)."""
     scale = math.sqrt(d / PAPER_D)
-    return tuple(r * scale for r in PAPER_RADII) if d != PAPER_D else PAPER_RADII
+    return tuple(float(r) * scale for r in radii)
 
 
 def readout_units(readout: str, m: int, k: int, h: int) -> int:

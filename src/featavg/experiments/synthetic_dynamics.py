@@ -21,7 +21,7 @@ from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
 from featavg.data.synthetic import SyntheticDataset
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
 from featavg.experiments.spec import Check, Claim, Experiment
-from featavg.experiments.synthetic_attack import EXACT_MAX_UNITS, PAPER_D
+from featavg.experiments.synthetic_attack import EXACT_MAX_UNITS, scale_to_d
 from featavg.experiments.synthetic_common import (
     TINY_DATA,
     ExtraMetrics,
@@ -65,8 +65,7 @@ class SyntheticDynamicsConfig(SyntheticRunConfig):
         """The PGD radius grid of this config (see ``radii``)."""
         if self.radii is not None:
             return self.radii
-        scale = math.sqrt(self.data.d / PAPER_D)
-        return tuple(float(r) * scale for r in range(0, 62, 2))
+        return scale_to_d(range(0, 62, 2), self.data.d)
 
 
 def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> ExtraMetrics:

@@ -236,21 +236,23 @@ def finite_grid_slope(ks: tuple[int, ...], d: int) -> float:
     return loglog_slope(ks, [theory.radius_decoupling_sum(d, k - k // 2) for k in ks])
 
 
+def _complete(cfg: SyntheticScalingConfig, ks: Sequence[int]) -> tuple[int, ...]:
+    """The k values (with repeats) whose settings get exact radii for every read-out: the
+    settings the slopes are fitted over (see :func:`fit_grid`)."""
+    return tuple(
+        k for k in ks if len(exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h)) == len(READOUTS)
+    )
+
+
 def _fitted_ks(cfg: SyntheticScalingConfig) -> tuple[int, ...]:
     """The k values the slopes in k are fitted over (mirrors :func:`fit_grid`)."""
-    every = tuple(
-        k for k in cfg.ks if len(exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h)) == 4
-    )
+    every = _complete(cfg, cfg.ks)
     return every if cfg.attack.exact and len(every) >= 2 else cfg.ks
 
 
 def _exact_settings(cfg: SyntheticScalingConfig, axis: str) -> int:
-    """How many settings of the sweep along ``axis`` get exact radii for every read-out
-    (the slopes are fitted over those, see :func:`fit_grid`)."""
-    ks = cfg.ks if axis == "k" else (cfg.k_for_d,) * len(cfg.ds)
-    return sum(
-        len(exact_readouts(cfg.attack, cfg.net.m, k, cfg.net.h)) == len(READOUTS) for k in ks
-    )
+    """How many settings of the sweep along ``axis`` get exact radii for every read-out."""
+    return len(_complete(cfg, cfg.ks if axis == "k" else (cfg.k_for_d,) * len(cfg.ds)))
 
 
 def checks(cfg: SyntheticScalingConfig) -> list[Check]:
