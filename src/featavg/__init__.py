@@ -5,13 +5,15 @@ the class's cluster features; that average is the direction an adversary exploit
 Fine-grained (cluster) labels make it learn each feature and become far more robust.
 
 The notebook API (each mirrors a CLI command and shares its run cache): :func:`run`,
-:func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`
-and :func:`reproduce`; :func:`load` reads a finished run directory back (summary, per-seed
-DataFrame, tables, figure paths). Importing the package is cheap; torch loads on first use.
+:func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`,
+:func:`reproduce` and :func:`train` (an image model, cached in ``runs/models``);
+:func:`load` reads a finished run directory back (summary, per-seed DataFrame, tables,
+figure paths). Importing the package is cheap; torch loads on first use.
 
 Where things live: :mod:`featavg.data`, :mod:`featavg.models`, :mod:`featavg.training`,
 :mod:`featavg.attacks`, :mod:`featavg.metrics` and :mod:`featavg.theory` (the science);
 :mod:`featavg.experiments` (one module per experiment and its registry),
+:mod:`featavg.trained_models` (``featavg train``: image models cached by config and data),
 :mod:`featavg.sweep` (grids of runs), :mod:`featavg.report` and :mod:`featavg.plots`
 (HTML report, figures); :mod:`featavg.config` (typed configs, :class:`ConfigError`),
 :mod:`featavg.store` (run directories), :mod:`featavg.device`, :mod:`featavg.api` (the
@@ -29,6 +31,7 @@ from featavg.api import (  # noqa: E402
     run,
     run_sweep,
     show_config,
+    train,
     write_report,
 )
 from featavg.loading import LoadedRun, load  # noqa: E402
@@ -42,5 +45,6 @@ __all__ = [
     "run",
     "run_sweep",
     "show_config",
+    "train",
     "write_report",
 ]

@@ -20,6 +20,7 @@ from featavg.loading import LoadedRun, load
 
 if TYPE_CHECKING:
     from featavg.sweep import SweepResult
+    from featavg.trained_models import TrainedModel
 
 
 @dataclass(repr=False)
@@ -42,6 +43,7 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
 def run(
     experiment: str,
     *,
+    preset: str | None = None,
     seeds: int | None = None,
     out: str | Path | None = None,
     root: str | Path = "runs",
@@ -53,12 +55,15 @@ def run(
 ) -> RunOutput:
     """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment. The
     device is checked first, so a bad or unavailable one is a ConfigError even when the run
-    is cached."""
+    is cached. ``preset``: the experiment's named overrides (e.g. "quick"), under the
+    others."""
+    from featavg.config import deep_merge
     from featavg.device import resolve_device
+    from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
 
     resolve_device(device)
-    cfg = _overrides(overrides)
+    cfg = deep_merge(get_experiment(experiment).preset(preset), _overrides(overrides))
     if seeds is not None:
         cfg["seeds"] = seeds
     result = run_experiment(
@@ -87,14 +92,18 @@ def list_experiments() -> list[dict[str, str]]:
 
 
 def show_config(
-    experiment: str, config_file: str | Path | None = None, **overrides: Any
+    experiment: str,
+    config_file: str | Path | None = None,
+    preset: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """``featavg show-config``: the effective config as a dict."""
-    from featavg.config import build_config
+    from featavg.config import build_config, deep_merge
     from featavg.experiments.registry import get_experiment
 
     exp = get_experiment(experiment)
-    return build_config(exp.config_cls, _overrides(overrides), config_file).model_dump(mode="json")
+    merged = deep_merge(exp.preset(preset), _overrides(overrides))
+    return build_config(exp.config_cls, merged, config_file).model_dump(mode="json")
 
 
 def reproduce(
@@ -136,3 +145,29 @@ def run_sweep(experiment: str, grid: dict[str, list[Any]], **kwargs: Any) -> Swe
     if kwargs.get("executor", "local") in ("local", "process"):
         resolve_device(kwargs.get("device", DEFAULT_DEVICE))
     return _run_sweep(experiment, grid, **kwargs)
+
+
+def train(
+    preset: str | None = None,
+    *,
+    root: str | Path = "runs",
+    config_file: str | Path | None = None,
+    device: str = DEFAULT_DEVICE,
+    force: bool = False,
+    resume: bool = True,
+    progress: bool = False,
+    **overrides: Any,
+) -> TrainedModel:
+    """``featavg train``: train (or reuse the cached) image model of ``preset`` <-
+    ``config_file`` <- overrides (``sgd={"epochs": 2}`` or ``sgd__epochs=2``); returns the
+    :class:`~featavg.trained_models.TrainedModel` (model in eval mode, summary, directory).
+
+        m = featavg.train("mnist-quick", labels="fine")
+        m.model(x), m.summary["final_test_acc"], m.checkpoint
+    """
+    from featavg.device import resolve_device
+    from featavg.trained_models import job_config, train_model
+
+    resolve_device(device)
+    cfg = job_config(preset, _overrides(overrides), config_file)
+    return train_model(cfg, root=root, device=device, force=force, resume=resume, progress=progress)

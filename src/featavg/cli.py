@@ -1,4 +1,4 @@
-"""The ``featavg`` command line: list, show-config, run, sweep, report, reproduce.
+"""The ``featavg`` command line: list, show-config, run, sweep, report, reproduce, train.
 
 ``featavg run`` says what happened: the headline numbers beside the theory (agrees /
 deviates), the figures, then one last line ``EXPERIMENT: done|cached -> DIR/summary.json``
@@ -19,10 +19,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featavg.config import ConfigError, build_config, parse_overrides
 from featavg.device import DEFAULT_DEVICE, DEVICES
+
+if TYPE_CHECKING:
+    from featavg.experiments.spec import Experiment
 
 # ---------------------------------------------------------------- options
 
@@ -42,6 +45,12 @@ def _add_experiment_options(p: argparse.ArgumentParser, seeds_help: str) -> None
         "--config", dest="config_file", metavar="FILE", help="TOML or YAML file with config fields"
     )
     p.add_argument("--seeds", type=int, metavar="S", help=seeds_help)
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="named overrides of the experiment, e.g. paper or quick (see show-config "
+        "--explain); --config and --set apply on top",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -152,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(sweep, list(EXECUTORS))
     _add_run_options(sweep)
     add_report_parser(sub)
+    _add_train_parser(sub)
     rep = sub.add_parser(
         "reproduce", help="run every synthetic experiment (cached) and write the report"
     )
@@ -160,14 +170,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_train_parser(sub: Any) -> None:
+    """``featavg train``: one image model into the trained-model cache."""
+    from featavg.trained_models import PRESETS
+
+    p = sub.add_parser(
+        "train",
+        help="train one image model (ResNet-18, CNN, MLP) and keep its checkpoint",
+        description="Train one model on one dataset and grouping into runs/models/<name>-<hash>"
+        "/ (model.pt, summary.json, epochs.csv): train once, attack or probe many times. "
+        "Cached like every run; an interrupted training resumes from its last epoch.",
+    )
+    p.add_argument(
+        "--preset", metavar="NAME", help=f"a SPEC §3 recipe or a CPU preset: {', '.join(PRESETS)}"
+    )
+    p.add_argument("--data", dest="dataset", metavar="NAME", help="dataset (see show-config)")
+    p.add_argument("--data-dir", metavar="DIR", help="dataset files in torchvision's layout")
+    p.add_argument("--grouping", metavar="G", help="parity, halves, a JSON/TOML file or 10 ints")
+    p.add_argument("--labels", choices=["coarse", "fine"], help="coarse (grouping) or fine")
+    p.add_argument("--model", metavar="NAME", help="builtin model, e.g. resnet18-mnist, cnn")
+    p.add_argument("--epochs", type=int, metavar="E", help="shortcut for --set sgd.epochs=E")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set sgd.lr=0.05 or --set train_size=5000 (repeatable)",
+    )
+    p.add_argument("--config", dest="config_file", metavar="FILE", help="TOML or YAML file")
+    p.add_argument("--root", default="runs", metavar="DIR", help="runs root (default: runs)")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue an interrupted training from its last epoch checkpoint (default: on)",
+    )
+    _add_run_options(p)
+
+
 # ---------------------------------------------------------------- commands
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, exp: Experiment) -> dict[str, Any]:
+    """The preset, then --set and --seeds on top (a --config file sits in between)."""
     overrides = parse_overrides(args.overrides)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
-    return overrides
+    return _with_preset(exp, args.preset, overrides)
+
+
+def _with_preset(exp: Experiment, preset: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Preset overrides with ``overrides`` merged on top. A --config file is applied after
+    both by build_config, so it overrides the preset too only where --set does not."""
+    from featavg.config import deep_merge
+
+    return deep_merge(exp.preset(preset), overrides)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -184,7 +242,7 @@ def _show_config(args: argparse.Namespace) -> int:
 
     exp = get_experiment(args.experiment)
     if args.reproduce:
-        if args.overrides or args.config_file or args.seeds is not None:
+        if args.overrides or args.config_file or args.seeds is not None or args.preset:
             raise ConfigError(
                 "--reproduce: shows the preset `featavg reproduce` runs, which takes no "
                 "--set, --config or --seeds; drop them"
@@ -196,11 +254,13 @@ def _show_config(args: argparse.Namespace) -> int:
             return 0
         print("effective config:")
     else:
-        cfg = build_config(exp.config_cls, _overrides(args), args.config_file)
+        cfg = build_config(exp.config_cls, _overrides(args, exp), args.config_file)
     if args.explain:
         print(f"{exp.name}: name = value  (type; allowed values), then its description")
         print("(rules across fields, e.g. data.k <= data.d, are checked when a config is built)")
         print("\n".join(explain_lines(cfg)))
+        if exp.presets:
+            print(f"presets (--preset): {', '.join(exp.presets)}")
     else:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return 0
@@ -221,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _configure_threads(args)
     exp = get_experiment(args.experiment)
-    config = build_config(exp.config_cls, _overrides(args), args.config_file)
+    config = build_config(exp.config_cls, _overrides(args, exp), args.config_file)
     resolve_device(args.device)  # before the cache lookup: a cached run checks it too
     result = run_experiment(
         exp.name,
@@ -240,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from featavg.api import run_sweep
+    from featavg.experiments.registry import get_experiment
     from featavg.sweep import parse_grid
 
     _configure_threads(args)
@@ -247,7 +308,9 @@ def _sweep(args: argparse.Namespace) -> int:
         args.experiment,
         parse_grid(args.grid),
         seeds=args.seeds,
-        overrides=parse_overrides(args.overrides),
+        overrides=_with_preset(
+            get_experiment(args.experiment), args.preset, parse_overrides(args.overrides)
+        ),
         config_file=args.config_file,
         out=args.out,
         executor=args.executor,
@@ -263,6 +326,46 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{args.experiment}: {len(result.cells)} cells ({cached} cached) -> {result.csv_path}"
         f" and {result.figure_path.name}"
     )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from featavg.device import resolve_device
+    from featavg.trained_models import job_config, train_model
+
+    _configure_threads(args)
+    overrides = parse_overrides(args.overrides)
+    for key in ("dataset", "data_dir", "grouping", "labels", "model"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.epochs is not None:
+        overrides.setdefault("sgd", {})["epochs"] = args.epochs
+    cfg = job_config(args.preset, overrides, args.config_file)
+    resolve_device(args.device)
+    trained = train_model(
+        cfg,
+        root=args.root,
+        device=args.device,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    s = trained.summary
+    if not args.quiet:
+        if s.get("stand_in"):
+            print(f"data: {s['stand_in']}")
+        print(
+            f"{s['model']} on {s['data']['name']}, {s['labels']} labels ({s['grouping']['name']})"
+        )
+        print(f"{'epoch':>5} {'loss':>8} {'train acc':>9} {'test acc':>8} {'img/s':>8}")
+        for row in s["epochs"]:
+            print(
+                f"{row['epoch']:>5} {row.get('loss', float('nan')):>8.4f} "
+                f"{row.get('train_acc', float('nan')):>9.4f} "
+                f"{row.get('test_acc', float('nan')):>8.4f} {row.get('images_per_s', 0):>8.0f}"
+            )
+    state = "cached" if trained.cached else "done"
+    print(f"train: {state} -> {trained.checkpoint}")
     return 0
 
 
@@ -288,6 +391,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "sweep": _sweep,
     "report": _report,
+    "train": _train,
     "reproduce": _reproduce,
 }
 

@@ -22,6 +22,7 @@ by the kernel, never through ``tempfile`` (which makes them private).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import errno
 import functools
@@ -94,6 +95,29 @@ def config_hash(experiment: str, config: dict[str, Any]) -> str:
 def run_dir(experiment: str, config: dict[str, Any], root: str | Path = DEFAULT_ROOT) -> Path:
     """The default run directory ``root/<experiment>-<hash>``."""
     return Path(root) / f"{experiment}-{config_hash(experiment, config)}"
+
+
+# The runs root of the experiment being run: experiments that train image models keep them
+# in its ``models/`` cache (:mod:`featavg.trained_models`), shared by every experiment and
+# by ``featavg train`` under that root. Set by the runner around ``Experiment.run``.
+_RUNS_ROOT: contextvars.ContextVar[Path] = contextvars.ContextVar(
+    "featavg_runs_root", default=DEFAULT_ROOT
+)
+
+
+def runs_root() -> Path:
+    """The runs root of the current run (``runs`` outside one)."""
+    return _RUNS_ROOT.get()
+
+
+@contextlib.contextmanager
+def using_runs_root(root: str | Path) -> Iterator[None]:
+    """Within the block, :func:`runs_root` is ``root``."""
+    token = _RUNS_ROOT.set(Path(root))
+    try:
+        yield
+    finally:
+        _RUNS_ROOT.reset(token)
 
 
 # ---------------------------------------------------------------- files

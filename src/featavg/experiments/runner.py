@@ -100,7 +100,8 @@ def run_experiment(
 
     dev = resolve_device(device)
     start = time.perf_counter()
-    output = exp.run(cfg, dev, progress=progress)
+    with store.using_runs_root(root if out is None else directory.parent):
+        output = exp.run(cfg, dev, progress=progress)
     verify_output(exp, cfg, output)
     summary = _write_run(exp, cfg_json, output, directory, dev, time.perf_counter() - start)
     return RunResult(summary, directory, cached=False)
@@ -131,7 +132,8 @@ def run_experiment_batch(
         ]
     dev = resolve_device(device)
     start = time.perf_counter()
-    outputs = exp.run_batch(configs, dev, progress=progress)
+    with store.using_runs_root(Path(outs[0]).parent):
+        outputs = exp.run_batch(configs, dev, progress=progress)
     wall = time.perf_counter() - start
     results = []
     for cfg, out, output in zip(configs, outs, outputs, strict=True):

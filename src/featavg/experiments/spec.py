@@ -16,11 +16,14 @@ experiment touches its module, its test and one registry line. Nothing here impo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
+
+from featavg.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ class Experiment:
     summary_keys(cfg): further summary keys the run must write (beyond the checks').
     grid: a verdict column for a table of settings in the summary.
     reproduce: the overrides ``featavg reproduce`` runs it with; None leaves it out.
+    reproduce_real: the overrides ``featavg reproduce --real`` runs a real-data experiment
+    with (None: not part of it); real-data experiments set ``reproduce=None``, so the
+    synthetic ``featavg reproduce`` (``make demo``) stays a minute.
+    presets: named overrides a user picks with ``--preset NAME`` (e.g. ``paper``: the
+    authors' recipe, meant for a GPU; ``quick``: the same protocol in CPU minutes).
     tiny: overrides that make a run take seconds (the tests run every experiment so).
     runtime: wall time on 2 CPU cores at the default config; data: what data it needs.
     run_batch / batch_fields: several configs differing only in ``batch_fields`` (dotted)
@@ -131,6 +139,18 @@ class Experiment:
     run_batch: BatchRun | None = None
     batch_fields: tuple[str, ...] = ()
     paper_refs: tuple[str, ...] = ()
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reproduce_real: Mapping[str, Any] | None = None
+
+    def preset(self, name: str | None) -> dict[str, Any]:
+        """The overrides of preset ``name`` ({} for None); a ConfigError naming the allowed
+        presets otherwise."""
+        if name is None:
+            return {}
+        if name not in self.presets:
+            allowed = ", ".join(self.presets) or "none (this experiment has no presets)"
+            raise ConfigError(f"--preset: {self.name} has no preset {name!r}; allowed: {allowed}")
+        return copy.deepcopy(dict(self.presets[name]))
 
     @property
     def main_table(self) -> str | None:

@@ -8,9 +8,14 @@
 * :mod:`.two_layer_engines`: its two exact formulations, direct O(S M n d) and Gram
   O(S M n^2) per step;
 * :mod:`.adversarial`: L2 PGD adversarial training of two-layer ensembles (row-space PGD,
-  factored adversarial inputs).
+  factored adversarial inputs);
+* :mod:`.image_sgd`: SGD for image models (ResNets, CNNs) over uint8 data held on the device,
+  several models per data pass (:class:`ImageSGD`, :class:`SGDConfig`), with
+  :mod:`.augment` (batched crop + flip) and :mod:`.checkpoint` (atomic, weights-only
+  checkpoints; bit-identical resume on CPU).
 """
 
+from featavg.training.image_sgd import ImageSGD, SGDConfig
 from featavg.training.interface import FactoredInputs, Record, Trainer
 from featavg.training.two_layer_engines import (
     GRAM_MEMORY_LIMIT,
@@ -35,7 +40,9 @@ __all__ = [
     "DirectEngine",
     "FactoredInputs",
     "GramEngine",
+    "ImageSGD",
     "Record",
+    "SGDConfig",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",

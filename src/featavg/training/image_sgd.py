@@ -1,0 +1,412 @@
+"""Mini-batch SGD for image classifiers (ResNets): one data pass, several models, resumable.
+
+:class:`ImageSGD` implements :class:`~featavg.training.interface.Trainer` for ``nn.Module``
+models that take float images in [0, 1] (N, C, H, W) and return logits (N, classes). The
+images stay uint8 until a batch reaches the device; every model of a ``fit`` call (e.g. the
+binary and the 10-class ResNet of the paper's Fig. 3) trains on exactly the same batches, one
+optimiser each, so a shared run gives the same weights as separate runs with the same seed.
+
+Randomness: the data order and the augmentation of epoch e come from their own CPU streams
+(``train/order/{e}``, ``train/augment/{e}`` of the run seed), independent of the device and
+of the global RNG, which the trainer never draws from. Together with the per-epoch
+checkpoint (models, optimisers, schedulers, records, global RNG state) this makes a killed
+and resumed run bit-identical to an uninterrupted one on the CPU.
+
+Speed on CUDA (the ``auto`` settings): bf16 autocast, channels_last, optionally
+``torch.compile``; the uint8 training set lives on the GPU when it fits. On the CPU all of
+this is off: it gave no gain there (SPEC §4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
+
+from featavg.device import resolve_device
+from featavg.progress import bar as progress_bar
+from featavg.seeding import generator
+from featavg.training.augment import crop_flip, draw_crop_flip
+from featavg.training.checkpoint import (
+    data_fingerprint,
+    restore_training,
+    save_checkpoint,
+    training_state,
+)
+from featavg.training.interface import Record, RecordHook
+
+# the training set is kept on the GPU when it takes less than this share of free memory
+RESIDENT_SHARE = 0.5
+# record entries that measure the machine, not the training (differ between equal runs)
+TIMING_KEYS = ("wall_s", "images_per_s")
+
+
+class SGDConfig(BaseModel):
+    """SGD with momentum on cross-entropy, per-step learning-rate schedule, optional
+    crop+flip augmentation and the CUDA speed settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(10, ge=1, description="passes over the training set")
+    batch_size: int = Field(128, ge=1, description="images per step (last partial batch kept)")
+    lr: float = Field(0.01, gt=0.0, description="learning rate (onecycle: its maximum)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty of torch.optim.SGD")
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
+    schedule: Literal["none", "cosine", "onecycle"] = Field(
+        "none", description="lr per step: constant, cosine to 0, or one-cycle (max lr)"
+    )
+    augment: Literal["none", "crop-flip"] = Field(
+        "none", description="random crop with zero padding + horizontal flip, or none"
+    )
+    crop_padding: int = Field(4, ge=0, le=64, description="zero padding of the random crop")
+    amp: Literal["auto", "off", "bf16"] = Field(
+        "auto", description="bf16 autocast; auto: on for CUDA, off on CPU"
+    )
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels_last memory format; auto: on for CUDA"
+    )
+    compile: bool = Field(False, description="torch.compile the models (CUDA only)")
+    eval_batch_size: int = Field(1024, ge=1, description="images per evaluation batch")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> SGDConfig:
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: needs momentum > 0")
+        return self
+
+
+def _as_device(device: torch.device | str) -> torch.device:
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def _check_images(x: torch.Tensor, name: str) -> None:
+    if x.dtype != torch.uint8 or x.dim() != 4:
+        raise ValueError(
+            f"{name}: expected uint8 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+        )
+
+
+def predict_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Logits (N, classes), float32 on the CPU, of ``model`` in eval mode on uint8 images
+    x (N, C, H, W), fed as x / 255 in batches on ``device`` (default: the model's) without
+    gradients. The model's train/eval mode is restored afterwards."""
+    _check_images(x, "x")
+    if device is None:
+        device = next(model.parameters(), torch.empty(0)).device
+    device = _as_device(device)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for start in range(0, x.shape[0], batch_size):
+                xb = x[start : start + batch_size].to(device, non_blocking=True)
+                out.append(model(xb.float().div_(255)).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> float:
+    """Accuracy of argmax ``model(x / 255)`` against labels y (N,) in eval mode (see
+    :func:`predict_logits`)."""
+    logits = predict_logits(model, x, batch_size=batch_size, device=device)
+    if logits.shape[0] == 0:
+        raise ValueError("evaluate: no images")
+    return float((logits.argmax(1) == y.cpu()).double().mean())
+
+
+@dataclass
+class _Member:
+    """One model of a fit call and what trains it."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile
+    optimizer: torch.optim.SGD
+    scheduler: LRScheduler | None
+    labels: torch.Tensor  # (N,) int64 on the device
+    hook: RecordHook | None
+
+
+class ImageSGD:
+    """Mini-batch SGD of image classifiers, as a :class:`~featavg.training.interface.Trainer`.
+
+    ``checkpoint``: a file rewritten atomically at the end of every epoch; with
+    ``resume=True`` an existing one is loaded and training continues after its epoch (it
+    must have been made with the same config, data and seed). ``eval_data``: (x_test uint8
+    (N', C, H, W), [y_test of each model]) adds ``test_acc`` to every epoch's records."""
+
+    def __init__(
+        self,
+        config: SGDConfig,
+        *,
+        device: torch.device | str = "cpu",
+        checkpoint: Path | None = None,
+        resume: bool = False,
+        eval_data: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
+    ):
+        self.config = config
+        self.device = _as_device(device)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.resume = resume
+        self.eval_data = eval_data
+        cuda = self.device.type == "cuda"
+        self.amp = config.amp == "bf16" or (config.amp == "auto" and cuda)
+        self.channels_last = config.channels_last == "on" or (
+            config.channels_last == "auto" and cuda
+        )
+        self.compile = config.compile and cuda
+        if config.compile and not cuda:
+            warnings.warn("compile=True is ignored on the CPU (no gain there)", stacklevel=2)
+
+    def fit(
+        self,
+        models: Sequence[nn.Module],
+        x: torch.Tensor,
+        targets: Sequence[torch.Tensor],
+        *,
+        seed: int = 0,
+        on_record: Sequence[RecordHook | None] | None = None,
+        progress: bool = False,
+    ) -> list[list[Record]]:
+        """Train ``models`` in place on uint8 images x (N, C, H, W) (CPU), models[i] on the
+        labels targets[i] (N,) (cross-entropy); one list of records per model, one record
+        per epoch: {"step": epoch (1-based), "loss": (1,) mean train loss, "train_acc": (1,)
+        running train accuracy, "lr": (1,) learning rate at the epoch's end, "test_acc":
+        (1,) with eval_data, "wall_s": training seconds of the epoch, "images_per_s":
+        N / wall_s, **on_record[i](epoch, model)}.
+
+        Models are moved to the device (and to channels_last) in place; model.train() is
+        called every epoch (a model that keeps a frozen part in eval mode overrides
+        train()); only parameters with requires_grad are optimised. Record hooks see the
+        model in eval mode, and fit leaves every model in eval mode."""
+        cfg, device = self.config, self.device
+        n = _check_fit_inputs(models, x, targets)
+        hooks = list(on_record) if on_record is not None else [None] * len(models)
+        if len(hooks) != len(models):
+            raise ValueError(f"on_record: {len(hooks)} hooks for {len(models)} models")
+        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+        members: list[_Member] = []
+        for i, model in enumerate(models):
+            model.to(device)
+            if self.channels_last:
+                model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            optimizer = _sgd(model, cfg, i)
+            forward = torch.compile(model) if self.compile else model
+            members.append(
+                _Member(
+                    model,
+                    forward,
+                    optimizer,
+                    _scheduler(optimizer, cfg, steps),
+                    targets[i].to(device).long(),
+                    hooks[i],
+                )
+            )
+        fingerprint = data_fingerprint(x, targets, seed)
+        done = 0
+        records: list[list[Record]] = [[] for _ in models]
+        if self.checkpoint is not None and self.resume and self.checkpoint.is_file():
+            done, records = restore_training(
+                self.checkpoint,
+                models=[m.model for m in members],
+                optimizers=[m.optimizer for m in members],
+                schedulers=[m.scheduler for m in members],
+                config_json=cfg.model_dump_json(),
+                data=fingerprint,
+                device=device,
+            )
+        x_src = _place(x, device)
+        for epoch in range(done + 1, cfg.epochs + 1):
+            losses, correct, wall = self._epoch(epoch, members, x_src, seed, progress)
+            for i, member in enumerate(members):
+                records[i].append(
+                    self._record(epoch, i, member, losses[i] / n, correct[i] / n, wall, n)
+                )
+            if self.checkpoint is not None:
+                state = training_state(
+                    epoch=epoch,
+                    models=[m.model for m in members],
+                    optimizers=[m.optimizer for m in members],
+                    schedulers=[m.scheduler for m in members],
+                    records=records,
+                    seed=seed,
+                    config_json=cfg.model_dump_json(),
+                    data=fingerprint,
+                    device=device,
+                )
+                save_checkpoint(self.checkpoint, state)
+        for member in members:
+            member.model.eval()
+        return records
+
+    def _epoch(
+        self, epoch: int, members: list[_Member], x_src: torch.Tensor, seed: int, progress: bool
+    ) -> tuple[list[float], list[float], float]:
+        """One pass over the data, every model on every batch: per-model loss sums and
+        correct counts, and the wall time."""
+        cfg, device = self.config, self.device
+        n = x_src.shape[0]
+        order = torch.randperm(n, generator=generator(seed, f"train/order/{epoch}"))
+        order_src, order_dev = order.to(x_src.device), order.to(device)
+        if cfg.augment == "crop-flip":
+            offsets, flips = draw_crop_flip(
+                n, cfg.crop_padding, generator(seed, f"train/augment/{epoch}")
+            )
+            offsets, flips = offsets.to(device), flips.to(device)
+        # accumulated on the device: no host sync per batch
+        loss_sums = [torch.zeros((), dtype=torch.float64, device=device) for _ in members]
+        correct = [torch.zeros((), dtype=torch.int64, device=device) for _ in members]
+        for member in members:
+            member.model.train()
+        _sync(device)
+        start_time = time.perf_counter()
+        steps = math.ceil(n / cfg.batch_size)
+        desc = f"epoch {epoch}/{cfg.epochs}"
+        pbar = progress_bar(total=steps, desc=desc, enabled=progress, unit="batch")
+        for start in range(0, n, cfg.batch_size):
+            stop = min(start + cfg.batch_size, n)
+            xb = _fetch(x_src, order_src[start:stop], device)
+            if cfg.augment == "crop-flip":
+                xb = crop_flip(xb, offsets[start:stop], flips[start:stop], cfg.crop_padding)
+            xb = xb.float().div_(255)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            for i, member in enumerate(members):
+                yb = member.labels[order_dev[start:stop]]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    logits = member.forward(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+                member.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                member.optimizer.step()
+                if member.scheduler is not None:
+                    member.scheduler.step()
+                with torch.no_grad():
+                    loss_sums[i] += loss.detach() * (stop - start)
+                    correct[i] += (logits.argmax(1) == yb).sum()
+            pbar.update(1)
+        pbar.close()
+        _sync(device)
+        wall = time.perf_counter() - start_time
+        return [float(s) for s in loss_sums], [float(c) for c in correct], wall
+
+    def _record(
+        self, epoch: int, i: int, member: _Member, loss: float, acc: float, wall: float, n: int
+    ) -> Record:
+        """The record of models[i] after ``epoch`` (see :meth:`fit`)."""
+        record: Record = {
+            "step": epoch,
+            "loss": torch.tensor([loss]),
+            "train_acc": torch.tensor([acc]),
+            "lr": torch.tensor([float(member.optimizer.param_groups[0]["lr"])]),
+        }
+        if self.eval_data is not None:
+            x_test, y_test = self.eval_data
+            test_acc = evaluate(
+                member.model,
+                x_test,
+                y_test[i],
+                batch_size=self.config.eval_batch_size,
+                device=self.device,
+            )
+            record["test_acc"] = torch.tensor([test_acc])
+        record["wall_s"] = wall
+        record["images_per_s"] = n / wall if wall > 0 else math.inf
+        if member.hook is not None:
+            member.model.eval()
+            extras = member.hook(epoch, member.model)
+            record.update(
+                {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in extras.items()}
+            )
+        return record
+
+    def __repr__(self) -> str:
+        return f"ImageSGD({self.config!r}, device={str(self.device)!r})"
+
+
+def _check_fit_inputs(
+    models: Sequence[nn.Module], x: torch.Tensor, targets: Sequence[torch.Tensor]
+) -> int:
+    """The number of training images N; ValueError on mismatched shapes."""
+    _check_images(x, "x")
+    n = x.shape[0]
+    if not models or len(targets) != len(models):
+        raise ValueError(f"fit: {len(models)} models but {len(targets)} target vectors")
+    for i, t in enumerate(targets):
+        if t.shape != (n,) or t.is_floating_point():
+            raise ValueError(
+                f"targets[{i}]: expected integer labels ({n},), got {t.dtype} {tuple(t.shape)}"
+            )
+    if n == 0:
+        raise ValueError("fit: no training images")
+    return n
+
+
+def _sgd(model: nn.Module, cfg: SGDConfig, i: int) -> torch.optim.SGD:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"model {i} has no trainable parameters")
+    return torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+    )
+
+
+def _scheduler(opt: torch.optim.SGD, cfg: SGDConfig, steps: int) -> LRScheduler | None:
+    """The per-step schedule over all ``steps`` optimiser steps of the run."""
+    if cfg.schedule == "cosine":
+        return CosineAnnealingLR(opt, T_max=steps)
+    if cfg.schedule == "onecycle":
+        # momentum stays what the config says (torch would cycle it between 0.85 and 0.95)
+        return OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, cycle_momentum=False)
+    return None
+
+
+def _place(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The training set where batches are cut from: on the GPU when it takes under
+    RESIDENT_SHARE of the free memory (one copy, no per-batch transfers), else on the CPU."""
+    if device.type != "cuda":
+        return x.cpu()
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.to(device) if x.numel() * x.element_size() < RESIDENT_SHARE * free else x.cpu()
+
+
+def _fetch(x_src: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The uint8 batch x_src[idx] on ``device`` (pinned, asynchronous copy from the CPU)."""
+    batch = x_src[idx]
+    if batch.device == device:
+        return batch
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

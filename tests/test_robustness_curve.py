@@ -1,0 +1,235 @@
+"""Robustness curves of any model (featavg.attacks.robustness_curve, .incremental).
+
+The reference for the incremental protocol is pgd() itself: per point and radius it runs the
+same attack, so its flip radii must equal pgd's exactly and its curve must be the monotone
+closure of pgd's grid (robust at r iff pgd keeps the point correct at every radius <= r).
+Costs are checked against their formulas; the combined "fmn+pgd" against both parts.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from featavg.attacks import CrossEntropy, GroupCrossEntropy, pgd
+from featavg.attacks.incremental import CurveResult, incremental_pgd
+from featavg.attacks.robustness_curve import METHODS, robustness_curve
+from featavg.config import ConfigError
+
+D, K = 16, 10
+PARITY = torch.arange(K) % 2
+L2_RADII = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0]
+LINF_RADII = [r / 4 for r in L2_RADII]
+CURVE_METHODS = [(m, n) for m in METHODS for n in ("l2", "linf") if (m, n) != ("ddn", "linf")]
+
+
+def clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points (n, D) float64 around K fixed Gaussian centres, and their classes (n,)."""
+    centers = torch.randn(K, D, generator=torch.Generator().manual_seed(123), dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randint(0, K, (n,), generator=g)
+    return centers[c] + 0.6 * torch.randn(n, D, generator=g, dtype=torch.float64), c
+
+
+@pytest.fixture(scope="module")
+def mlp() -> nn.Module:
+    """A 10-class ReLU MLP (float64) trained on the clusters (300 Adam steps)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(D, 64), nn.ReLU(), nn.Linear(64, K)).double()
+    x, c = clusters(600, seed=1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), c).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def points() -> tuple[torch.Tensor, torch.Tensor]:
+    """80 test points; the first 3 carry a wrong label (misclassified clean)."""
+    x, c = clusters(80, seed=2)
+    c[:3] = (c[:3] + 1) % K
+    return x, c
+
+
+def task(group: bool, c: torch.Tensor):
+    """(objective, labels): the 10 classes, or the parity read-out of the 10-class model."""
+    return (GroupCrossEntropy(PARITY), c % 2) if group else (CrossEntropy(), c)
+
+
+def setting(norm: str) -> dict:
+    """The paper's starts: on the eps-sphere for L2, uniform in the eps-box for L-inf."""
+    return {"random_start": "sphere" if norm == "l2" else "box"}
+
+
+@pytest.mark.parametrize("restarts", [1, 2])
+@pytest.mark.parametrize("group", [False, True], ids=["classes", "parity-groups"])
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_incremental_is_the_monotone_closure_of_pgd(mlp, points, norm, group, restarts):
+    x, c = points
+    objective, y = task(group, c)
+    radii = L2_RADII if norm == "l2" else LINF_RADII
+    kw = dict(norm=norm, objective=objective, restarts=restarts, seed=3, **setting(norm))
+    grid = pgd(mlp, x, y, radii, **kw)
+    curve = incremental_pgd(mlp, x, y, radii, **kw)
+    fooled = torch.isfinite(curve.flip_radius)
+    assert 0 < fooled.float().mean() < 1  # the grid spans the interesting range
+    assert torch.equal(curve.flip_radius, grid.flip_radius.cpu())
+    assert torch.equal(curve.per_point_correct, grid.correct.cummin(0).values)
+    assert not (curve.per_point_correct & ~grid.correct).any()  # never above pgd's grid
+    assert torch.all(curve.robust_accuracy <= grid.robust_accuracy + 1e-12)
+
+
+class Rings(nn.Module):
+    """Two logits [0, sin(3 ||x||)]: the class alternates along every ray, so a point pgd
+    fools at r can resist at r' > r (pgd's own curve is non-monotone)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sin(3 * x.flatten(1).norm(dim=1))
+        return torch.stack([torch.zeros_like(s), s], 1)
+
+
+@pytest.mark.parametrize("steps", [0, 7])
+def test_incremental_closes_a_non_monotone_pgd_curve(steps):
+    x = torch.randn(100, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = Rings()(x).argmax(1)
+    radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+    grid = pgd(Rings(), x, y, radii, steps=steps)
+    curve = incremental_pgd(Rings(), x, y, radii, steps=steps)
+    closure = grid.correct.cummin(0).values
+    assert (closure != grid.correct).sum() >= 10
+    assert torch.equal(curve.per_point_correct, closure)
+    assert torch.equal(curve.flip_radius, grid.flip_radius)
+    assert (curve.robust_accuracy < grid.robust_accuracy).any()
+    assert torch.all(curve.robust_accuracy.diff() <= 0)
+
+
+def test_gradient_evaluations_follow_their_formulas(mlp, points):
+    """per-radius: R * (points correct clean) * steps. incremental: steps * the points
+    standing at each radius > 0 (a point fooled at r was attacked at r, not after)."""
+    x, c = points
+    steps = 5
+    per_radius = robustness_curve(mlp, x, c, L2_RADII, method="per-radius", steps=steps)
+    incremental = robustness_curve(mlp, x, c, L2_RADII, method="incremental", steps=steps)
+    clean_correct = per_radius.per_point_correct[0]
+    assert per_radius.gradient_evaluations == len(L2_RADII) * int(clean_correct.sum()) * steps
+    standing = sum(int((incremental.flip_radius >= r).sum()) for r in L2_RADII if r > 0)
+    assert incremental.gradient_evaluations == steps * standing
+    assert incremental.gradient_evaluations < per_radius.gradient_evaluations
+    # forward-only: the clean pass and each chunk's final iterate
+    assert incremental.forward_evaluations == x.shape[0] + standing
+    assert torch.equal(incremental.flip_radius, per_radius.flip_radius)
+
+
+@pytest.mark.parametrize(("method", "norm"), CURVE_METHODS)
+def test_every_method_gives_a_consistent_curve(mlp, points, method, norm):
+    x, c = points
+    radii = L2_RADII if norm == "l2" else LINF_RADII
+    curve = robustness_curve(
+        mlp, x, c, radii, method=method, norm=norm, min_norm_steps=30, **setting(norm)
+    )
+    assert isinstance(curve, CurveResult)
+    assert curve.method == method and curve.norm == norm
+    assert curve.eps.dtype == torch.float64 and torch.equal(
+        curve.eps, torch.tensor(radii, dtype=torch.float64)
+    )
+    assert curve.per_point_correct.shape == (len(radii), x.shape[0])
+    assert curve.gradient_evaluations > 0 and curve.wall_s > 0
+    # eps 0: the clean accuracy, for every method
+    with torch.no_grad():
+        clean = (mlp(x).argmax(1) == c).to(torch.float64).mean()
+    assert curve.robust_accuracy[0] == clean
+    assert torch.equal(curve.robust_accuracy, curve.per_point_correct.double().mean(1))
+    assert torch.equal(curve.flip_radius[:3], torch.zeros(3))  # misclassified clean
+    if method != "per-radius":  # the paper's protocol may be non-monotone; the others not
+        assert torch.all(curve.robust_accuracy.diff() <= 0)
+        expected = curve.eps[:, None] < curve.flip_radius[None, :]
+        assert torch.equal(curve.per_point_correct, expected)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_fmn_plus_pgd_is_at_least_as_strong_as_both(mlp, points, norm):
+    x, c = points
+    radii = L2_RADII if norm == "l2" else LINF_RADII
+    kw = dict(norm=norm, min_norm_steps=30, seed=1, **setting(norm))
+    methods = ("incremental", "fmn", "fmn+pgd")
+    alone = {m: robustness_curve(mlp, x, c, radii, method=m, **kw) for m in methods}
+    both = alone["fmn+pgd"]
+    assert torch.all(both.flip_radius <= alone["fmn"].flip_radius)
+    assert torch.all(both.flip_radius <= alone["incremental"].flip_radius)
+    assert torch.all(both.robust_accuracy <= alone["fmn"].robust_accuracy)
+    assert torch.all(both.robust_accuracy <= alone["incremental"].robust_accuracy)
+    # PGD refines only points still standing after FMN: no dearer than both alone
+    cost = alone["fmn"].gradient_evaluations + alone["incremental"].gradient_evaluations
+    assert alone["fmn"].gradient_evaluations < both.gradient_evaluations <= cost
+
+
+def test_grid_order_and_chunks_do_not_matter(mlp, points):
+    x, c = points
+    reference = robustness_curve(mlp, x, c, L2_RADII, method="incremental")
+    shuffled = robustness_curve(mlp, x, c, L2_RADII[::-1], method="incremental", batch_size=7)
+    assert torch.equal(shuffled.eps, reference.eps)
+    assert torch.equal(shuffled.flip_radius, reference.flip_radius)
+    assert shuffled.gradient_evaluations == reference.gradient_evaluations
+
+
+def test_known_flip_radii_are_not_attacked(mlp, points):
+    """incremental_pgd(known_flip=...) skips each point from its known radius on and
+    reports min(known, found)."""
+    x, c = points
+    free = incremental_pgd(mlp, x, c, L2_RADII)
+    known = torch.full((x.shape[0],), 0.35, dtype=torch.float64)
+    capped = incremental_pgd(mlp, x, c, L2_RADII, known_flip=known)
+    assert torch.equal(capped.flip_radius, torch.minimum(free.flip_radius, known))
+    standing = sum(int((capped.flip_radius >= r).sum()) for r in L2_RADII if 0 < r < 0.35)
+    assert capped.gradient_evaluations == 7 * standing
+
+
+def test_box_and_image_shaped_inputs():
+    """A small CNN on (B, 1, 6, 6) images in [0, 1] with box (0, 1): same closure property
+    through image shapes and the clamp."""
+    torch.manual_seed(4)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).double()
+    x = torch.rand(30, 1, 6, 6, dtype=torch.float64)
+    y = cnn(x).argmax(1)
+    radii = [0.0, 0.05, 0.1, 0.2, 0.4, 0.8]
+    grid = pgd(cnn, x, y, radii, box=(0.0, 1.0))
+    curve = robustness_curve(cnn, x, y, radii, method="incremental", box=(0.0, 1.0))
+    assert torch.equal(curve.per_point_correct, grid.correct.cummin(0).values)
+    fmn_curve = robustness_curve(cnn, x, y, radii, method="fmn", box=(0.0, 1.0))
+    assert fmn_curve.robust_accuracy[0] == 1.0 and fmn_curve.robust_accuracy[-1] < 1.0
+
+
+def test_model_modes_parameters_and_grads_are_left_alone(points):
+    """A model in train mode with BatchNorm and dropout, one submodule in eval mode: the
+    attacks run in eval mode, restore each submodule's flag, and touch no parameter, buffer
+    or .grad."""
+    x, c = points
+    torch.manual_seed(5)
+    net = nn.Sequential(
+        nn.Linear(D, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, K)
+    ).double()
+    net.train()
+    net[3].eval()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    for method in METHODS:
+        robustness_curve(net, x, c, L2_RADII[:4], method=method, min_norm_steps=5, steps=2)
+    assert [m.training for m in net] == [True, True, True, False, True] and net.training
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_bad_arguments_are_config_errors(mlp, points):
+    x, c = points
+    with pytest.raises(ConfigError, match="method"):
+        robustness_curve(mlp, x, c, L2_RADII, method="autoattack")
+    with pytest.raises(ConfigError, match="norm"):
+        robustness_curve(mlp, x, c, L2_RADII, norm="l1")
+    with pytest.raises(ConfigError, match="norm: method ddn"):
+        robustness_curve(mlp, x, c, L2_RADII, method="ddn", norm="linf")
+    with pytest.raises(ConfigError, match="eps"):
+        robustness_curve(mlp, x, c, [0.1, -1.0])
+    with pytest.raises(ConfigError, match="eps"):
+        robustness_curve(mlp, x, c, [])

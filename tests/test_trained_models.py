@@ -1,0 +1,157 @@
+"""``featavg train`` and the trained-model cache (featavg.trained_models): real Fashion-MNIST
+(the Debian package, labelled as the stand-in for MNIST), a small CNN, seconds per test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import featavg
+from featavg.cli import main
+from featavg.config import ConfigError
+from featavg.data.groupings import get_grouping
+from featavg.trained_models import (
+    TrainJobConfig,
+    job_config,
+    load_trained_model,
+    train_model,
+    train_models,
+)
+from featavg.training.image_sgd import predict_logits
+
+SMALL = [
+    "--data",
+    "mnist",
+    "--model",
+    "cnn",
+    "--epochs",
+    "1",
+    "--set",
+    "train_size=2000",
+    "--set",
+    "test_size=200",
+]
+
+
+def small(**kw):
+    base = {"model": "cnn", "train_size": 2000, "test_size": 200, "sgd": {"epochs": 1}}
+    base.update(kw)
+    return job_config(None, base)
+
+
+def test_cli_trains_then_serves_from_cache(tmp_path, capsys):
+    assert main(["train", *SMALL, "--root", str(tmp_path), "--quiet"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert first.startswith("train: done -> ") and first.endswith("model.pt")
+    directory = tmp_path / "models"
+    (model_dir,) = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    # MNIST is not on this machine: the loaded data is Fashion-MNIST, named as such
+    assert model_dir.name.startswith("fashion-mnist-coarse-")
+    summary = json.loads((model_dir / "summary.json").read_text())
+    assert summary["stand_in"] == "Fashion-MNIST (stand-in for MNIST)"
+    assert summary["grouping"]["name"] == "parity"
+    assert summary["grouping"]["groups"] == [0, 1] * 5
+    assert summary["num_classes"] == 2 and summary["labels"] == "coarse"
+    assert [r["epoch"] for r in summary["epochs"]] == [1]
+    assert 0.5 < summary["final_test_acc"] <= 1.0  # parity of Fashion-MNIST is learnable
+    assert summary["images_per_s"] > 0
+    assert summary["provenance"]["git_commit"] and summary["config"]["data_fingerprint"]
+    assert "data_dir" not in summary["config"]  # where the files were is not the identity
+    assert (model_dir / "epochs.csv").read_text().startswith("epoch,")
+    assert not (directory / ".featavg-progress").exists()  # the resume checkpoint is gone
+    # the second call is a cache hit, printed as such, and rewrites nothing
+    mtime = (model_dir / "model.pt").stat().st_mtime_ns
+    assert main(["train", *SMALL, "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST (stand-in for MNIST)" in out and "train: cached -> " in out
+    assert (model_dir / "model.pt").stat().st_mtime_ns == mtime
+
+
+def test_model_file_reloads_weights_only_and_predicts_the_same(tmp_path):
+    trained = train_model(small(labels="fine"), root=tmp_path, device="cpu")
+    model, meta = load_trained_model(trained.directory)
+    assert meta["num_classes"] == 10 and meta["labels"] == "fine"
+    assert meta["normalization"]["name"] == "mnist-half"
+    # weights_only loading works on the raw file too
+    blob = torch.load(trained.checkpoint, weights_only=True)
+    assert set(blob["state_dict"]) == set(model.state_dict())
+    x = trained.data.test.x[:64]
+    assert torch.equal(predict_logits(model, x), predict_logits(trained.model, x))
+    acc = (predict_logits(model, trained.data.test.x).argmax(1) == trained.targets()).double()
+    assert acc.mean().item() == pytest.approx(trained.summary["final_test_acc"], abs=1e-6)
+
+
+def test_models_trained_together_equal_models_trained_alone(tmp_path):
+    """One data pass for the binary and the 10-class model changes nothing (CPU)."""
+    coarse, fine = small(labels="coarse"), small(labels="fine")
+    together = train_models([coarse, fine], root=tmp_path / "a", device="cpu")
+    alone = [train_model(c, root=tmp_path / "b", device="cpu") for c in (coarse, fine)]
+    for t, a in zip(together, alone, strict=True):
+        assert t.directory.name == a.directory.name  # same identity, same hash
+        for (k, v), w in zip(
+            t.model.state_dict().items(), a.model.state_dict().values(), strict=True
+        ):
+            assert torch.equal(v, w), k
+    assert together[0].summary["provenance"]["trained_together_with"] == 2
+    # a cached pair is served as such
+    again = train_models([coarse, fine], root=tmp_path / "a", device="cpu")
+    assert all(t.cached for t in again)
+
+
+def test_groupings_give_their_own_models_and_labels(tmp_path):
+    halves = train_model(small(grouping="halves"), root=tmp_path, device="cpu")
+    assert halves.summary["grouping"]["groups"] == [0] * 5 + [1] * 5
+    assert torch.equal(halves.targets("train"), get_grouping("halves").coarse(halves.data.train.y))
+    parity = small()
+    assert train_model(parity, root=tmp_path, device="cpu").directory != halves.directory
+
+
+def test_train_models_refuses_configs_that_cannot_share_a_pass(tmp_path):
+    with pytest.raises(ConfigError, match="must share seed"):
+        train_models([small(), small(seed=1)], root=tmp_path, device="cpu")
+
+
+def test_api_train_matches_cli_identity(tmp_path):
+    trained = featavg.train(
+        None,
+        root=tmp_path,
+        device="cpu",
+        model="cnn",
+        train_size=2000,
+        test_size=200,
+        sgd__epochs=1,
+    )
+    assert isinstance(trained.model, torch.nn.Module) and not trained.cached
+    assert main(["train", *SMALL, "--root", str(tmp_path), "--quiet"]) == 0  # a cache hit
+    assert len([p for p in (tmp_path / "models").iterdir() if not p.name.startswith(".")]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "resnet99"], "model: "),
+        (["--grouping", "0,1,2"], "grouping"),
+        (["--preset", "nope"], "--preset"),
+        (["--set", "sgd.lr=-1"], "sgd.lr"),
+        (["--data", "imagenet"], "dataset"),
+        (["--set", "train_size=3"], "train_size"),
+        (["--set", "color=red"], "color: unknown key"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
+    assert main(["train", *args, "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "models").exists()  # nothing written
+
+
+def test_presets_validate():
+    from featavg.trained_models import PRESETS
+
+    for name in PRESETS:
+        cfg = job_config(name)
+        assert isinstance(cfg, TrainJobConfig)
+    assert job_config("mnist").sgd.epochs == 10  # SPEC §3.1: 10 epochs, lr 0.01, batch 128
+    assert job_config("mnist").sgd.lr == 0.01 and job_config("mnist").sgd.batch_size == 128
