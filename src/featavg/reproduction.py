@@ -3,7 +3,11 @@ directory, then its page ``<root>/reproduce.html`` (``featavg report`` writes
 ``<root>/report.html``, so neither overwrites the other).
 
 The plan (which experiments, with which overrides) comes from the experiment objects
-(:func:`featavg.experiments.registry.reproduce_plan`). Runs are content-addressed
+(:func:`featavg.experiments.registry.reproduce_plan`): by default the synthetic experiments
+(about a minute, ``make demo``); with ``real=True`` (``featavg reproduce --real``) also,
+after them, the real-data experiments with their ``reproduce_real`` preset (trained image
+models, cached under ``<root>/models``; CPU minutes each, or the data's stand-in where the
+MNIST / CIFAR-10 files are absent, which the page then says). Runs are content-addressed
 (``<root>/<experiment>-<config hash>``), so a second call finds every run cached and only
 rewrites the page.
 """
@@ -30,16 +34,19 @@ def reproduce(
     force: bool = False,
     progress: bool = True,
     experiments: list[tuple[str, dict[str, Any]]] | None = None,
+    real: bool = False,
 ) -> tuple[list[RunResult], Path]:
     """Run (or reuse) every experiment of the plan under ``out`` and write the report of
     exactly those runs to ``out/reproduce.html``. ``experiments``: (name, overrides) pairs,
-    default :func:`~featavg.experiments.registry.reproduce_plan`. Returns the run results and the
+    default :func:`~featavg.experiments.registry.reproduce_plan` ``(real)``; ``real``: include
+    the real-data experiments (after the synthetic ones). Returns the run results and the
     report path."""
     from featavg.report import write_report  # the report pulls in its own helpers
 
     out = Path(out)
     results = []
-    bar = progress_bar(experiments or reproduce_plan(), desc="reproduce", enabled=progress)
+    plan = experiments or reproduce_plan(real)
+    bar = progress_bar(plan, desc="reproduce", enabled=progress)
     for name, overrides in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()

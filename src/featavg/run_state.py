@@ -11,24 +11,32 @@
 * ``other`` (another experiment or config), ``stale`` (made by other code) and
   ``unfinished`` (result files without a readable summary): replaced only with ``force``;
 * ``foreign``: anything the runner did not write (a sub-directory, a file that is not a
-  result): never replaced, ``force`` or not, so a mistyped ``--out`` cannot delete a user's
-  files. Hidden files (temporary files of an interrupted write) are ignored.
+  result, a symbolic link, a FIFO or device among the files): never replaced, ``force`` or
+  not, so a mistyped ``--out`` cannot delete a user's files. Hidden files (temporary files
+  of an interrupted write) are ignored.
+* ``unusable``: no run may be written there (a symbolic link, a file or device, a bad name,
+  a read-only or full filesystem: :mod:`featavg.out_paths`): refused before any compute,
+  ``force`` or not.
+
+Nothing here follows a symbolic link or reads a FIFO or device: a tampered directory is
+classified, never trusted, and cannot hang or crash the check.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from featavg import __version__, store
+from featavg import __version__, out_paths, store
 from featavg.config import ConfigError
 
 # suffixes of the files a run writes (besides those its manifest lists)
 RESULT_SUFFIXES = frozenset({".json", ".csv", ".png", ".pdf", ".svg"})
 
-Kind = Literal["absent", "hit", "damaged", "other", "stale", "unfinished", "foreign"]
+Kind = Literal["absent", "hit", "damaged", "other", "stale", "unfinished", "foreign", "unusable"]
 
 
 @dataclass(frozen=True)
@@ -41,14 +49,6 @@ class RunState:
     detail: str
     summary: dict[str, Any] | None = None
     foreign: tuple[str, ...] = ()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -68,11 +68,31 @@ def _names(items: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _listed(manifest: dict[str, Any] | None) -> dict[str, str] | None:
+def listed_files(manifest: dict[str, Any] | None) -> dict[str, str] | None:
+    """{file name: sha256} of a manifest, or None unless it is exactly that: plain file
+    names (a tampered manifest must not point outside the directory) and hex digests."""
     files = manifest.get("files") if manifest else None
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+    if not isinstance(files, dict):
         return None
+    for name, digest in files.items():
+        if not store.is_plain_name(name) or not isinstance(digest, str) or len(digest) != 64:
+            return None
     return files
+
+
+def manifest_problems(directory: Path, files: list[str], listed: dict[str, str]) -> list[str]:
+    """What differs between the regular ``files`` of ``directory`` and its manifest
+    ``listed``: missing, changed and stray files, an unlisted summary."""
+    problems = [f"{f} missing" for f in listed if f not in files]
+    problems += [
+        f"{f} changed"
+        for f in listed
+        if f in files and store.sha256_file(directory / f) != listed[f]
+    ]
+    problems += [f"stray {f}" for f in files if f not in listed and f != store.MANIFEST]
+    if "summary.json" not in listed:
+        problems.append("summary.json unlisted")
+    return [out_paths.shown(p) for p in problems]
 
 
 def _classify(
@@ -86,10 +106,13 @@ def _classify(
     """The state of a non-empty directory without foreign entries."""
     if summary is None:
         what = "an unreadable summary.json" if "summary.json" in files else "no summary.json"
+        if listed is not None and store.read_json_object(directory / "config.json") == config:
+            # the manifest and config of this very run: finished once, since damaged
+            return RunState("damaged", f"this run with {what} (its manifest lists the files)")
         return RunState("unfinished", f"an unfinished run ({what})")
     name = summary.get("experiment")
     if name != experiment:
-        return RunState("other", f"a run of {name}", summary)
+        return RunState("other", f"a run of {out_paths.shown(str(name))}", summary)
     if summary.get("config") != config:
         changed = diff_keys(config, summary.get("config"))
         return RunState("other", f"a {name} run with another config ({_names(changed)})", summary)
@@ -106,15 +129,7 @@ def _classify(
         )
     if listed is None:
         return RunState("damaged", f"a {name} run without a readable {store.MANIFEST}", summary)
-    problems = [f"{f} missing" for f in listed if f not in files]
-    problems += [
-        f"{f} changed"
-        for f in listed
-        if f in files and store.sha256_file(directory / f) != listed[f]
-    ]
-    problems += [f"stray {f}" for f in files if f not in listed and f not in (store.MANIFEST,)]
-    if "summary.json" not in listed:
-        problems.append("summary.json unlisted")
+    problems = manifest_problems(directory, files, listed)
     if problems:
         return RunState(
             "damaged",
@@ -127,25 +142,52 @@ def _classify(
 def inspect_run(directory: Path, experiment: str, config: dict[str, Any]) -> RunState:
     """Classify ``directory`` against a run of ``experiment`` with ``config`` by this code."""
     directory = Path(directory)
-    if not directory.exists():
+    problem = out_paths.name_problem(directory) or out_paths.existing_problem(directory)
+    if problem:
+        return RunState("unusable", problem)
+    state = _inspect(directory, experiment, config)
+    if state.kind != "hit":  # a new run would be written: can it be, here?
+        problem = out_paths.writable_problem(directory)
+        if problem:
+            return RunState("unusable", problem, state.summary, state.foreign)
+    return state
+
+
+def _entries(directory: Path) -> tuple[list[str], list[str]]:
+    """(regular files, everything else as shown among foreign entries) in ``directory``,
+    hidden regular files (temporary files) left out; no link is followed."""
+    files: list[str] = []
+    others: list[str] = []
+    with os.scandir(directory) as scan:
+        for entry in scan:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISREG(mode):
+                if not entry.name.startswith("."):
+                    files.append(entry.name)
+            elif stat.S_ISDIR(mode):
+                others.append(f"{entry.name}/")
+            else:
+                others.append(f"{entry.name} ({out_paths.kind_of(mode)})")
+    return sorted(files), sorted(others)
+
+
+def _inspect(directory: Path, experiment: str, config: dict[str, Any]) -> RunState:
+    """:func:`inspect_run` of nothing or of a real directory (name and type checked)."""
+    if not os.path.lexists(directory):
         return RunState("absent", "nothing")
-    if not directory.is_dir():
-        return RunState("foreign", "a file")
-    entries = [p for p in directory.iterdir() if not (p.name.startswith(".") and p.is_file())]
-    if not entries:
+    files, others = _entries(directory)
+    if not files and not others:
         return RunState("absent", "an empty directory")
-    listed = _listed(_read_json(directory / store.MANIFEST))
+    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
     known = set(listed or ()) | {store.MANIFEST}
-    foreign = [
-        f"{p.name}/" if p.is_dir() else p.name
-        for p in entries
-        if p.is_dir() or (p.name not in known and p.suffix not in RESULT_SUFFIXES)
+    foreign = others + [
+        f for f in files if f not in known and Path(f).suffix not in RESULT_SUFFIXES
     ]
-    files = [p.name for p in entries if p.is_file()]
-    summary = _read_json(directory / "summary.json")
+    summary = store.read_json_object(directory / "summary.json")
     state = _classify(directory, files, summary, listed, experiment, config)
     if foreign:
-        detail = f"files featavg did not write ({_names(foreign)})"
+        shown = [out_paths.shown(f) for f in foreign]
+        detail = f"files featavg did not write ({_names(shown)})"
         kind: Kind = "hit" if state.kind == "hit" else "foreign"
         return RunState(kind, detail, summary, tuple(foreign))
     return state
@@ -154,7 +196,10 @@ def inspect_run(directory: Path, experiment: str, config: dict[str, Any]) -> Run
 def check_replaceable(state: RunState, where: str, force: bool) -> None:
     """Raise a one-line :class:`ConfigError` (``where``: e.g. ``--out DIR``) when a run may
     not replace what ``state`` describes: foreign files always, another experiment or
-    config, other code or an unfinished run unless ``force``."""
+    config, other code or an unfinished run unless ``force``; a place no run can go
+    (``unusable``) always."""
+    if state.kind == "unusable":
+        raise ConfigError(f"{where}: {state.detail}; choose another directory")
     if state.kind == "foreign" or state.foreign:
         raise ConfigError(
             f"{where}: holds {state.detail}; refusing to replace it, choose another directory"

@@ -14,6 +14,11 @@ lists the sha256 of every other file, so a cache hit (:func:`inspect_run`) also 
 the config, tables and figures belong to the summary. What a directory holds when it is
 not a hit is in :mod:`featavg.run_state`.
 
+Who computes a run when several processes want it is :mod:`featavg.run_lock`; which paths
+may take a run, :mod:`featavg.out_paths`. Files read back are never trusted: they are read
+only if they are regular files (no link followed, no FIFO or device opened), JSON only up to
+:data:`MAX_JSON_BYTES` and without crashing on any content (:func:`read_json_object`).
+
 Files and directories get the modes a plain ``open()`` / ``mkdir()`` would give (0644 and
 0755 under umask 022): they are created with ``0o666`` / ``0o777`` and the umask applied
 by the kernel, never through ``tempfile`` (which makes them private).
@@ -26,6 +31,7 @@ import contextvars
 import csv
 import errno
 import functools
+import glob
 import hashlib
 import io
 import json
@@ -35,12 +41,14 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featavg import __version__
+from featavg import __version__, out_paths, run_lock
+from featavg.config import ConfigError
 
 if TYPE_CHECKING:  # matplotlib and torch are imported only where they are used
     import torch
@@ -48,7 +56,9 @@ if TYPE_CHECKING:  # matplotlib and torch are imported only where they are used
 
 DEFAULT_ROOT = Path("runs")
 MANIFEST = "manifest.json"
-STAGING = ".featavg-staging"
+STAGING = run_lock.STAGING
+# summaries, configs and manifests are a few KiB to a few MiB; a larger one is not ours
+MAX_JSON_BYTES = 64 << 20
 
 # ---------------------------------------------------------------- identity
 
@@ -123,10 +133,16 @@ def using_runs_root(root: str | Path) -> Iterator[None]:
 # ---------------------------------------------------------------- files
 
 
+# .<name>.<host tag>-<pid>-<token>.tmp: a writer's temporary file
+_TMP = re.compile(r"\.([0-9a-f]{6})-(\d+)-[0-9a-f]+\.tmp$")
+
+
 def _create_exclusive(directory: Path, prefix: str) -> tuple[int, Path]:
-    """A new hidden file in ``directory``, opened for writing with mode 0o666 & ~umask."""
+    """A new hidden file in ``directory``, opened for writing with mode 0o666 & ~umask; its
+    name says which process writes it (see :func:`_remove_dead_tmp`)."""
     while True:
-        path = directory / f".{prefix}.{secrets.token_hex(4)}.tmp"
+        token = f"{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
+        path = directory / f".{prefix}.{token}.tmp"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
             return os.open(path, flags, 0o666), path
@@ -134,18 +150,50 @@ def _create_exclusive(directory: Path, prefix: str) -> tuple[int, Path]:
             continue
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd`` through ``os.write`` (the one call every featavg
+    write ends in, so a full disk is simulated by patching it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Atomic write: a temporary file in the same directory, then a rename. The file gets
-    the mode a plain ``open(path, "wb")`` would give (0o666 less the umask)."""
+    the mode a plain ``open(path, "wb")`` would give (0o666 less the umask). Something at
+    ``path`` that is not a regular file (a link, a device) is never replaced, and a full or
+    read-only filesystem is a one-line :class:`ConfigError`; both leave nothing behind."""
+    path = Path(path)
+    out_paths.check_file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_exclusive(path.parent, path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+        _remove_dead_tmp(path.parent, path.name)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise ConfigError(
+                f"{out_paths.shown(path.parent)}: cannot write ({out_paths.write_error(err)}); "
+                "nothing was replaced, free some space or choose another directory"
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_dead_tmp(directory: Path, name: str) -> None:
+    """Delete the temporary files that killed writers of ``name`` left in ``directory``
+    (those of live processes, or of other machines, stay)."""
+    for path in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        match = _TMP.search(path.name)
+        if match and match[1] == _host_tag() and not _pid_alive(int(match[2])):
+            path.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -172,18 +220,85 @@ def write_figure(path: Path, fig: Figure) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def open_regular(path: Path) -> int | None:
+    """A read-only fd of ``path`` if it is a regular file, else None: a symbolic link is
+    not followed and a FIFO or device is never read (it could block or never end)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_regular(path: Path, limit: int = MAX_JSON_BYTES) -> bytes | None:
+    """The bytes of the regular file ``path`` (:func:`open_regular`), or None when it is
+    absent, not a regular file or larger than ``limit`` bytes."""
+    fd = open_regular(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def read_json_object(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+    """The JSON object in the regular file ``path``, or None when it is absent, not a
+    regular file, too large, not UTF-8 JSON, nested too deeply or not an object."""
+    data = read_regular(path, limit)
+    if data is None:
+        return None
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: JSON, huge ints
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def sha256_file(path: Path) -> str | None:
+    """The hex sha256 of a regular file's bytes (read in chunks); None if ``path`` is not a
+    regular file (absent, a link, a FIFO, a device)."""
+    fd = open_regular(path)
+    if fd is None:
+        return None
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_token(directory: Path) -> str | None:
+    """A fingerprint of the run now in ``directory`` (the sha256 of its manifest), None
+    without one: a change tells that another process finished the run meanwhile."""
+    return sha256_file(Path(directory) / MANIFEST)
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` may name a file of a run directory: a non-empty string without a
+    path separator or NUL, not hidden (so neither ``.`` nor ``..``)."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and not name.startswith(".")
+        and "/" not in name
+        and "\0" not in name
+        and (os.sep == "/" or os.sep not in name)
+    )
 
 
 def write_manifest(directory: Path) -> dict[str, str]:
     """Write ``manifest.json``: {file name: sha256} of every other non-hidden file of the
     run directory. Written last: it vouches for the files it lists."""
     files = {
-        p.name: sha256_file(p)
+        p.name: digest
         for p in sorted(directory.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.name != MANIFEST
+        if not p.name.startswith(".")
+        and p.name != MANIFEST
+        and (digest := sha256_file(p)) is not None
     }
     write_json(directory / MANIFEST, {"files": files})
     return files
@@ -212,11 +327,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_leftovers(parent: Path) -> list[Path]:
-    """Remove what killed writers left in ``parent/.featavg-staging`` (entries of dead
-    processes on this machine); returns what was removed."""
+    """Remove what killed writers left beside ``parent``'s runs: in ``.featavg-staging``
+    the entries of dead processes on this machine, in ``.featavg-locks`` the lock files
+    nobody holds (:mod:`featavg.run_lock`); returns what was removed."""
     staging = parent / STAGING
-    removed: list[Path] = []
-    if not staging.is_dir():
+    removed = run_lock.remove_stale(parent)
+    if staging.is_symlink() or not staging.is_dir():
         return removed
     for entry in staging.iterdir():
         match = _LEFTOVER.search(entry.name)
@@ -232,9 +348,8 @@ def clean_leftovers(parent: Path) -> list[Path]:
 def _mkdir_staged(directory: Path, kind: str) -> Path:
     """A new directory ``parent/.featavg-staging/<name>.<kind>-<host>-<pid>-<token>``
     (mode 0o777 less the umask; the staging folder may vanish under us: retry)."""
-    staging = directory.parent / STAGING
     for _ in range(100):
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = run_lock.staging_folder(directory.parent)  # never a planted link
         path = (
             staging / f"{directory.name}.{kind}-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
         )
@@ -243,7 +358,7 @@ def _mkdir_staged(directory: Path, kind: str) -> Path:
             return path
         except (FileNotFoundError, FileExistsError):
             continue
-    raise OSError(f"cannot create a staging directory in {staging}")
+    raise OSError(f"cannot create a staging directory in {directory.parent / STAGING}")
 
 
 def _install(new: Path, directory: Path) -> None:
@@ -288,6 +403,9 @@ def staged_dir(directory: Path) -> Iterator[Path]:
 def write_run_files(directory: Path, files: dict[str, bytes]) -> None:
     """Replace ``directory`` by a run made of ``files`` (name -> bytes, e.g. sent back by a
     remote worker, manifest.json included), through :func:`staged_dir`."""
+    bad = [name for name in files if not is_plain_name(name)]
+    if bad:  # a worker's file names become paths: never "../x", "/x" or hidden
+        raise ValueError(f"run files: not plain file names: {out_paths.shown(bad[0])}")
     with staged_dir(directory) as new:
         for name, data in files.items():
             if name != MANIFEST:

@@ -22,6 +22,13 @@ trains, a checkpoint is written at the end of every epoch beside the directory
 Several models that share data, subset sizes, seed and optimiser settings (the binary and
 the 10-class model of an experiment) train in one epoch loop over the same batches
 (:func:`train_models`).
+
+Guards: a training whose estimated memory or time exceeds the machine's
+(:func:`featavg.resources.training_estimate`, :func:`featavg.resources.check`) is refused
+with one line before it starts, unless ``allow_large``. The cache is never trusted: a
+model directory whose files do not match its manifest (a truncated or tampered
+``model.pt``, summary or manifest) is retrained, and so is a cached ``model.pt`` that
+does not load; an unreadable progress checkpoint is discarded (training starts over).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featavg import store
+from featavg import resources, store
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.data.images import DATASETS
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
     from featavg.data.groupings import Grouping
     from featavg.data.images import ImageDataset
     from featavg.models.image_classifier import ImageClassifier, Normalization
+    from featavg.run_state import RunState
 
 MODEL_FILE = "model.pt"
 MODEL_FORMAT = "featavg-model/1"
@@ -89,7 +97,7 @@ class TrainJobConfig(BaseModel):
         "resnet18-cifar on CIFAR",
     )
     normalization: Literal[NORMALIZATIONS] = Field(  # type: ignore[valid-type]
-        "auto", description="inside the model; auto: the recipe's (SPEC §3) for model and data"
+        "auto", description="inside the model; auto: the paper's recipe for model and data"
     )
     train_size: int | None = Field(
         None, ge=10, description="class-balanced training subset (None: all)"
@@ -299,6 +307,25 @@ def load_trained_model(
 # ---------------------------------------------------------------- training
 
 
+def _model_state(directory: Path, identity: dict[str, Any]) -> RunState:
+    """:func:`~featavg.run_state.inspect_run` of a model directory, where two damages of
+    ours look like something else (a run directory has ``config.json`` and no ``.pt``):
+    an unreadable manifest shows ``model.pt`` as a foreign file, and an unreadable summary
+    an unfinished run. Both directories are ours (the name carries the config's hash; the
+    readable summary or manifest says it is a model's): damaged, retrained."""
+    from featavg.run_state import RunState, inspect_run, listed_files
+
+    state = inspect_run(directory, "train", identity)
+    summary = store.read_json_object(directory / "summary.json")
+    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
+    if state.kind == "foreign" and set(state.foreign) == {MODEL_FILE}:
+        if summary is None or summary.get("experiment") == "train":
+            return RunState("damaged", f"a model directory without a readable {store.MANIFEST}")
+    if state.kind == "unfinished" and listed is not None and MODEL_FILE in listed:
+        return RunState("damaged", "a model directory without a readable summary.json")
+    return state
+
+
 def train_model(
     cfg: TrainJobConfig,
     *,
@@ -307,10 +334,17 @@ def train_model(
     force: bool = False,
     resume: bool = True,
     progress: bool = False,
+    allow_large: bool = False,
 ) -> TrainedModel:
     """Train (or reuse the cached) model of ``cfg``; see :func:`train_models`."""
     return train_models(
-        [cfg], root=root, device=device, force=force, resume=resume, progress=progress
+        [cfg],
+        root=root,
+        device=device,
+        force=force,
+        resume=resume,
+        progress=progress,
+        allow_large=allow_large,
     )[0]
 
 
@@ -325,12 +359,15 @@ def train_models(
     force: bool = False,
     resume: bool = True,
     progress: bool = False,
+    allow_large: bool = False,
 ) -> list[TrainedModel]:
     """Train every config's model in ONE epoch loop over the same batches (they must share
     dataset, subsets, seed and optimiser settings; labels, grouping and model may differ),
-    skipping those already cached (unless ``force``). Each model gets its own directory."""
+    skipping those already cached (unless ``force``). Each model gets its own directory.
+    A training estimated too large for the machine is a :class:`ConfigError` unless
+    ``allow_large``; a damaged cached model is retrained (module docstring)."""
     from featavg.device import resolve_device
-    from featavg.run_state import check_replaceable, inspect_run
+    from featavg.run_state import check_replaceable
 
     if not configs:
         return []
@@ -339,24 +376,31 @@ def train_models(
         if len(values) > 1:
             raise ConfigError(f"train_models: the configs must share {field}, got {sorted(values)}")
     dev = resolve_device(device)
-    data = load_job_data(configs[0])
+    first = configs[0]
+    data = load_job_data(first)
     out: list[TrainedModel | None] = []
     todo: list[int] = []
     for i, cfg in enumerate(configs):
         directory = model_directory(cfg, data, root)
-        state = inspect_run(directory, "train", _identity(cfg, data))
+        state = _model_state(directory, _identity(cfg, data))
         if state.kind == "hit" and not force and state.summary is not None:
-            model, _ = load_trained_model(directory, str(dev))
-            out.append(
-                TrainedModel(
-                    model, state.summary, directory, True, data, get_grouping(cfg.grouping)
-                )
-            )
-            continue
+            try:
+                model, _ = load_trained_model(directory, str(dev))
+            except ConfigError:  # listed in its manifest, yet unreadable: train it again
+                pass
+            else:
+                grouping = get_grouping(cfg.grouping)
+                out.append(TrainedModel(model, state.summary, directory, True, data, grouping))
+                continue
         check_replaceable(state, f"model directory {directory}", force)
         out.append(None)
         todo.append(i)
     if todo:
+        names = [resolve_model_name(configs[i]) for i in todo]
+        estimate = resources.training_estimate(
+            first.dataset, first.train_size, first.test_size, names, first.sgd
+        )
+        resources.check(f"train {'+'.join(names)}", estimate, dev, allow_large)
         fresh = _train([configs[i] for i in todo], data, root, dev, resume, progress)
         for i, trained in zip(todo, fresh, strict=True):
             out[i] = trained
@@ -390,6 +434,8 @@ def _train(
         directories[0].parent / PROGRESS / ("+".join(d.name for d in directories) + ".pt")
     )
     progress_file.parent.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _discard_unreadable_progress(progress_file)
     trainer = ImageSGD(
         first.sgd,
         device=dev,
@@ -411,6 +457,33 @@ def _train(
     with contextlib.suppress(OSError):  # not empty: another training is under way
         progress_file.parent.rmdir()
     return trained
+
+
+# what every training checkpoint holds (featavg.training.checkpoint.training_state)
+_PROGRESS_KEYS = ("epoch", "models", "optimizers", "schedulers", "records", "rng", "config", "data")
+
+
+def _discard_unreadable_progress(path: Path) -> None:
+    """Delete the progress checkpoint ``path`` when it is not a whole training checkpoint
+    (truncated, tampered, not ours): training then starts over instead of failing on it.
+    One of another config or data is left for ImageSGD to refuse, naming the difference."""
+    import warnings
+
+    from featavg.training.checkpoint import TRAINING_FORMAT, load_checkpoint
+
+    if not path.is_file():
+        return
+    try:
+        state = load_checkpoint(path, map_location="cpu")
+    except ConfigError as err:
+        problem = str(err)
+    else:
+        missing = [k for k in _PROGRESS_KEYS if k not in state]
+        if state.get("format") == TRAINING_FORMAT and not missing:
+            return
+        problem = f"{path}: not a whole training checkpoint (missing {', '.join(missing)})"
+    warnings.warn(f"{problem}; discarded, training starts over", stacklevel=3)
+    path.unlink(missing_ok=True)
 
 
 def _epoch_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

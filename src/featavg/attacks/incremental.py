@@ -18,7 +18,10 @@ clean accuracy. Cost: steps * restarts * sum over radii r > 0 of the points stan
 at most R * B * steps * restarts and usually far less (points near the boundary leave early;
 points misclassified clean are never attacked).
 
-Also here, shared by every curve method (:mod:`.min_norm`, :mod:`.robustness_curve`):
+Also here: :func:`descend_pgd`, which refines per-point flip radii found by a minimum-norm
+attack downwards on the grid (PGD at the largest grid radius below each point's found norm,
+then the next smaller one while it keeps flipping the point; warm-started, early exit); and,
+shared by every curve method (:mod:`.min_norm`, :mod:`.robustness_curve`):
 :class:`CurveResult` and the bookkeeping of the cost (:class:`GradientCounter`,
 :func:`eval_mode`).
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,7 +44,10 @@ from featavg.attacks.pgd import (
     Norm,
     RandomStart,
     _attack_chunk,
+    _feasible,
+    ascent_direction,
     check_radii,
+    project,
     start_directions,
     step_sizes,
 )
@@ -283,3 +289,179 @@ def _starts(
 ) -> torch.Tensor:
     """pgd's unit-scale starts of ``restart`` (B, D), in ``like``'s dtype and device."""
     return start_directions(n_points, dim, kind, seed, restart, like.dtype).to(like.device)
+
+
+def descend_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float] | torch.Tensor,
+    known_flip: torch.Tensor,
+    x_known: torch.Tensor | None = None,
+    *,
+    norm: Norm = "l2",
+    steps: int = 7,
+    rel_step: float = 0.25,
+    restarts: int = 1,
+    objective: Objective = CrossEntropy(),
+    seed: int = 0,
+    batch_size: int | None = None,
+    box: tuple[float, float] | None = None,
+) -> CurveResult:
+    r"""Refine per-point flip radii nu (e.g. a minimum-norm attack's) on the grid below them:
+    PGD at the largest grid radius r_j < nu; if it flips the point, r_j is its new flip radius
+    and PGD tries r_{j-1}, and so on down, until an attack fails (or radius 0 is reached).
+
+    Only points are counted fooled at r for which a perturbation of norm <= r was found and
+    verified by a forward pass; a failed attack never makes a point robust at smaller radii
+    by inference: below its last failure a point keeps the claim that ``known_flip`` made
+    (nothing smaller was found). Points with nu = inf start at the largest grid radius.
+
+    Each PGD run starts from the last adversarial perturbation known for the point (x_known
+    - x for the first run, the one PGD just found for later ones) rescaled to the radius
+    (a warm start: it lies just across the boundary, scaled into the smaller ball), or from
+    pgd's random start ``attack/start/0`` where none is known; and it stops at the first
+    adversarial iterate (early exit: every iterate's logits are computed for its gradient
+    anyway, so the check is free and the perturbation verified).
+
+    Arguments:
+        model: maps (N, \*input_shape) to logits; run in eval mode, never changed.
+        x: (B, \*input_shape) clean inputs; y: (B,) labels in ``objective``'s form.
+        eps: R radii >= 0 in any order; the result is on the ascending grid.
+        known_flip: (B,) radii nu at which each point is already known to be fooled
+            (inf: none).
+        x_known: (B, \*input_shape) adversarial inputs of norm nu (warm starts), or None.
+        norm, steps, rel_step, objective, seed, batch_size, box: PGD's, as in :func:`pgd`
+            (a random start on the eps-sphere for L2, in the eps-box for L-inf).
+        restarts: PGD runs per point and radius before the descent stops: the warm start,
+            then pgd's random starts of restarts 1, 2, ... (a warm start from a poor
+            minimum-norm result can sit in the wrong basin; a random one escapes it).
+            (Default: 1)
+
+    Cost: at most steps gradient evaluations per run; restarts failed runs per point correct
+    clean with a grid radius > 0 below nu, plus one to restarts runs per grid radius it
+    descends.
+
+    Shape:
+        - x: (B, \*input_shape); y: (B,); eps: (R,); known_flip: (B,)
+        - returns :class:`CurveResult` (method "descend"), flip radius min(nu, PGD's).
+    """
+    check_attack_args(x, norm, box)
+    if steps < 1 or restarts < 1:
+        raise ValueError(f"need steps >= 1 and restarts >= 1, got {steps}, {restarts}")
+    start_time = time.perf_counter()
+    device, dtype = x.device, x.dtype
+    radii = check_radii(eps, dtype, device).sort().values
+    y = objective.prepare(y, device)
+    n_points, input_shape = x.shape[0], tuple(x.shape[1:])
+    dim = math.prod(input_shape)
+    x_flat = x.detach().reshape(n_points, dim)
+    chunk = n_points if batch_size is None else max(1, int(batch_size))
+    nu = known_flip.detach().to(device=device, dtype=torch.float64).flatten()
+    if nu.numel() != n_points:
+        raise ValueError(f"known_flip: expected {n_points} radii, got {nu.numel()}")
+    # the warm start per point, at unit scale (delta / ||delta||); zero rows: random start
+    kind = "sphere" if norm == "l2" else "box"
+    unit = start_directions(n_points, dim, kind, seed, 0, dtype).to(device)
+    if x_known is not None:
+        known = (x_known.detach().reshape(n_points, dim) - x_flat).to(dtype)
+        size = known.norm(dim=1) if norm == "l2" else known.abs().amax(1)
+        ok = torch.isfinite(nu) & (size > 0)
+        unit = torch.where(ok[:, None], known / size.clamp_min(1e-30)[:, None], unit)
+    random_units: dict[int, torch.Tensor] = {}  # restart k >= 1: pgd's starts of restart k
+    counter = GradientCounter(model)
+
+    def forward(flat: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = counter(flat.view(flat.shape[0], *input_shape))
+        return out
+
+    with eval_mode(model):
+        clean_correct = objective.correct(clean_predictions(counter, x_flat, input_shape, chunk), y)
+        flip = torch.where(clean_correct, nu, 0.0)
+        # level: index of the largest grid radius < flip (-1: none)
+        level = torch.searchsorted(radii.to(torch.float64), flip.contiguous()) - 1
+        active = clean_correct & (level >= 0)
+        while bool(active.any()):
+            active &= radii[level.clamp_min(0)] > 0  # eps 0 is the clean prediction
+            todo = active.clone()  # this round's points not yet fooled at their level
+            for restart in range(restarts):
+                if restart > 0 and restart not in random_units:
+                    random_units[restart] = start_directions(
+                        n_points, dim, kind, seed, restart, dtype
+                    ).to(device)
+                starts = unit if restart == 0 else random_units[restart]
+                for idx in torch.nonzero(todo).flatten().split(chunk):
+                    e = radii[level[idx]]
+                    fooled, delta = pgd_until_fooled(
+                        forward,
+                        x_flat[idx],
+                        y[idx],
+                        e,
+                        rel_step * e,
+                        e[:, None] * starts[idx],
+                        norm,
+                        steps,
+                        box,
+                        objective,
+                    )
+                    won = idx[fooled]
+                    flip[won] = e[fooled].to(torch.float64)
+                    size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
+                    unit[won] = delta[fooled] / size[fooled].clamp_min(1e-30)[:, None]
+                    todo[won] = False
+            level[active & ~todo] -= 1
+            active &= ~todo  # a level no restart could flip ends the descent
+            active &= level >= 0
+    return CurveResult.from_flip_radius(
+        radii,
+        flip,
+        gradient_evaluations=counter.gradient_evaluations,
+        forward_evaluations=counter.forward_evaluations,
+        wall_s=time.perf_counter() - start_time,
+        method="descend",
+        norm=norm,
+    )
+
+
+def pgd_until_fooled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    alpha: torch.Tensor,
+    delta: torch.Tensor,
+    norm: str,
+    steps: int,
+    box: tuple[float, float] | None,
+    objective: Objective,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD on flat inputs x (n, D), radius eps and step alpha per row (n,), from ``delta``
+    (n, D), each row stopping at its first adversarial iterate (the start included).
+
+    Returns fooled (n,) bool and the perturbations (n, D): the adversarial one where fooled
+    (norm <= eps, inside the box, verified by the forward pass that flagged it), the final
+    iterate elsewhere. Cost: one gradient evaluation per row and step until it is fooled,
+    one forward-only pass for the rows standing after the last step."""
+    delta = _feasible(x, project(delta, eps, norm), box)
+    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        rows = torch.nonzero(~fooled).flatten()
+        if rows.numel() == 0:
+            break
+        d = delta[rows].requires_grad_(True)
+        with torch.enable_grad():
+            logits = forward(x[rows] + d)
+            loss = objective.loss(logits, y[rows])
+            (grad,) = torch.autograd.grad(loss.sum(), d)
+        with torch.no_grad():
+            adv = ~objective.correct(logits.detach(), y[rows])
+            fooled[rows[adv]] = True  # delta[rows[adv]] is the adversarial iterate: kept
+            go = rows[~adv]
+            e = eps[go]
+            moved = delta[go] + alpha[go][:, None] * ascent_direction(grad[~adv], norm)
+            delta[go] = _feasible(x[go], project(moved, e, norm), box)
+    with torch.no_grad():
+        rows = torch.nonzero(~fooled).flatten()
+        if rows.numel():
+            fooled[rows] = ~objective.correct(forward(x[rows] + delta[rows]), y[rows])
+    return fooled, delta

@@ -86,7 +86,10 @@ def softmax_rows(logits: torch.Tensor) -> torch.Tensor:
 
 
 class CrossEntropy:
-    """Softmax cross-entropy on a class index y (long, in 0..C-1); correct = argmax == y.
+    """Softmax cross-entropy on a class index y (long, in 0..C-1); correct = the true
+    logit is strictly the largest, so a tie counts as NOT correct (as f = 0 does for
+    :class:`BinaryMargin` and the exact radii): a model whose logits all vanish (every
+    ReLU switched off) is fooled, not credited to class 0 by ``argmax``'s first index.
 
     For the binary ``TwoLayerNet`` pass y = (y_pm + 1) / 2: with logits [-f/2, f/2],
     CE = softplus(-y_pm f), the logistic loss of the paper.
@@ -112,7 +115,9 @@ class CrossEntropy:
         return softmax_rows(logits) - F.one_hot(y, logits.shape[1]).to(logits.dtype)
 
     def correct(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return logits.argmax(1) == y
+        true = logits.gather(1, y[:, None])
+        others = logits.scatter(1, y[:, None], float("-inf"))
+        return true[:, 0] > others.max(1).values
 
     def __repr__(self) -> str:
         return "CrossEntropy()"
@@ -164,8 +169,9 @@ class GroupCrossEntropy:
         loss = -log sum_{j : groups[j] = y} p_j
              = logsumexp(logits) - logsumexp(logits[groups == y])
 
-    (computed with logsumexp, never by summing probabilities). correct = groups[argmax] == y;
-    on ties ``torch.argmax`` returns the first maximal index, so the lower class index wins.
+    (computed with logsumexp, never by summing probabilities). correct = groups[argmax] == y,
+    strictly: the largest logit of group y must exceed every logit of the other groups, so
+    a tie across groups counts as NOT correct (a tie within group y does not matter).
     """
 
     def __init__(self, groups: torch.Tensor | list[int]):
@@ -204,7 +210,10 @@ class GroupCrossEntropy:
         return softmax_rows(logits) - own
 
     def correct(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._groups_on(logits.device)[logits.argmax(1)] == y
+        in_group = self._groups_on(logits.device)[None, :] == y[:, None]
+        own = logits.masked_fill(~in_group, float("-inf")).max(1).values
+        other = logits.masked_fill(in_group, float("-inf")).max(1).values
+        return own > other
 
     def __repr__(self) -> str:
         return f"GroupCrossEntropy(groups={self.groups.tolist()})"

@@ -116,8 +116,12 @@ def get_grouping(spec: str, num_classes: int = 10) -> Grouping:
     if spec == "halves":
         return Grouping("halves", tuple(int(c >= num_classes / 2) for c in range(num_classes)))
     path = Path(spec).expanduser()
-    if path.suffix in (".json", ".toml") or path.is_file():
-        if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long to be a file (ENAMETOOLONG): not a file, not a crash
+        is_file = False
+    if path.suffix in (".json", ".toml") or is_file:
+        if not is_file:
             raise ConfigError(f"{path}: grouping file not found; {_HELP}")
         return _from_file(path, num_classes)
     if "," in spec:

@@ -23,13 +23,15 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from featavg.faults import NumericalFault
 from featavg.seeding import generator
 
 
 class SyntheticConfig(BaseModel):
     """Every knob of the synthetic distribution. Defaults: the authors' synthetic config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: inf and NaN are refused by name, in lists too, rather than trained on
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     d: int = Field(3072, ge=1, description="input dimension")
     k: int = Field(10, ge=2, description="number of clusters")
@@ -40,7 +42,7 @@ class SyntheticConfig(BaseModel):
         "balanced", description="'balanced': n/k points per cluster (authors); 'iid': uniform j"
     )
     n_train: int = Field(1000, ge=1, description="training points")
-    n_test: int = Field(1000, ge=0, description="test points")
+    n_test: int = Field(1000, ge=1, description="test points")
     noise_std: float = Field(1.0, ge=0.0, description="sigma of the Gaussian noise xi")
     norm_range: tuple[float, float] = Field(
         (1.0, 1.0), description="center norms spread over [lo, hi] * sqrt(d)"
@@ -223,7 +225,40 @@ def sample_synthetic_stacked(
         for split in (0, 1)
     )
     signs = torch.stack([c.cluster_signs for c in cfgs])
-    return SyntheticDataset(x_train, y_tr, c_tr, x_test, y_te, c_te, centers, signs)
+    data = SyntheticDataset(x_train, y_tr, c_tr, x_test, y_te, c_te, centers, signs)
+    check_dataset(data)
+    return data
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite, without an entry-sized temporary (isfinite
+    would allocate one per call: +1.2x the data's memory at paper size): min and max
+    propagate NaN and reach +-inf whenever an entry is infinite."""
+    if t.numel() == 0 or not t.is_floating_point():
+        return True
+    return bool(torch.isfinite(t.amax()) & torch.isfinite(t.amin()))
+
+
+def check_dataset(data: SyntheticDataset) -> None:
+    """Raise :class:`~featavg.faults.NumericalFault` (one line) on degenerate data: a
+    cluster center mu_j whose float32 norm is 0 or non-finite (cosines with it are 0/0;
+    e.g. ``data.norm_range`` so small or large that r sqrt(d) leaves float range), or
+    NaN/inf in the inputs (e.g. an infinite ``data.noise_std``). Any stacking (S, ...)."""
+    norms = torch.linalg.vector_norm(data.centers, dim=-1)
+    bad = ~(torch.isfinite(norms) & (norms > 0))
+    if bad.any():
+        raise NumericalFault(
+            f"data: {int(bad.sum())} cluster center(s) of norm 0 or non-finite in float32 "
+            f"(norms range {float(norms.min()):.3g}..{float(norms.max()):.3g}): degenerate "
+            "data; data.norm_range * sqrt(d) must stay within float range"
+        )
+    for name in ("x_train", "x_test"):
+        x = getattr(data, name)
+        if not all_finite(x):
+            raise NumericalFault(
+                f"data: {name} holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s): "
+                "degenerate data; data.noise_std and data.norm_range must be finite"
+            )
 
 
 def _unstack(stacked: SyntheticDataset) -> SyntheticDataset:

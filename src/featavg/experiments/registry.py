@@ -21,6 +21,10 @@ MODULES = (
     "featavg.experiments.synthetic_ablations",
     "featavg.experiments.synthetic_dynamics",
     "featavg.experiments.synthetic_adversarial",
+    "featavg.experiments.mnist_robustness",
+    "featavg.experiments.mnist_linf",
+    "featavg.experiments.cifar10_robustness",
+    "featavg.experiments.cifar10_features",
 )
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -54,6 +58,16 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[name]
 
 
-def reproduce_plan() -> list[tuple[str, dict[str, Any]]]:
-    """(name, overrides) of every experiment ``featavg reproduce`` runs, in registry order."""
-    return [(e.name, dict(e.reproduce)) for e in EXPERIMENTS.values() if e.reproduce is not None]
+def reproduce_plan(real: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """(name, overrides) of every experiment ``featavg reproduce`` runs, in registry order:
+    those with a ``reproduce`` preset (the synthetic ones, a minute in all). ``real``
+    (``featavg reproduce --real``): then, after them, those with a ``reproduce_real`` preset
+    (the real-data experiments: trained image models, CPU minutes to hours)."""
+    plan = [(e.name, dict(e.reproduce)) for e in EXPERIMENTS.values() if e.reproduce is not None]
+    if real:
+        plan += [
+            (e.name, dict(e.reproduce_real))
+            for e in EXPERIMENTS.values()
+            if e.reproduce_real is not None
+        ]
+    return plan

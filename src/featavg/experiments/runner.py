@@ -1,6 +1,13 @@
 """Run an experiment into its run directory: cache check, refusal to overwrite another
-run, timing, the output checked against what the experiment declares, and the whole
-directory written at once (:func:`featavg.store.staged_dir`)."""
+run, a resource check before anything is allocated (:mod:`featavg.resources`), timing, the
+output checked against what the experiment declares and for non-finite numbers, and the
+whole directory written at once (:func:`featavg.store.staged_dir`).
+
+A run that fails numerically (:class:`~featavg.faults.RunFailed`: training diverged, NaN in
+the data, a non-finite headline number) writes nothing. Non-finite summary numbers are
+refused except under the keys of :data:`UNDEFINED_OK`, where they are legitimately
+undefined and stored as JSON null.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +15,39 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 
-from featavg import store
+from featavg import resources, store
 from featavg.config import build_config
 from featavg.device import resolve_device
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment
+from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
+from featavg.run_lock import claim
 from featavg.run_state import check_replaceable, inspect_run
+
+# Summary keys (shell patterns on the innermost dict key) whose values may legitimately be
+# inf or NaN, stored as null: a radius that is never crossed on the grid or a point that
+# cannot be flipped (inf), the interval of such a mean, a clean accuracy when the radius
+# grid lacks 0, a ratio or a fraction with a zero denominator, a slope fitted to fewer than
+# two finite points. Anything else non-finite (a loss, an accuracy, a cosine, a bias, a
+# theory value) is a numerical fault: the run fails and nothing is saved.
+UNDEFINED_OK = (
+    "*radius*",
+    "*radii*",
+    "*_ci95",
+    "clean_acc_*",
+    "gain_*",
+    "slope_*",
+    "*more_robust_fraction",
+)
 
 
 class UndeclaredOutput(RuntimeError):
@@ -50,18 +77,55 @@ def verify_output(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -> 
         raise UndeclaredOutput(f"{exp.name}: the run did not produce {', '.join(missing)}")
 
 
+def non_finite_results(numbers: dict[str, Any]) -> list[str]:
+    """Paths (``per_seed.bias_mean_binary[1]``) of the non-finite floats in ``numbers``
+    whose innermost key is not in :data:`UNDEFINED_OK`."""
+    found: list[str] = []
+
+    def walk(obj: Any, key: str, path: str) -> None:
+        if isinstance(obj, float | np.floating) and not math.isfinite(obj):
+            if not any(fnmatchcase(key, pattern) for pattern in UNDEFINED_OK):
+                found.append(path)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, str(k), f"{path}.{k}" if path else str(k))
+        elif isinstance(obj, list | tuple):
+            for i, v in enumerate(obj):
+                walk(v, key, f"{path}[{i}]")
+
+    walk(numbers, "", "")
+    return found
+
+
+def check_finite(exp: Experiment, output: ExperimentOutput) -> None:
+    """Raise :class:`~featavg.faults.NumericalFault` naming the non-finite results of
+    ``output`` that are not legitimately undefined (:func:`non_finite_results`)."""
+    bad = non_finite_results(output.numbers)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise NumericalFault(
+            f"{exp.name}: non-finite result {', '.join(bad[:3])}{more}: a numerical fault "
+            "(nothing saved); check the data, the learning rate and the init"
+        )
+
+
 @dataclass
 class RunResult:
     """summary: the contents of summary.json; directory: the run directory; cached: whether
-    the summary came from an earlier identical run."""
+    the summary came from an earlier identical run. failed: the one-line reason a config of
+    a batch failed (:func:`run_experiment_batch`; its summary is then a
+    :func:`~featavg.faults.failure_summary` and nothing was written); None for a result."""
 
     summary: dict[str, Any]
     directory: Path
     cached: bool
+    failed: str | None = None
 
 
 def _finite(obj: Any) -> Any:
-    """Replace non-finite floats by None: JSON holds numbers or an explicit null, never NaN."""
+    """Replace non-finite floats by None: JSON holds numbers or an explicit null, never NaN.
+    By the time a summary is written only the legitimately undefined values of
+    :data:`UNDEFINED_OK` are left (:func:`check_finite` refused the others)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
@@ -82,12 +146,15 @@ def run_experiment(
     device: str = "auto",
     force: bool = False,
     progress: bool = False,
+    allow_large: bool = False,
 ) -> RunResult:
     """Validate the config, reuse a finished identical run unless ``force``, else run and
     replace the directory by config.json, <table>.csv, <figure>.png, summary.json and
     manifest.json. A directory holding another run (experiment, config or code) is replaced
-    only with ``force``; files featavg did not write, never (both a
-    :class:`~featavg.config.ConfigError` before anything runs)."""
+    only with ``force``; files featavg did not write, never; a config whose estimated memory
+    or time exceeds the machine's (:func:`featavg.resources.check`) runs only with
+    ``allow_large`` (all a :class:`~featavg.config.ConfigError` before anything runs). A
+    numerical fault raises :class:`~featavg.faults.RunFailed` and writes nothing."""
     exp = get_experiment(name)
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
@@ -98,12 +165,18 @@ def run_experiment(
     where = f"--out {directory}" if out is not None else f"run directory {directory}"
     check_replaceable(state, where, force)
 
-    dev = resolve_device(device)
-    start = time.perf_counter()
-    with store.using_runs_root(root if out is None else directory.parent):
-        output = exp.run(cfg, dev, progress=progress)
-    verify_output(exp, cfg, output)
-    summary = _write_run(exp, cfg_json, output, directory, dev, time.perf_counter() - start)
+    with claim(directory):  # one process computes a run; one that waited finds it finished
+        done = None if force else store.cached_summary(directory, name, cfg_json)
+        if done is not None:
+            return RunResult(done, directory, cached=True)
+        dev = resolve_device(device)
+        resources.check(exp.name, resources.estimate(exp, [cfg]), dev, allow_large)
+        start = time.perf_counter()
+        with store.using_runs_root(root if out is None else directory.parent):
+            output = exp.run(cfg, dev, progress=progress)
+        verify_output(exp, cfg, output)
+        check_finite(exp, output)
+        summary = _write_run(exp, cfg_json, output, directory, dev, time.perf_counter() - start)
     return RunResult(summary, directory, cached=False)
 
 
@@ -118,26 +191,68 @@ def run_experiment_batch(
     """Run several configs of one experiment into their own directories, as one ensemble
     when the experiment supports it (``run_batch``: configs differing only in its
     ``batch_fields``), else one after another. Always recomputes (the caller decides what
-    is cached) and replaces what the directories hold, except files featavg did not write
+    is cached, and checks resources: :func:`featavg.sweep.run_sweep` does, before the sweep
+    starts) and replaces what the directories hold, except files featavg did not write
     (:func:`~featavg.run_state.check_replaceable`). Each run's provenance records the batch
-    size and the batch's wall time."""
+    size and the batch's wall time.
+
+    A config whose run fails (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning
+    rate) does not stop the others: when the ensemble fails, each config is rerun alone,
+    and a failing one gets ``RunResult.failed`` (its one-line reason) with a
+    :func:`~featavg.faults.failure_summary`; nothing is written into its directory."""
     exp = get_experiment(name)
     for cfg, out in zip(configs, outs, strict=True):
         state = inspect_run(Path(out), name, cfg.model_dump(mode="json"))
         check_replaceable(state, f"run directory {out}", force=True)
-    if exp.run_batch is None or len(configs) == 1:
-        return [
-            run_experiment(name, config=c, out=o, device=device, force=True, progress=progress)
-            for c, o in zip(configs, outs, strict=True)
-        ]
+    if exp.run_batch is not None and len(configs) > 1:
+        try:
+            return _run_ensemble(exp, configs, outs, device, progress)
+        except RunFailed:
+            pass  # one member failed the whole ensemble: find it by running each alone
+    return [_run_alone(name, c, o, device, progress) for c, o in zip(configs, outs, strict=True)]
+
+
+def _run_alone(
+    name: str, cfg: BaseModel, out: str | Path, device: str, progress: bool
+) -> RunResult:
+    """One config of a batch on its own; a :class:`RunFailed` becomes a failed result."""
+    try:
+        # resources were checked by the caller (the sweep, for every group at once)
+        return run_experiment(
+            name,
+            config=cfg,
+            out=out,
+            device=device,
+            force=True,
+            progress=progress,
+            allow_large=True,
+        )
+    except RunFailed as err:
+        summary = failure_summary(name, cfg.model_dump(mode="json"), one_line(err))
+        return RunResult(summary, Path(out), cached=False, failed=summary["reason"])
+
+
+def _run_ensemble(
+    exp: Experiment,
+    configs: list[BaseModel],
+    outs: Sequence[str | Path],
+    device: str,
+    progress: bool,
+) -> list[RunResult]:
+    """The configs as one ensemble (``exp.run_batch``); every output is checked before any
+    is written, so a failure leaves every directory as it was."""
     dev = resolve_device(device)
     start = time.perf_counter()
+    if exp.run_batch is None:  # the caller checked; a guard for the type checker
+        raise TypeError(f"{exp.name}: no run_batch")
     with store.using_runs_root(Path(outs[0]).parent):
         outputs = exp.run_batch(configs, dev, progress=progress)
     wall = time.perf_counter() - start
+    for cfg, output in zip(configs, outputs, strict=True):
+        verify_output(exp, cfg, output)
+        check_finite(exp, output)
     results = []
     for cfg, out, output in zip(configs, outs, outputs, strict=True):
-        verify_output(exp, cfg, output)
         cfg_json = cfg.model_dump(mode="json")
         summary = _write_run(exp, cfg_json, output, Path(out), dev, wall, batch=len(configs))
         results.append(RunResult(summary, Path(out), cached=False))

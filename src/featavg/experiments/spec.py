@@ -19,11 +19,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from featavg.config import ConfigError
+
+if TYPE_CHECKING:
+    from featavg.resources import ResourceEstimate
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Experiment:
     paper_refs: ids of the paper's figures this experiment reproduces, in the data file of
     :mod:`featavg.reference` (e.g. ``("fig2ab",)``); the report shows their published values
     beside the run's.
+    resources(cfg): a coarse estimate of the memory and time a run of ``cfg`` needs, checked
+    before it runs (:mod:`featavg.resources`); None: the generic estimate there.
     """
 
     name: str
@@ -141,6 +146,7 @@ class Experiment:
     paper_refs: tuple[str, ...] = ()
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     reproduce_real: Mapping[str, Any] | None = None
+    resources: Callable[[Any], ResourceEstimate | None] | None = None
 
     def preset(self, name: str | None) -> dict[str, Any]:
         """The overrides of preset ``name`` ({} for None); a ConfigError naming the allowed

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from featavg.config import shown
+from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticConfig, norm_ladder, sample_synthetic_stacked
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import Claim, Experiment, GridCheck
@@ -75,6 +77,18 @@ class SyntheticAblationsConfig(SyntheticRunConfig):
 
     @model_validator(mode="after")
     def _check_settings(self) -> SyntheticAblationsConfig:
+        # each list as strict as its scalar twin (net.init_std, train.lr, data.n_train, ...);
+        # an empty list skips that ablation; a repeated value would be one setting twice
+        check_list("init_stds", self.init_stds, low=0.0, low_open=True)
+        check_list("lrs", self.lrs, low=0.0, low_open=True)
+        check_list("ns", self.ns, low=1)
+        check_list("noise_stds", self.noise_stds, low=0.0, low_open=True)
+        check_list("max_cosines", self.max_cosines, low=0.0, high=1.0)
+        check_list("adversarial_eps", self.adversarial_eps, low=0.0)
+        for name in ("n_lrs", "norm_ranges"):
+            pairs = getattr(self, name)
+            if len(set(pairs)) != len(pairs):
+                raise ValueError(f"{name}: a setting is repeated, got {shown(list(pairs))}")
         for c in self.max_cosines:  # each derived data config must itself be valid
             if c * (self.data.k - 1) >= 1:
                 raise ValueError(
@@ -83,10 +97,8 @@ class SyntheticAblationsConfig(SyntheticRunConfig):
         for lo, hi in self.norm_ranges:
             if not 0 < lo <= hi:
                 raise ValueError(f"norm_ranges: need 0 < lo <= hi, got ({lo}, {hi})")
-        if any(s <= 0 for s in self.noise_stds):
-            raise ValueError(f"noise_stds: must be > 0, got {list(self.noise_stds)}")
         if any(n < 1 or lr <= 0 for n, lr in self.n_lrs):
-            raise ValueError(f"n_lrs: need n >= 1 and lr > 0, got {list(self.n_lrs)}")
+            raise ValueError(f"n_lrs: need n >= 1 and lr > 0, got {shown(list(self.n_lrs))}")
         if self.net.init != "normal":
             raise ValueError(
                 "net.init: synthetic-ablations sets each setting's init std itself "

@@ -17,11 +17,12 @@ import math
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from featavg import theory
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
+from featavg.config_checks import check_list
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import AttackConfig, attack_radii
@@ -46,7 +47,9 @@ class SyntheticAdversarialConfig(SyntheticRunConfig):
 
     net: NetConfig = NetConfig(m=50)
     train: TrainConfig = TrainConfig(steps=200)
-    eps: tuple[float, ...] = Field((0.0, 20.0, 40.0), description="training radii (0 = none)")
+    eps: tuple[float, ...] = Field(
+        (0.0, 20.0, 40.0), description="training radii (>= 0, distinct; 0 = none)"
+    )
     pgd_steps: int = Field(7, ge=1, description="PGD steps of the training attack")
     pgd_step_size: float = Field(10.0, gt=0, description="PGD step of the training attack")
     pgd_random_start: RandomStart = Field(
@@ -64,13 +67,10 @@ class SyntheticAdversarialConfig(SyntheticRunConfig):
     )
     attack: AttackConfig = AttackConfig(exact=False)
 
-    @field_validator("pgd_random_start", mode="before")
-    @classmethod
-    def _none_is_a_name(cls, value: object) -> object:
-        return "none" if value is None else value  # --set pgd_random_start=none parses as null
-
     @model_validator(mode="after")
     def _check_fields_used(self) -> SyntheticAdversarialConfig:
+        # eps{e:g} names each radius's summary keys: distinct labels, one member per radius
+        check_list("eps", self.eps, low=0.0, min_len=1)
         if self.attack.exact:
             raise ValueError(
                 "attack.exact: synthetic-adversarial computes no exact radii (the exact "

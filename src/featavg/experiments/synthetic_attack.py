@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featavg import theory
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
+from featavg.config_checks import check_list
 from featavg.experiments.synthetic_common import TrainedPair
 from featavg.models import TwoLayerNet, sum_form_net
 
@@ -51,12 +52,12 @@ PAPER_RADII = tuple(float(r) for r in range(0, 60, 2))
 class AttackConfig(BaseModel):
     """The robustness protocol (defaults: the authors' synthetic Fig. 3 left)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     radii: tuple[float, ...] | None = Field(
         None,
-        description="L2 radii of the curve; None: the paper's 0, 2, ..., 58 scaled by "
-        "sqrt(d / 3072), so it follows the theory's sqrt(d) scale at any d",
+        description="L2 radii of the curve (>= 0, strictly increasing); None: the paper's "
+        "0, 2, ..., 58 scaled by sqrt(d / 3072), so it follows the theory's sqrt(d) scale",
     )
     pgd_steps: int = Field(7, ge=1, description="PGD steps")
     rel_step: float = Field(0.25, gt=0, description="PGD step size / eps")
@@ -65,6 +66,11 @@ class AttackConfig(BaseModel):
     )
     restarts: int = Field(1, ge=1, description="PGD restarts")
     exact: bool = Field(True, description="exact minimal radii (nets with <= 16 units)")
+
+    @model_validator(mode="after")
+    def _radius_grid(self) -> AttackConfig:
+        check_list("radii", self.radii, low=0.0, min_len=1, increasing=True)
+        return self
 
 
 def attack_radii(cfg: AttackConfig, d: int) -> tuple[float, ...]:

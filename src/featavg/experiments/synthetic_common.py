@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from featavg.data.synthetic import (
     SyntheticConfig,
     SyntheticDataset,
+    check_dataset,
     sample_synthetic_stacked,
 )
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
@@ -34,7 +35,7 @@ ExtraMetrics = Callable[
 class SyntheticRunConfig(BaseModel):
     """Data, nets, training and seeds of a synthetic experiment (defaults: the paper)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     data: SyntheticConfig = SyntheticConfig()
     net: NetConfig = NetConfig()
@@ -107,6 +108,7 @@ def train_pairs(
     data_cfg = data_cfg or base.data
     seeds = replicate_seeds(base)
     data = sample_synthetic_stacked(data_cfg, seeds)
+    check_dataset(data)  # whatever drew it: zero-norm centers or NaN never reach training
     if len(cfgs) > 1:  # every config trains on the same replicates
         data = SyntheticDataset(
             **{f.name: torch.cat([getattr(data, f.name)] * len(cfgs)) for f in fields(data)}

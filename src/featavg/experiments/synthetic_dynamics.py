@@ -18,6 +18,7 @@ from featavg import theory
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
+from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticDataset
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
 from featavg.experiments.spec import Check, Claim, Experiment
@@ -41,12 +42,24 @@ class SyntheticDynamicsConfig(SyntheticRunConfig):
     """Config of ``synthetic-dynamics``."""
 
     train: TrainConfig = TrainConfig(record_every=1)
-    n_attack: int = Field(200, ge=1, description="test points attacked at every record")
+    n_attack: int = Field(
+        200, ge=1, description="test points attacked at every record (the first n_attack)"
+    )
     radii: tuple[float, ...] | None = Field(
         None,
-        description="PGD radius grid (50% radius interpolated); None: 0, 2, ..., 60 scaled "
-        "by sqrt(d / 3072), the theory's sqrt(d) scale",
+        description="PGD radius grid (>= 0, strictly increasing; 50% radius interpolated); "
+        "None: 0, 2, ..., 60 scaled by sqrt(d / 3072), the theory's sqrt(d) scale",
     )
+
+    @model_validator(mode="after")
+    def _radii_and_points(self) -> SyntheticDynamicsConfig:
+        check_list("radii", self.radii, low=0.0, min_len=1, increasing=True)
+        if self.n_attack > self.data.n_test:
+            raise ValueError(
+                f"n_attack: {self.n_attack} points to attack but data.n_test = "
+                f"{self.data.n_test}; allowed: 1..{self.data.n_test}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _exact_needs_small_nets(self) -> SyntheticDynamicsConfig:

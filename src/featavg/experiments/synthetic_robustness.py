@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from featavg.attacks.two_layer.analytic import (
     averaged_direction,
@@ -49,7 +49,18 @@ class SyntheticRobustnessConfig(SyntheticRunConfig):
     """Config of ``synthetic-robustness``."""
 
     attack: AttackConfig = AttackConfig()
-    n_attack: int | None = Field(None, ge=1, description="attack the first n test points")
+    n_attack: int | None = Field(
+        None, ge=1, description="attack the first n test points (<= data.n_test; None: all)"
+    )
+
+    @model_validator(mode="after")
+    def _attacked_points_exist(self) -> SyntheticRobustnessConfig:
+        if self.n_attack is not None and self.n_attack > self.data.n_test:
+            raise ValueError(
+                f"n_attack: {self.n_attack} points to attack but data.n_test = "
+                f"{self.data.n_test}; allowed: 1..{self.data.n_test} or null (all)"
+            )
+        return self
 
 
 def _analytic_radius(

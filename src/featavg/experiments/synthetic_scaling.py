@@ -19,6 +19,7 @@ import torch
 from pydantic import Field, model_validator
 
 from featavg import theory
+from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticConfig
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import Check, Claim, Experiment
@@ -43,16 +44,19 @@ class SyntheticScalingConfig(SyntheticRunConfig):
 
     ks: tuple[int, ...] = Field(
         (2, 4, 8, 16),
-        description="k values of the k sweep (k h <= 16 keeps exact radii for every read-out)",
+        description="k values of the k sweep (>= 2 of them, increasing; k h <= 16 keeps exact "
+        "radii for every read-out)",
     )
     d_for_k: int = Field(3072, ge=2, description="d of the k sweep")
-    ds: tuple[int, ...] = Field((256, 768, 3072), description="d values of the d sweep")
+    ds: tuple[int, ...] = Field(
+        (256, 768, 3072), description="d values of the d sweep (>= 2 of them, increasing)"
+    )
     k_for_d: int = Field(10, ge=2, description="k of the d sweep")
     points_per_cluster: int = Field(100, ge=1, description="training points per cluster")
     n_test: int = Field(400, ge=1, description="test points attacked per setting")
     radii_rel: tuple[float, ...] = Field(
         tuple(round(0.05 * i, 2) for i in range(25)),
-        description="radius grid in units of sqrt(d)",
+        description="radius grid in units of sqrt(d) (>= 0, strictly increasing)",
     )
     attack: AttackConfig = AttackConfig()
     seeds: int = Field(3, ge=1, description="independent replicates per setting")
@@ -75,6 +79,10 @@ class SyntheticScalingConfig(SyntheticRunConfig):
                 )
         if self.attack.radii is not None:
             raise ValueError("attack.radii: synthetic-scaling uses radii_rel (units of sqrt(d))")
+        # a slope needs two settings; the same setting twice would be fitted twice
+        check_list("ks", self.ks, low=2, min_len=2, increasing=True)
+        check_list("ds", self.ds, low=1, min_len=2, increasing=True)
+        check_list("radii_rel", self.radii_rel, low=0.0, min_len=1, increasing=True)
         for d, k in [(self.d_for_k, k) for k in self.ks] + [(d, self.k_for_d) for d in self.ds]:
             self.setting_data(d, k)  # every derived data config must itself be valid
         return self

@@ -24,6 +24,7 @@ import math
 from typing import Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Stem = Literal["mnist", "cifar", "pretrained", "imagenet"]
@@ -60,22 +61,61 @@ def kaiming_init_(module: nn.Module, generator: torch.Generator | None = None) -
                 nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
-def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+class Conv3x3(nn.Conv2d):
+    """A 3x3 convolution with padding 1 and no bias (an ``nn.Conv2d``: same parameters, same
+    state-dict keys) that is exact but faster on inputs of at most 2x2 pixels.
+
+    There every input pixel q lies within the kernel of every output pixel p (at tap
+    q - p * stride + 1), so the convolution is one dense matrix on the flattened input, made
+    of slices of ``weight``; the taps that see only the zero padding are left out, and their
+    gradient is exactly zero, as in the convolution. Why: with the MNIST stem, layer3 runs at
+    2x2 and layer4 at 1x1, and the CPU (oneDNN) backward of a 512x512 3x3 conv at 1x1 took
+    ~200 ms per batch of 128 against ~10 ms for the matrix product; those convs were over
+    half of a training step (torch 2.13 on the 2-core machine;
+    benchmarks/bench_image_training.py). ``skip_padding_taps=False`` gives the plain
+    ``nn.Conv2d`` path (the benchmark's baseline).
+    """
+
+    def __init__(
+        self, in_planes: int, out_planes: int, stride: int = 1, *, skip_padding_taps: bool = True
+    ) -> None:
+        super().__init__(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.skip_padding_taps = skip_padding_taps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_planes, H, W) -> (N, out_planes, ceil(H / stride), ceil(W / stride))."""
+        h, w = x.shape[-2:]
+        if not self.skip_padding_taps or h > 2 or w > 2:
+            return super().forward(x)
+        stride = self.stride[0]
+        ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+        # output pixel (i, j) sees input (a, b) at tap (a - i s + 1, b - j s + 1)
+        rows = [
+            self.weight[
+                :, :, 1 - i * stride : 1 - i * stride + h, 1 - j * stride : 1 - j * stride + w
+            ]
+            for i in range(ho)
+            for j in range(wo)
+        ]
+        # (out_c, P_out, in_c * h * w) -> (out_c * P_out, in_c * h * w); x flattens as (c, a, b)
+        dense = torch.stack([r.flatten(1) for r in rows], 1).flatten(0, 1)
+        return F.linear(x.flatten(1), dense).view(x.shape[0], -1, ho, wo)
 
 
 class BasicBlock(nn.Module):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut = ``downsample`` (1x1
     conv with the block's stride + BN) when the shape changes, else the identity."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_planes: int, planes: int, stride: int = 1, *, skip_padding_taps: bool = True
+    ) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(in_planes, planes, stride)
+        self.conv1 = Conv3x3(in_planes, planes, stride, skip_padding_taps=skip_padding_taps)
         self.bn1 = nn.BatchNorm2d(planes)
         # not in-place: the same numbers, and safe under torch.func transforms and
         # forward-mode AD that attacks or probes may use
         self.relu = nn.ReLU()
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = Conv3x3(planes, planes, skip_padding_taps=skip_padding_taps)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample: nn.Sequential | None = None
         if stride != 1 or in_planes != planes:
@@ -110,6 +150,7 @@ class ResNet(nn.Module):
         in_channels: int,
         *,
         generator: torch.Generator | None = None,
+        skip_padding_taps: bool = True,
     ) -> None:
         super().__init__()
         if stem not in STEMS:
@@ -132,8 +173,12 @@ class ResNet(nn.Module):
         stages = []
         for i, planes in enumerate(STAGE_WIDTHS):
             stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(in_planes, planes, stride)]
-            blocks += [BasicBlock(planes, planes) for _ in range(BLOCKS_PER_STAGE - 1)]
+            skip = skip_padding_taps
+            blocks = [BasicBlock(in_planes, planes, stride, skip_padding_taps=skip)]
+            blocks += [
+                BasicBlock(planes, planes, skip_padding_taps=skip)
+                for _ in range(BLOCKS_PER_STAGE - 1)
+            ]
             stages.append(nn.Sequential(*blocks))
             in_planes = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -162,13 +207,15 @@ def resnet18(
     in_channels: int | None = None,
     *,
     generator: torch.Generator | None = None,
+    skip_padding_taps: bool = True,
 ) -> ResNet:
     """A randomly initialised ResNet-18 with the given stem (see the module doc).
 
     ``in_channels`` defaults to 1 for ``"mnist"`` and 3 otherwise. ``generator`` (e.g.
     ``featavg.seeding.generator(seed, "model/init")``) makes the init seeded; ``None`` uses
     the global RNG. With ``stem="imagenet"`` and 1000 classes this is torchvision's
-    ``resnet18`` (11,689,512 parameters).
+    ``resnet18`` (11,689,512 parameters). ``skip_padding_taps=False`` makes every 3x3 conv
+    the plain ``nn.Conv2d`` path (see :class:`Conv3x3`; same function, slower on the CPU).
     """
     if in_channels is None:
         in_channels = 1 if stem == "mnist" else 3
@@ -176,4 +223,6 @@ def resnet18(
         raise ValueError(
             f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}"
         )
-    return ResNet(num_classes, stem, in_channels, generator=generator)
+    return ResNet(
+        num_classes, stem, in_channels, generator=generator, skip_padding_taps=skip_padding_taps
+    )

@@ -36,7 +36,7 @@ SecondLayer = Literal["unit", "mean"]
 class NetConfig(BaseModel):
     """Width, second-layer parametrisation and initialisation of the two-layer nets."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     m: int = Field(5, ge=1, description="binary net: hidden units per class (M = 2m)")
     h: int = Field(1, ge=1, description="fine-grained net: hidden units per cluster (M = k h)")

@@ -7,8 +7,10 @@ put in the registry's order (:data:`featavg.experiments.registry.EXPERIMENTS`, t
 experiments by name).
 
 Layout: :mod:`featavg.report.checks` holds each number against the theory its experiment
-declares; :mod:`~featavg.report.view`, :mod:`~featavg.report.view_run` and
-:mod:`~featavg.report.view_sweep` turn runs and sweeps into display strings;
+declares; :mod:`~featavg.report.view`, :mod:`~featavg.report.view_run` (with
+:mod:`~featavg.report.view_real`: the stand-in label and the per-radius "which model is more
+robust" table of real-data runs) and :mod:`~featavg.report.view_sweep` turn runs and sweeps
+into display strings;
 :mod:`~featavg.report.render` renders them through the Jinja2 templates in ``templates/``.
 """
 

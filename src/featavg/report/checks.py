@@ -27,11 +27,20 @@ STAND_IN_MARKERS = ("stand-in", "standin", "synthetic cifar", "fashion-mnist")
 
 
 def is_stand_in(summary: dict[str, Any]) -> bool:
-    """Whether the summary's numbers come from stand-in data (its ``stand_in`` flag, else
-    its ``data`` text)."""
+    """Whether the summary's numbers come from stand-in data: its ``stand_in`` flag (True /
+    False, a label naming the stand-in, e.g. "Fashion-MNIST (stand-in for MNIST)", or null
+    for the real data) or its ``stand_in_label``; a summary without either: its ``data``
+    text."""
     flag = summary.get("stand_in")
     if isinstance(flag, bool):
         return flag
+    if isinstance(flag, str) and flag.strip():
+        return True
+    label = summary.get("stand_in_label")
+    if isinstance(label, str) and label.strip():
+        return True
+    if "stand_in" in summary:  # null: the real data set (a summary that says so)
+        return False
     text = str(summary.get("data") or "").lower()
     return any(marker in text for marker in STAND_IN_MARKERS)
 

@@ -22,6 +22,7 @@ from featavg.experiments.summary import is_metric_value
 
 if TYPE_CHECKING:
     from featavg.report.paper import PaperView
+    from featavg.report.view_real import Comparison
 
 MAX_TABLE_ROWS = 200  # CSV / point tables beyond this are cut (the file has them all)
 MAX_PER_SEED = 12  # per-seed values listed in full up to this many seeds
@@ -111,11 +112,13 @@ class RunView:
     directory: str
     sweep: str | None
     stand_in: bool
+    stand_in_label: str  # what the banner names (the stand-in's label, else the data text)
     claim_heading: str
     paper: str
     beyond: str
     run_notes: list[str]  # the summary's "notes": what this run did not compute, and why
     figures: list[Figure]
+    comparison: Comparison | None  # real data: is the 10-class model the more robust?
     problems: list[str]  # checks that could not be made (shown as problems)
     checks: Table | None
     grids: list[Table]

@@ -38,6 +38,7 @@ from featavg.report.view import (
     run_date,
     verdict_class,
 )
+from featavg.report.view_real import comparison_view, stand_in_label
 
 GRID_COLUMNS = 4  # metric columns per settings table
 TITLE_OVERRIDES = 6  # overridden config fields named in a title (the config lists them all)
@@ -290,11 +291,13 @@ def run_view(run: RunPage) -> RunView:
         directory=str(run.directory),
         sweep=run.sweep,
         stand_in=is_stand_in(s),
+        stand_in_label=stand_in_label(s),
         claim_heading="About this experiment" if generic else "What the paper claims",
         paper=claim.paper,
         beyond=claim.beyond,
         run_notes=[str(n) for n in s.get("notes") or [] if str(n)],
         figures=figures(run.directory, captions),
+        comparison=comparison_view(s),
         problems=problems + grid_problems,
         checks=checks,
         grids=grids,
@@ -306,8 +309,12 @@ def run_view(run: RunPage) -> RunView:
 
 
 def run_badges(summary: dict[str, Any]) -> list[Badge]:
-    """Contents badges: stand-in data, agreeing, deviating and missing checks."""
-    badges = [Badge("stand-in data", "standin")] if is_stand_in(summary) else []
+    """Contents badges: stand-in data (naming the stand-in where the summary labels it),
+    agreeing, deviating and missing checks."""
+    badges = []
+    if is_stand_in(summary):
+        label = stand_in_label(summary, fallback=False)  # not the data text: too long here
+        badges.append(Badge(f"stand-in data: {label}" if label else "stand-in data", "standin"))
     ok, dev, missing = check_counts(summary)
     for n, text, cls in (
         (ok, "agree", "ok"),

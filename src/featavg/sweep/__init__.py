@@ -19,6 +19,13 @@ What lives where:
 * :mod:`~featavg.sweep.results`: ``sweep.csv``, ``sweep.png`` and :class:`SweepResult`;
 * here: :func:`run_sweep`, which ties them together. The ``featavg sweep`` command is in
   :mod:`featavg.cli`.
+
+Guards: a grid of more than :data:`featavg.resources.MAX_SWEEP_CELLS` cells, or a group of
+cells (times the pool size of the process executor) estimated beyond the machine's memory or
+time, is refused before anything runs unless ``allow_large``. A cell whose run fails
+(:class:`~featavg.faults.RunFailed`, e.g. a diverging learning rate) is recorded in
+``sweep.csv`` with status "failed" and its one-line reason; the other cells complete, and
+nothing is written into the failed cell's directory, so the next run of the sweep retries it.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featavg import __version__, store
-from featavg.config import ConfigError
+from featavg import __version__, resources, store
+from featavg.config import ConfigError, build_config
 from featavg.device import check_device_name
+from featavg.faults import is_failure
+from featavg.resources import check_grid
 from featavg.sweep.executors import (
     DASK_MISSING,
     EXECUTORS,
@@ -42,6 +51,7 @@ from featavg.sweep.executors import (
 )
 from featavg.sweep.grid import cell_label, cell_name, parse_grid
 from featavg.sweep.plan import SweepCell, plan_groups, plan_sweep
+from featavg.sweep.record import check_sweep_dir
 from featavg.sweep.results import SweepResult, sweep_figure, table_rows, write_results
 
 __all__ = [
@@ -84,14 +94,16 @@ def run_sweep(
     force: bool = False,
     progress: bool = True,
     metrics: list[str] | None = None,
+    allow_large: bool = False,
 ) -> SweepResult:
     """Run ``experiment`` at every point of ``grid`` ({dotted key: values}) with ``seeds``
     replicates per cell, reusing finished cells unless ``force``; write sweep.json,
     cells/<cell>/..., sweep.csv and sweep.png into the sweep directory (``out``, or
     ``root/sweep-<experiment>-<hash>``). ``executor``: a name in :data:`EXECUTORS` (with
     ``scheduler`` for dask, ``workers`` for process, default 2) or an :class:`Executor`.
-    ``metrics`` picks the summary keys plotted. Bad input raises :class:`ConfigError`
-    before anything runs."""
+    ``metrics`` picks the summary keys plotted. Bad input, and a grid or cells too large
+    for the machine without ``allow_large`` (module docstring), raise :class:`ConfigError`
+    before anything runs. A failing cell is recorded as failed (module docstring)."""
     from featavg.progress import bar as progress_bar
 
     check_device_name(device)
@@ -99,6 +111,7 @@ def run_sweep(
         executor = make_executor(executor, progress=progress, scheduler=scheduler, workers=workers)
     elif scheduler is not None or workers is not None:
         raise ConfigError("scheduler, workers: pass them to the executor object instead")
+    check_grid(grid, allow_large)  # before a config is built for every cell
     directory, base, cells = plan_sweep(
         experiment,
         grid,
@@ -108,6 +121,21 @@ def run_sweep(
         out=out,
         root=root,
     )
+    for cell in cells:
+        summary = None if force else store.cached_summary(cell.directory, experiment, cell.config)
+        if summary is not None:
+            cell.summary, cell.cached = summary, True
+    # finished cells are never redone: a group resumed after an interruption trains only
+    # its unfinished cells (as a smaller ensemble, equal to an uninterrupted run up to
+    # float rounding, ~1e-10 relative)
+    pending = [[c for c in group if not c.cached] for group in plan_groups(experiment, cells)]
+    pending = [group for group in pending if group]
+    if not isinstance(executor, DaskExecutor):  # a cluster's memory is not ours to measure
+        pool = executor.workers if isinstance(executor, ProcessExecutor) else 0
+        _check_groups(experiment, pending, device, pool, allow_large)
+
+    # written once the sweep is accepted: a refused sweep leaves nothing behind
+    check_sweep_dir(directory, experiment, grid, base, force)  # before anything is written
     store.write_json(
         directory / "sweep.json",
         {
@@ -122,22 +150,13 @@ def run_sweep(
         },
     )
 
-    for cell in cells:
-        summary = None if force else store.cached_summary(cell.directory, experiment, cell.config)
-        if summary is not None:
-            cell.summary, cell.cached = summary, True
-    # finished cells are never redone: a group resumed after an interruption trains only
-    # its unfinished cells (as a smaller ensemble, equal to an uninterrupted run up to
-    # float rounding, ~1e-10 relative)
-    pending = [[c for c in group if not c.cached] for group in plan_groups(experiment, cells)]
-    pending = [group for group in pending if group]
-
     bar = progress_bar(total=len(cells), desc=f"sweep {experiment}", unit="cell", enabled=progress)
     bar.update(sum(c.cached for c in cells))
 
     def done(cell: SweepCell, summary: dict[str, Any]) -> None:
-        cell.summary = summary
-        bar.set_postfix_str(cell_label(cell.values), refresh=False)
+        cell.summary = summary  # a failed cell's is a failure summary (status "failed")
+        failed = " failed" if is_failure(summary) else ""
+        bar.set_postfix_str(cell_label(cell.values) + failed, refresh=False)
         bar.update(1)
 
     try:
@@ -146,3 +165,31 @@ def run_sweep(
     finally:
         bar.close()
     return write_results(directory, experiment, grid, cells, metrics, base.get("seeds") or 1)
+
+
+def _check_groups(
+    experiment: str, groups: list[list[SweepCell]], device: str, pool: int, allow_large: bool
+) -> None:
+    """Refuse (:func:`featavg.resources.check`) pending groups that cannot fit: each group
+    is one ensemble; in this process one at a time (``pool`` = 0), in a process pool
+    ``pool`` at once, so the ``pool`` largest estimates must fit together, each worker with
+    its own interpreter (:data:`featavg.resources.WORKER_OVERHEAD`)."""
+    if not groups or allow_large:
+        return
+    from featavg.device import resolve_device
+    from featavg.experiments.registry import get_experiment
+
+    exp = get_experiment(experiment)
+    models = [[build_config(exp.config_cls, c.config) for c in group] for group in groups]
+    estimates = [resources.estimate(exp, cfgs) for cfgs in models]
+    if any(e is None for e in estimates):
+        return
+    known = sorted((e for e in estimates if e is not None), key=lambda e: -e.memory)
+    at_once = known[: max(1, min(pool, len(known)))]
+    workers = len(at_once) * resources.WORKER_OVERHEAD if pool else 0
+    memory = sum(e.memory for e in at_once) + workers
+    host = sum(e.host for e in at_once) + workers
+    # the memory of the groups running at once; the time of the longest group alone
+    longest = max(known, key=lambda e: e.flops)
+    together = resources.ResourceEstimate(memory, host, longest.flops, at_once[0].what)
+    resources.check(f"sweep {experiment}", together, resolve_device(device), allow_large)

@@ -5,31 +5,49 @@ one ensemble, see :func:`~featavg.sweep.plan.plan_groups`), the device name and 
 ``done(cell, summary)`` callback it calls once per finished cell, in any order. Every
 executor ends in :func:`run_cells` on the same full configs, so all give the same numbers.
 
-``local`` runs in this process, ``process`` in a spawn process pool, ``dask`` on an existing
+``local`` runs in this process, ``process`` in a process pool, ``dask`` on an existing
 ``distributed`` cluster (optional extra ``featavg[dask]``). Another backend (e.g. submitit
 for SLURM) is one class with keyword-only options and a ``run`` method, plus one entry in
 :data:`EXECUTORS`; :func:`make_executor` passes it the options the user gave.
 Threads: ``process`` workers get :func:`featavg.threads.worker_threads` each; Dask workers
 keep their own settings (their nannies set ``OMP_NUM_THREADS=1``).
+
+Crashes and company: every group claims its cell directories (:mod:`featavg.run_lock`)
+around its run, so sweeps and runs of other processes sharing cells compute each cell once;
+a cell another process finished since the sweep started (its manifest changed: ``seen``) is
+served from there. ``process`` workers die with their parent
+(:mod:`~featavg.sweep.lifeline`). Dask workers only compute into scratch directories and
+send the files back; the client, holding the claims, writes them, so a killed worker or
+client never writes a cell, and a task lost with its worker is rerun on another
+(``distributed`` reschedules it; :data:`DASK_RETRIES` more tries for errors).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from featavg import store
+from featavg import run_lock, store
 from featavg.config import ConfigError, build_config
+from featavg.faults import is_failure
+from featavg.run_state import check_replaceable, inspect_run
+from featavg.sweep import sharing
+from featavg.sweep.lifeline import init_worker
 from featavg.sweep.plan import SweepCell
-from featavg.threads import configure as configure_threads
+from featavg.sweep.sharing import finished_elsewhere, tokens
 from featavg.threads import worker_threads
 
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
+# extra tries of a Dask task that raised (a task whose worker died is rerun regardless)
+DASK_RETRIES = 2
+# what the process pool's fork server imports once for all its workers
+WORKER_PRELOAD = ("featavg.sweep.executors", "featavg.experiments.registry")
 
 Done = Callable[[SweepCell, dict[str, Any]], None]
 
@@ -51,17 +69,36 @@ def run_cells(
     outs: list[str],
     device: str,
     progress: bool = False,
+    seen: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a group of cells into their directories (one ensemble when the experiment can
     batch them) and return their summaries. Module-level, so process-pool workers (spawn)
-    and Dask workers can import it."""
-    from featavg.experiments.registry import get_experiment
+    and Dask workers can import it.
+
+    The cells are claimed for the run (:func:`featavg.sweep.sharing.claims`, waiting for
+    another process at work on one). ``seen``: :func:`~featavg.sweep.sharing.tokens` of the
+    cells when the sweep started; a cell another process has finished since, in its
+    directory or elsewhere in the store, is served from there, not computed again
+    (:func:`~featavg.sweep.sharing.finished_elsewhere`). Without ``seen`` every cell is
+    computed."""
     from featavg.experiments.runner import run_experiment_batch
 
-    cls = get_experiment(experiment).config_cls
-    models = [build_config(cls, c) for c in configs]
-    results = run_experiment_batch(experiment, models, outs, device=device, progress=progress)
-    return [r.summary for r in results]
+    models = _models(experiment, configs)
+    configs = [m.model_dump(mode="json") for m in models]
+    with run_lock.claim(*sharing.claims(experiment, configs, outs)):
+        summaries = finished_elsewhere(experiment, configs, outs, seen)
+        todo = [i for i, summary in enumerate(summaries) if summary is None]
+        if todo:
+            results = run_experiment_batch(
+                experiment,
+                [models[i] for i in todo],
+                [outs[i] for i in todo],
+                device=device,
+                progress=progress,
+            )
+            for i, result in zip(todo, results, strict=True):
+                summaries[i] = result.summary
+    return [summary for summary in summaries if summary is not None]
 
 
 def run_cells_detached(
@@ -73,15 +110,26 @@ def run_cells_detached(
     writes them into the cell directories."""
     with tempfile.TemporaryDirectory(prefix="featavg-cells-") as tmp:
         outs = [str(Path(tmp) / str(i)) for i in range(len(configs))]
-        run_cells(experiment, configs, outs, device)
+        summaries = run_cells(experiment, configs, outs, device)
         return [
-            {p.name: p.read_bytes() for p in sorted(Path(o).iterdir()) if p.is_file()} for o in outs
+            {FAILED: json.dumps(s).encode()}  # a failed cell wrote nothing: send its reason
+            if is_failure(s)
+            else {p.name: p.read_bytes() for p in sorted(Path(o).iterdir()) if p.is_file()}
+            for o, s in zip(outs, summaries, strict=True)
         ]
+
+
+# the one "file" a detached cell that failed sends back (never written anywhere)
+FAILED = "failed.json"
 
 
 def store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
     """Replace the cell directory whole by a detached cell's files (staged beside it and
-    renamed into place, as the runner does: never a mix of two runs); returns the summary."""
+    renamed into place, as the runner does: never a mix of two runs); returns the summary.
+    A failed cell's failure summary is returned and nothing is written."""
+    if FAILED in files:
+        summary: dict[str, Any] = json.loads(files[FAILED])
+        return summary
     store.write_run_files(directory, files)
     return json.loads(files["summary.json"])
 
@@ -96,9 +144,10 @@ class LocalExecutor:
     progress: bool = False
 
     def run(self, experiment: str, groups: list[list[SweepCell]], device: str, done: Done) -> None:
-        for group in groups:
+        seen = [tokens(experiment, group) for group in groups]
+        for group, before in zip(groups, seen, strict=True):
             configs, outs = [c.config for c in group], [str(c.directory) for c in group]
-            summaries = run_cells(experiment, configs, outs, device, self.progress)
+            summaries = run_cells(experiment, configs, outs, device, self.progress, before)
             for cell, summary in zip(group, summaries, strict=True):
                 done(cell, summary)
 
@@ -117,13 +166,25 @@ class ProcessExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # spawn: fork after torch has started its thread pools can deadlock
-        ctx = multiprocessing.get_context("spawn")
+        # never a plain fork: forking after torch has started its thread pools can deadlock.
+        # forkserver: one fresh process imports featavg and torch once, then forks each
+        # worker (before any torch work), so a pool starts in one import, not one per worker
+        ctx: multiprocessing.context.BaseContext
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            server = multiprocessing.get_context("forkserver")
+            server.set_forkserver_preload(list(WORKER_PRELOAD))
+            ctx = server
+        else:
+            ctx = multiprocessing.get_context("spawn")
         # each worker gets its share of this process's threads (featavg.threads: torch's
         # default of all cores per process oversubscribes the CPU)
         threads = worker_threads(self.workers)
+        # workers die with this process (lifeline): a killed sweep leaves none writing
         with ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=configure_threads, initargs=(threads,)
+            self.workers,
+            mp_context=ctx,
+            initializer=init_worker,
+            initargs=(os.getpid(), threads),
         ) as pool:
             futures = {
                 pool.submit(
@@ -132,6 +193,8 @@ class ProcessExecutor:
                     [c.config for c in group],
                     [str(c.directory) for c in group],
                     device,
+                    False,
+                    tokens(experiment, group),
                 ): group
                 for group in groups
             }
@@ -167,7 +230,30 @@ class DaskExecutor:
         except (OSError, TimeoutError) as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"--scheduler {self.scheduler}: cannot connect: {msg}") from None
-        with client:
+        cells = [cell for group in groups for cell in group]
+        seen = dict(zip((id(c) for c in cells), tokens(experiment, cells), strict=True))
+        outs = [str(c.directory) for c in cells]
+        held = sharing.claims(experiment, [c.config for c in cells], outs)
+        # the workers write nowhere we read: this process claims every cell it will write
+        # (all at once, in one order, so overlapping sweeps cannot deadlock) and writes them
+        with client, run_lock.claim(*held):
+            todo = []
+            for group in groups:
+                found = finished_elsewhere(
+                    experiment,
+                    [c.config for c in group],
+                    [str(c.directory) for c in group],
+                    [seen[id(c)] for c in group],
+                )
+                for cell, summary in zip(group, found, strict=True):
+                    if summary is not None:
+                        done(cell, summary)
+                left = [c for c, summary in zip(group, found, strict=True) if summary is None]
+                for cell in left:  # as the runner does: never over files featavg did not write
+                    state = inspect_run(cell.directory, experiment, cell.config)
+                    check_replaceable(state, f"run directory {cell.directory}", force=True)
+                if left:
+                    todo.append(left)
             futures = {
                 client.submit(
                     run_cells_detached,
@@ -176,8 +262,9 @@ class DaskExecutor:
                     device,
                     # a fresh key per submission: two sweeps on one cluster can share cells
                     pure=False,
+                    retries=DASK_RETRIES,
                 ): group
-                for group in groups
+                for group in todo
             }
             try:
                 for future in distributed.as_completed(list(futures), loop=client.loop):
@@ -186,6 +273,14 @@ class DaskExecutor:
             except BaseException:
                 client.cancel(list(futures))
                 raise
+
+
+def _models(experiment: str, configs: list[dict[str, Any]]) -> list[Any]:
+    """The validated config objects of ``configs``."""
+    from featavg.experiments.registry import get_experiment
+
+    cls = get_experiment(experiment).config_cls
+    return [build_config(cls, c) for c in configs]
 
 
 # name -> class: the --executor choices

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from featavg.config import ConfigError, parse_value
+from featavg.config import ConfigError, clip, parse_value, shown
 
 
 def _split_values(text: str) -> list[str]:
@@ -29,24 +29,33 @@ def _split_values(text: str) -> list[str]:
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """``["train.lr=0.001,0.01", "data.k=4,8"]`` -> ``{"train.lr": [0.001, 0.01],
-    "data.k": [4, 8]}``; values parsed like ``--set`` values. Raises :class:`ConfigError`."""
+    "data.k": [4, 8]}``; values parsed like ``--set`` values. Raises :class:`ConfigError`
+    (a key given twice, an empty or repeated value; which values a key takes is checked
+    when the sweep is planned, against the experiment's config)."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or not text.strip():
-            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. train.lr=1e-3,1e-2")
+            raise ConfigError(
+                f"--grid {shown(item)}: expected KEY=V1,V2,..., e.g. train.lr=1e-3,1e-2"
+            )
         if key in grid:
-            raise ConfigError(f"--grid {key}: given twice; list all its values in one --grid")
+            raise ConfigError(
+                f"--grid {clip(key, 60)}: given twice; list all its values in one --grid"
+            )
         if key == "seeds":
             raise ConfigError("--grid seeds: use --seeds N (seeds are batched inside each cell)")
         raw = _split_values(text)
         if any(not v.strip() for v in raw):
-            raise ConfigError(f"--grid {item!r}: empty value in the list")
-        values = [parse_value(v.strip()) for v in raw]
+            raise ConfigError(f"--grid {shown(item)}: empty value in the list")
+        try:
+            values = [parse_value(v.strip()) for v in raw]
+        except ConfigError as err:
+            raise ConfigError(f"--grid {clip(key, 60)}: {err}") from None
         canon = [json.dumps(v, sort_keys=True) for v in values]
-        if len(set(canon)) != len(canon):  # 0.01 and 1e-2 would be the same cell twice
-            raise ConfigError(f"--grid {item!r}: a value is repeated")
+        if len(set(canon)) != len(canon):  # the same cell twice (1 and 1.0: see plan_sweep)
+            raise ConfigError(f"--grid {shown(item)}: a value is repeated")
         grid[key] = values
     return grid
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from featavg import store
-from featavg.config import ConfigError, build_config, deep_merge, nest
+from featavg.config import ConfigError, build_config, clip, deep_merge, nest, shown
 from featavg.sweep.grid import cell_label, cell_name
 
 
@@ -65,16 +65,18 @@ def plan_sweep(
     if not grid:
         raise ConfigError("--grid: give at least one KEY=V1,V2,...")
     for key, choices in grid.items():
-        if not choices:
-            raise ConfigError(f"--grid {key}: no values")
+        if not isinstance(choices, list | tuple) or not choices:
+            raise ConfigError(f"--grid {shown(key)}: give a non-empty list of values")
     base_overrides = dict(overrides or {})
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds: need at least 1, got {seeds}")
         base_overrides["seeds"] = seeds
     for key in grid:
+        if not isinstance(key, str):
+            raise ConfigError(f"--grid {shown(key)}: keys must be strings")
         if _is_set(base_overrides, key):
-            raise ConfigError(f"--grid {key}: also given with --set; keep one of them")
+            raise ConfigError(f"--grid {shown(key)}: also given with --set; keep one of them")
     base = build_config(exp.config_cls, base_overrides, config_file).model_dump(mode="json")
 
     # the sweep's identity: what it runs, not how (executor, workers) it runs; the grid as
@@ -83,15 +85,24 @@ def plan_sweep(
     digest = store.config_hash(f"sweep:{experiment}", identity)
     directory = Path(out) if out is not None else Path(root) / f"sweep-{experiment}-{digest}"
     cells = []
+    seen: dict[str, dict[str, Any]] = {}
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo, strict=True))
+        label = clip(cell_label(values))  # a long value is cut, not echoed whole
         try:
             # the full base config (not the raw overrides + file) so a cell is self-contained:
             # a remote worker needs neither the config file nor our defaults
             cfg = build_config(exp.config_cls, deep_merge(base, nest(values)))
         except ConfigError as err:
-            raise ConfigError(f"--grid {cell_label(values)}: {err}") from None
+            raise ConfigError(f"--grid {label}: {err}") from None
         cfg_json = cfg.model_dump(mode="json")
+        # 1 and 1.0, or "none" and null for an optional field, validate to one config: the
+        # same run twice under two names
+        canon = json.dumps(cfg_json, sort_keys=True)
+        if canon in seen:
+            other = clip(cell_label(seen[canon]), 60)
+            raise ConfigError(f"--grid {label}: the same config as {other}; drop one of them")
+        seen[canon] = values
         cells.append(SweepCell(values, cfg_json, directory / "cells" / cell_name(values)))
     names = [c.name for c in cells]
     if len(set(names)) != len(names):  # distinct JSON values hash apart; this is a guard

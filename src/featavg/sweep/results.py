@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from featavg import store
 from featavg.config import ConfigError
 from featavg.experiments.summary import is_number, metric_keys
+from featavg.faults import is_failure
 from featavg.metrics.intervals import seeds_note
 from featavg.sweep.grid import cell_label, format_value
 from featavg.sweep.plan import SweepCell
@@ -81,17 +82,30 @@ def _interval(summary: dict[str, Any], key: str) -> tuple[float, float, float]:
     return mean, mean, mean
 
 
+def _metric_keys(cells: list[SweepCell]) -> list[str]:
+    """The scalar metrics of the first cell that did not fail ([] if all failed)."""
+    ok = [c for c in cells if not is_failure(_summary(c))]
+    return metric_keys(_summary(ok[0])) if ok else []
+
+
 def table_rows(cells: list[SweepCell]) -> list[dict[str, Any]]:
     """One row per cell: grid values, then ``<key>``, ``<key>_lo``, ``<key>_hi`` for every
-    scalar metric, then the cell directory name."""
+    scalar metric (empty for a failed cell), ``status`` ("ok" or "failed"), ``reason`` (the
+    one-line reason of a failure; only when a cell failed) and the cell directory name."""
     keys: list[str] = []
     for cell in cells:
-        keys += [k for k in metric_keys(_summary(cell)) if k not in keys]
+        if not is_failure(_summary(cell)):
+            keys += [k for k in metric_keys(_summary(cell)) if k not in keys]
+    any_failed = any(is_failure(_summary(c)) for c in cells)
     rows = []
     for cell in cells:
         row = dict(cell.values)
         for key in keys:
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = _interval(_summary(cell), key)
+        failed = is_failure(_summary(cell))
+        row["status"] = "failed" if failed else "ok"
+        if any_failed:  # an all-empty column would read back as floats
+            row["reason"] = _summary(cell).get("reason", "") if failed else ""
         row["cell"] = cell.name
         rows.append(row)
     return rows
@@ -99,7 +113,7 @@ def table_rows(cells: list[SweepCell]) -> list[dict[str, Any]]:
 
 def _default_metrics(cells: list[SweepCell], limit: int = 4) -> list[str]:
     """Up to ``limit`` metrics whose mean varies across cells (else the first ones)."""
-    keys = metric_keys(_summary(cells[0]))
+    keys = _metric_keys(cells)
 
     def distinct(key: str) -> int:
         means = (_interval(_summary(c), key)[0] for c in cells)
@@ -119,10 +133,10 @@ def sweep_figure(
     other grid keys; one panel per metric (default: up to 4 that vary across cells)."""
     from featavg.plots import new_figure
 
-    available = metric_keys(_summary(cells[0]))
+    available = _metric_keys(cells)
     metrics = list(metrics) if metrics else _default_metrics(cells)
     for key in metrics:
-        if key not in available:
+        if available and key not in available:  # all cells failed: nothing to check against
             raise ConfigError(
                 f"--metric {key}: not a scalar result of {experiment}; "
                 f"allowed: {', '.join(available)}"

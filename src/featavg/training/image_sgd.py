@@ -12,9 +12,14 @@ of the global RNG, which the trainer never draws from. Together with the per-epo
 checkpoint (models, optimisers, schedulers, records, global RNG state) this makes a killed
 and resumed run bit-identical to an uninterrupted one on the CPU.
 
-Speed on CUDA (the ``auto`` settings): bf16 autocast, channels_last, optionally
-``torch.compile``; the uint8 training set lives on the GPU when it fits. On the CPU all of
-this is off: it gave no gain there (SPEC §4).
+Speed (the ``auto`` settings): channels_last everywhere (on the 2-core CPU it made a
+ResNet-18 training step 7-17% faster for every stem); on CUDA also bf16 autocast and
+optionally ``torch.compile``, and the uint8 training set lives on the GPU when it fits.
+bf16 and compile stay off on the CPU: they gave no gain there (SPEC §4).
+
+Divergence: after every epoch, before its checkpoint, a NaN/inf or far-too-large mean loss
+or a NaN/inf weight raises :class:`~featavg.faults.NumericalFault` naming the epoch and the
+model (:func:`_check_diverged`; no extra host sync per batch).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
 from featavg.device import resolve_device
+from featavg.faults import NumericalFault
 from featavg.progress import bar as progress_bar
 from featavg.seeding import generator
 from featavg.training.augment import crop_flip, draw_crop_flip
@@ -74,7 +80,7 @@ class SGDConfig(BaseModel):
         "auto", description="bf16 autocast; auto: on for CUDA, off on CPU"
     )
     channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="channels_last memory format; auto: on for CUDA"
+        "auto", description="channels_last memory format; auto: on (faster on CPU and CUDA)"
     )
     compile: bool = Field(False, description="torch.compile the models (CUDA only)")
     eval_batch_size: int = Field(1024, ge=1, description="images per evaluation batch")
@@ -176,9 +182,7 @@ class ImageSGD:
         self.eval_data = eval_data
         cuda = self.device.type == "cuda"
         self.amp = config.amp == "bf16" or (config.amp == "auto" and cuda)
-        self.channels_last = config.channels_last == "on" or (
-            config.channels_last == "auto" and cuda
-        )
+        self.channels_last = config.channels_last in ("auto", "on")
         self.compile = config.compile and cuda
         if config.compile and not cuda:
             warnings.warn("compile=True is ignored on the CPU (no gain there)", stacklevel=2)
@@ -200,10 +204,11 @@ class ImageSGD:
         (1,) with eval_data, "wall_s": training seconds of the epoch, "images_per_s":
         N / wall_s, **on_record[i](epoch, model)}.
 
-        Models are moved to the device (and to channels_last) in place; model.train() is
-        called every epoch (a model that keeps a frozen part in eval mode overrides
-        train()); only parameters with requires_grad are optimised. Record hooks see the
-        model in eval mode, and fit leaves every model in eval mode."""
+        Models are moved to the device (and to channels_last while training) in place;
+        model.train() is called every epoch (a model that keeps a frozen part in eval mode
+        overrides train()); only parameters with requires_grad are optimised. Record hooks
+        see the model in eval mode, and fit leaves every model in eval mode, in the default
+        memory layout."""
         cfg, device = self.config, self.device
         n = _check_fit_inputs(models, x, targets)
         hooks = list(on_record) if on_record is not None else [None] * len(models)
@@ -262,6 +267,10 @@ class ImageSGD:
                 save_checkpoint(self.checkpoint, state)
         for member in members:
             member.model.eval()
+            if self.channels_last:
+                # back to the default layout: a copy reloaded from the saved weights then
+                # computes bit for bit what this model computes (the layouts round apart)
+                member.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         return records
 
     def _epoch(
@@ -281,6 +290,7 @@ class ImageSGD:
         # accumulated on the device: no host sync per batch
         loss_sums = [torch.zeros((), dtype=torch.float64, device=device) for _ in members]
         correct = [torch.zeros((), dtype=torch.int64, device=device) for _ in members]
+        classes = [2] * len(members)
         for member in members:
             member.model.train()
         _sync(device)
@@ -306,6 +316,7 @@ class ImageSGD:
                 member.optimizer.step()
                 if member.scheduler is not None:
                     member.scheduler.step()
+                classes[i] = logits.shape[-1]  # a Python int: no sync
                 with torch.no_grad():
                     loss_sums[i] += loss.detach() * (stop - start)
                     correct[i] += (logits.argmax(1) == yb).sum()
@@ -313,7 +324,9 @@ class ImageSGD:
         pbar.close()
         _sync(device)
         wall = time.perf_counter() - start_time
-        return [float(s) for s in loss_sums], [float(c) for c in correct], wall
+        losses = [float(s) for s in loss_sums]
+        _check_diverged(epoch, members, [s / n for s in losses], classes, cfg.lr)
+        return losses, [float(c) for c in correct], wall
 
     def _record(
         self, epoch: int, i: int, member: _Member, loss: float, acc: float, wall: float, n: int
@@ -347,6 +360,42 @@ class ImageSGD:
 
     def __repr__(self) -> str:
         return f"ImageSGD({self.config!r}, device={str(self.device)!r})"
+
+
+# an epoch's mean cross-entropy above this multiple of chance's (ln C: uniform outputs over
+# C classes; at least 69 for two) is divergence, not a hard start: on toy data lr 10 already
+# gives ~80-250, and no sane training averages such a loss over an epoch
+DIVERGENCE_FACTOR = 100.0
+
+
+def _check_diverged(
+    epoch: int, members: list[_Member], losses: list[float], classes: list[int], lr: float
+) -> None:
+    """Raise :class:`~featavg.faults.NumericalFault` (one line: the epoch, the model, the
+    field to change) when a model's mean training loss of ``epoch`` is NaN/inf or above
+    :data:`DIVERGENCE_FACTOR` times chance's, or one of its weights is NaN/inf: a diverged
+    model is never checkpointed or returned as trained. Checked once per epoch, on the sums
+    the epoch accumulated anyway, so there is no host sync per batch (a NaN in any batch's
+    loss makes the sum NaN). The weights are checked too (one sync per model): the epoch's
+    last step may break them after its loss was still finite."""
+    for i, (member, loss) in enumerate(zip(members, losses, strict=True)):
+        limit = DIVERGENCE_FACTOR * math.log(max(classes[i], 2))
+        if not math.isfinite(loss):
+            what = "training loss became non-finite (NaN/inf)"
+        elif loss > limit:
+            what = (
+                f"mean training loss {loss:.3g}, over {limit:.0f} ({DIVERGENCE_FACTOR:g}x chance)"
+            )
+        else:
+            params = [p.detach() for p in member.model.parameters()]
+            if not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                continue
+            what = "a weight became non-finite (NaN/inf)"
+        raise NumericalFault(
+            f"training diverged: epoch {epoch}, model {i} ({type(member.model).__name__}): "
+            f"{what} at learning rate {lr:g}; lower sgd.lr (train.sgd.lr in an experiment) "
+            "or use a schedule"
+        )
 
 
 def _check_fit_inputs(

@@ -10,6 +10,10 @@ softmax cross-entropy on the cluster labels. The iterates are computed by one of
 exact formulations of :mod:`featavg.training.two_layer_engines` (``direct`` or ``gram``;
 ``auto`` picks by a flop count). :class:`TwoLayerGD` is this trainer behind the
 :class:`~featavg.training.interface.Trainer` protocol.
+
+Every step is checked for numerical faults (:func:`check_step`, one device sync per step as
+before): a run that diverges, underflows or stalls stops with a one-line
+:class:`TrainingDiverged` instead of producing numbers (see :mod:`featavg.faults`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from featavg.data.synthetic import all_finite
+from featavg.faults import NumericalFault
 from featavg.models.two_layer import TwoLayerEnsemble
 from featavg.progress import bar as progress_bar
 from featavg.seeding import generator
@@ -38,7 +44,7 @@ Perturb = Callable[
 class TrainConfig(BaseModel):
     """Full-batch GD (``batch_size=None``, the paper) or mini-batch SGD."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     steps: int = Field(100, ge=0, description="number of (mini-)batch gradient steps")
     lr: float = Field(1e-3, gt=0.0, description="learning rate")
@@ -49,8 +55,114 @@ class TrainConfig(BaseModel):
     record_every: int = Field(10, ge=1, description="record metrics every this many steps")
 
 
-class TrainingDiverged(RuntimeError):
-    """Raised when the loss or the weights become non-finite."""
+class TrainingDiverged(NumericalFault):
+    """Training broke numerically (:func:`check_step`, :func:`check_progress`): a loss or
+    weight became non-finite, a loss rose far above its initial value, underflowed to 0,
+    or every gradient of a member vanished. One line naming the step, the net, the members
+    and the config field to change; the CLI exits with code 3 and nothing is saved."""
+
+
+# A member's loss above this multiple of its loss at step 0 means GD is diverging. Full-batch
+# GD with a learning rate below 2 / smoothness never increases the loss, so any rise is
+# already a warning; the margin leaves room for SGD's batch-to-batch noise. Every synthetic
+# experiment's default and reproduce config stays at 1.0x. Adversarial training, whose loss
+# on fresh PGD inputs legitimately climbs (5.3x in synthetic-adversarial's reproduce
+# config), is exempt (see train_many).
+DIVERGENCE_FACTOR = 4.0
+
+
+def _members(mask: torch.Tensor) -> str:
+    """'[0, 3]' or '[0, 1, 2, 3, 4, ... (12 in all)]': the flagged members, bounded."""
+    bad = torch.nonzero(mask.cpu()).flatten().tolist()
+    shown = ", ".join(str(i) for i in bad[:5])
+    return f"[{shown}, ... ({len(bad)} in all)]" if len(bad) > 5 else f"[{shown}]"
+
+
+def _rates(rates: torch.Tensor, mask: torch.Tensor) -> str:
+    """The learning rates of the flagged members, e.g. 'lr 1000' or 'lr 0.1, 1000'."""
+    values = sorted({float(r) for r in rates[mask.to(rates.device)].tolist()})
+    shown = ", ".join(f"{v:.3g}" for v in values[:3])
+    return f"lr {shown}" + (", ..." if len(values) > 3 else "")
+
+
+def check_step(
+    step: int,
+    kind: str,
+    loss: torch.Tensor,
+    loss0: torch.Tensor,
+    dpt: torch.Tensor | None,
+    rates: torch.Tensor,
+) -> None:
+    """Raise :class:`TrainingDiverged` if any member's loss (S,) at ``step`` is non-finite,
+    above :data:`DIVERGENCE_FACTOR` times its step-0 loss ``loss0``, or exactly 0 (float
+    underflow: softplus / log-softmax of margins beyond ~100 round to 0 and so does the
+    gradient), or if its gradient dL/dP ``dpt`` (S, M, B) is 0 everywhere while the loss is
+    not (every unit inactive on every point: GD can never move; an init that underflowed
+    to 0 or dead ReLUs). ``dpt``: None to skip that test (mini-batch steps, where one batch
+    may legitimately miss a unit's support). One device sync per call."""
+    flags = [~torch.isfinite(loss), loss > DIVERGENCE_FACTOR * loss0, loss <= 0]
+    if dpt is not None:
+        flags.append(~(dpt != 0).flatten(1).any(1))
+    if not torch.stack(flags).any():
+        return
+    net = "binary net" if kind == "binary" else "fine-grained net"
+    at = f"at step {step}: the {net}'s"
+    non_finite, rose, underflow = flags[:3]
+    if non_finite.any():
+        msg = f"training diverged {at} loss is non-finite for member(s) {_members(non_finite)}"
+        hint = "lower train.lr or net.init_std"
+        mask = non_finite
+    elif rose.any():
+        i = int(torch.nonzero(rose)[0])
+        msg = (
+            f"training diverged {at} loss rose from {float(loss0[i]):.3g} to "
+            f"{float(loss[i]):.3g} (over {DIVERGENCE_FACTOR:g}x) for member(s) {_members(rose)}"
+        )
+        hint, mask = "lower train.lr", rose
+    elif underflow.any():
+        msg = (
+            f"training diverged {at} loss underflowed to exactly 0 for member(s) "
+            f"{_members(underflow)} (margins beyond float range), so its gradient vanished"
+        )
+        hint, mask = "lower train.lr or net.init_std", underflow
+    else:
+        mask = flags[3]
+        msg = (
+            f"training stalled {at} gradient is exactly 0 for member(s) {_members(mask)} "
+            "(every unit inactive on every point: an init that underflowed to 0, or dead ReLUs)"
+        )
+        hint = "raise net.init_std or lower train.lr"
+    raise TrainingDiverged(f"{msg} ({_rates(rates, mask)}); {hint}")
+
+
+def check_progress(kind: str, records: list[Record], steps: int, rates: torch.Tensor) -> None:
+    """Raise :class:`TrainingDiverged` if, after ``steps`` > 0 steps, some member's recorded
+    full-batch loss is bitwise the loss at step 0: GD made no progress at all, because its
+    updates fall below the floating-point resolution of the weights (an init far too large)
+    or the learning rate is too small to change a float32 loss."""
+    if steps == 0 or len(records) < 2:
+        return
+    first, last = records[0]["loss"], records[-1]["loss"]
+    same = (first == last) & (first > 0)
+    if same.any():
+        net = "binary net" if kind == "binary" else "fine-grained net"
+        raise TrainingDiverged(
+            f"training made no progress: the {net}'s loss is bitwise unchanged after {steps} "
+            f"steps for member(s) {_members(same)} ({_rates(rates.cpu(), same)}): the updates "
+            "are below float resolution; lower net.init_std or raise train.lr"
+        )
+
+
+def check_inputs(x: torch.Tensor, targets: Sequence[torch.Tensor]) -> None:
+    """Raise :class:`NumericalFault` if the training inputs or targets hold NaN or inf (a
+    NaN in the data would otherwise surface as a 'diverged' loss with the wrong advice)."""
+    for name, t in (("x", x), *((f"targets[{i}]", t) for i, t in enumerate(targets))):
+        if not all_finite(t):
+            count = int((~torch.isfinite(t)).sum())
+            raise NumericalFault(
+                f"data: the training {name} hold {count} NaN/inf value(s) of {t.numel()}; "
+                "check the data (e.g. data.noise_std, data.norm_range) or its source"
+            )
 
 
 def logit_gradient(
@@ -139,7 +251,10 @@ def train(
 
     Each record is {"step": t, "loss": (S,), "train_acc": (S,), **extras}, at t = 0,
     record_every, 2 record_every, ..., steps. Raises :class:`TrainingDiverged` naming the
-    step if any loss or weight becomes non-finite.
+    step and the members if training breaks numerically (:func:`check_step`: a non-finite,
+    exploding or underflowed loss, a vanished gradient; :func:`check_progress`: no progress
+    at all; non-finite weights at the end) and :class:`~featavg.faults.NumericalFault` if
+    ``x`` or the targets hold NaN/inf.
     """
     return train_many(
         [model],
@@ -185,6 +300,7 @@ def train_many(
         t.to(device=device, dtype=dtype if m.kind == "binary" else None)
         for m, t in zip(models, targets, strict=True)
     ]
+    check_inputs(x, targets)
     n = x.shape[-2]
     if x.shape[-1] != d or (x.ndim == 3 and x.shape[0] != s):
         raise ValueError(f"x: expected (n, {d}) or ({s}, n, {d}), got {tuple(x.shape)}")
@@ -202,6 +318,12 @@ def train_many(
     records: list[list[Record]] = [[] for _ in models]
     batches = _batches(n, cfg.batch_size, cfg.steps, seed)
     kinds = "+".join(m.kind for m in models)
+    # the step-0 loss of every member, for the divergence test. Adversarial training
+    # (perturb) changes the inputs with the weights at every step: the loss on them may
+    # rise and one step's gradient may vanish without GD being stuck, so there only the
+    # non-finite and underflow tests apply (an infinite reference never flags a rise).
+    losses0 = [torch.full((s,), torch.inf, dtype=dtype, device=device) for _ in models]
+    checks_grad = full_batch and perturb is None
     with torch.no_grad():
         for step in progress_bar(range(cfg.steps + 1), desc=f"train {kinds}", enabled=progress):
             idx = next(batches)
@@ -216,12 +338,9 @@ def train_many(
                 tb = targets[i] if idx is None else targets[i][..., idx]
                 loss, z, dpt = backprop(model.kind, model.readout, p, tb)
                 dpts.append(dpt)
-                if not torch.isfinite(loss).all():
-                    bad = torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
-                    raise TrainingDiverged(
-                        f"training diverged at step {step}: non-finite loss for member(s) "
-                        f"{bad} (lr={rates.tolist()}); lower train.lr"
-                    )
+                if step == 0 and perturb is None:
+                    losses0[i] = loss.clone()
+                check_step(step, model.kind, loss, losses0[i], dpt if checks_grad else None, rates)
                 if record:
                     if full_p is not None:
                         loss, z, _ = backprop(model.kind, model.readout, full_p[i], targets[i])
@@ -237,8 +356,15 @@ def train_many(
                 break
             engine.update(idx, dpts, rates)
     engine.sync_weights()
-    if not all(torch.isfinite(m.weight).all() for m in models):
-        raise TrainingDiverged(f"training diverged by step {cfg.steps}: non-finite weights")
+    for model in models:
+        bad = ~torch.isfinite(model.weight).flatten(1).all(1) | ~torch.isfinite(model.bias).all(1)
+        if bad.any():
+            raise TrainingDiverged(
+                f"training diverged by step {cfg.steps}: non-finite weights for member(s) "
+                f"{_members(bad)} ({_rates(rates, bad)}); lower train.lr or net.init_std"
+            )
+    for model, recs in zip(models, records, strict=True):
+        check_progress(model.kind, recs, cfg.steps, rates)
     return records
 
 

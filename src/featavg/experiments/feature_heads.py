@@ -1,0 +1,307 @@
+"""The run of ``cifar10-features`` (SPEC §3.3): a frozen backbone, two block heads on its
+features, the Fig. 2c/d heatmaps and the transfer robustness curves.
+
+:func:`run_features` does it all: the backbone (a user file or one trained here on the fine
+labels, cached), the features phi computed once (the backbone is frozen in eval mode and
+the heads see no augmentation), both heads trained on them
+(:func:`~featavg.models.heads.fit_heads_on_features`), the cells cos(w_r, mu_j) averaged
+over unit groups against raw and centred class means, and every read-out of the two
+:class:`~featavg.models.heads.FrozenBackboneClassifier` s attacked through the whole
+network in the paper's normalised space (:mod:`.image_attack`). The experiment's
+declaration (config, presets, claim, checks) is :mod:`.cifar10_features`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+
+from featavg import store
+from featavg.config import ConfigError
+from featavg.data.groupings import Grouping, get_grouping
+from featavg.data.images import ImageDataset
+from featavg.experiments.image_attack import (
+    PixelUnits,
+    ReadoutCurves,
+    attack_points,
+    attack_readouts,
+    curve_numbers,
+    curve_rows,
+    pixel_units,
+)
+from featavg.experiments.image_common import Alignment, alignment_rows
+from featavg.experiments.output import ExperimentOutput
+from featavg.metrics.feature_alignment import (
+    block_head_alignment,
+    class_means,
+    group_mean_cosines,
+    unit_class_cosines,
+)
+from featavg.models.backbone_file import load_backbone_file
+from featavg.models.heads import (
+    BlockHead,
+    FrozenBackboneClassifier,
+    fit_heads_on_features,
+    frozen_features,
+)
+from featavg.models.image_classifier import ImageClassifier
+from featavg.models.readouts import READOUT_LABELS, build_readouts
+from featavg.plots.feature_heatmaps import feature_heatmaps
+from featavg.plots.image_robustness import robustness_figure
+from featavg.seeding import generator as seeded_generator
+
+if TYPE_CHECKING:
+    from featavg.experiments.cifar10_features import Cifar10FeaturesConfig
+
+
+def get_backbone(
+    cfg: Cifar10FeaturesConfig, device: torch.device, progress: bool
+) -> tuple[ImageClassifier, ImageDataset, dict[str, Any]]:
+    """(backbone in eval mode on ``device``, the data, what the backbone is): the user's
+    file, else a model of ``cfg.train`` trained here on the fine labels (cached under
+    ``store.runs_root()/models``)."""
+    from featavg.trained_models import load_job_data, train_model
+
+    job = cfg.train.job("fine", cfg.grouping, cfg.seed)
+    if cfg.backbone is not None:
+        model, info = load_backbone_file(
+            cfg.backbone, arch=cfg.backbone_arch, normalization=cfg.backbone_normalization
+        )
+        data = load_job_data(job)
+        info["label"] = f"backbone from {info['path']} ({info['kind']}, {info['model']})"
+    else:
+        trained = train_model(job, root=store.runs_root(), device=str(device), progress=progress)
+        model, data = trained.model, trained.data
+        info = {
+            "source": "trained here",
+            "directory": str(trained.directory),
+            "cached": trained.cached,
+            "model": trained.summary.get("model"),
+            "normalization": model.normalization.name,
+            "test_acc": trained.summary.get("final_test_acc"),
+            "label": f"backbone trained here ({trained.summary.get('model')}, fine labels, "
+            f"{data.stand_in or data.name}): not the authors' pretrained weights",
+        }
+    channels = int(data.train.x.shape[1])
+    if int(getattr(model.net, "in_channels", channels)) != channels:
+        raise ConfigError(
+            f"backbone: takes {model.net.in_channels}-channel images, the data has {channels}"
+        )
+    return model.to(device).eval(), data, info
+
+
+class MeansView(NamedTuple):
+    """One heatmap's inputs: class means (C, D), per-unit cosines of both heads and the
+    Fig. 2c/d cells (binary (G, C), 10-class (C, C)), on CPU, float64."""
+
+    means: torch.Tensor
+    cos_b: torch.Tensor
+    cos_f: torch.Tensor
+    cells_b: torch.Tensor
+    cells_f: torch.Tensor
+
+
+def _view(
+    head_b: BlockHead, head_f: BlockHead, phi: torch.Tensor, y: torch.Tensor, centre: bool
+) -> MeansView:
+    """Class means of the features phi (N, D) with labels y (N,) and both heads against
+    them."""
+    means = class_means(lambda f: f, phi, y, 10, centre=centre)
+    cos_b = unit_class_cosines(head_b.weight, means).cpu()
+    cos_f = unit_class_cosines(head_f.weight, means).cpu()
+    return MeansView(
+        means.cpu(),
+        cos_b,
+        cos_f,
+        group_mean_cosines(cos_b, head_b.unit_groups),
+        group_mean_cosines(cos_f, head_f.unit_groups),
+    )
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).double().mean())
+
+
+def run_features(
+    cfg: Cifar10FeaturesConfig, device: torch.device, progress: bool = False
+) -> ExperimentOutput:
+    """Backbone, features, both heads, heatmaps, transfer curves (see the module doc)."""
+    backbone, data, info = get_backbone(cfg, device, progress)
+    grouping = get_grouping(cfg.grouping)
+    fb = cfg.head.feature_batch_size
+    phi_train = frozen_features(backbone, data.train.x, fb, device)
+    phi_test = frozen_features(backbone, data.test.x, fb, device)
+    y_train, y_test = data.train.y.to(device), data.test.y.to(device)
+    coarse_train, coarse_test = grouping.coarse(y_train), grouping.coarse(y_test)
+
+    dim, width = int(phi_train.shape[1]), cfg.head.width
+    head_b = BlockHead(dim, 2, width, generator=seeded_generator(cfg.seed, "head/init/binary"))
+    head_f = BlockHead(dim, 10, width, generator=seeded_generator(cfg.seed, "head/init/fine"))
+    head_b, head_f = head_b.to(device), head_f.to(device)
+    losses = fit_heads_on_features(
+        [head_b, head_f],
+        phi_train,
+        [coarse_train, y_train],
+        cfg.head.sgd,
+        seed=cfg.seed,
+        progress=progress,
+    )
+
+    # Fig. 2c/d on the class means of phi over the training set, raw (the paper's) and
+    # centred; the config picks the one the checks read
+    views = {c: _view(head_b, head_f, phi_train, y_train, c) for c in (False, True)}
+    groups = list(grouping.groups)
+    main, other = views[cfg.centre_features], views[not cfg.centre_features]
+    numbers: dict[str, Any] = block_head_alignment(
+        main.cos_b, main.cos_f, main.means, groups, width
+    )
+    numbers["alignment_other"] = {
+        "centred": not cfg.centre_features,
+        **block_head_alignment(other.cos_b, other.cos_f, other.means, groups, width),
+    }
+    numbers["averaging_index_gap"] = (
+        numbers["averaging_index_binary"] - numbers["averaging_index_tenclass"]
+    )
+    numbers["alignment_centred"] = cfg.centre_features
+
+    with torch.no_grad():
+        logits_b, logits_f = head_b(phi_test), head_f(phi_test)
+        group_of_argmax = grouping.coarse(logits_f.argmax(1))
+        numbers.update(
+            {
+                "test_acc_binary_head": _accuracy(logits_b, coarse_test),
+                "test_acc_tenclass_head": _accuracy(logits_f, y_test),
+                "test_acc_tenclass_head_group": float(
+                    (group_of_argmax == coarse_test).double().mean()
+                ),
+                "train_acc_binary_head": _accuracy(head_b(phi_train), coarse_train),
+                "train_acc_tenclass_head": _accuracy(head_f(phi_train), y_train),
+            }
+        )
+        fc = getattr(backbone.net, "fc", None)
+        if isinstance(fc, torch.nn.Linear) and fc.out_features == 10:
+            numbers["test_acc_backbone"] = _accuracy(fc(phi_test), y_test)
+
+    # transfer curves: the whole network, attacked in the paper's normalised space
+    model_b = FrozenBackboneClassifier(backbone, head_b)
+    model_f = FrozenBackboneClassifier(backbone, head_f)
+    split = attack_points(data.test, cfg.attack.points, cfg.seed)
+    with torch.no_grad():
+        x = model_b.normalize(split.x.to(device).float() / 255.0)
+    readouts = build_readouts(model_b.net, model_f.net, groups)
+    curves = attack_readouts(
+        readouts, x, split.y.to(device), groups, cfg.attack, seed=cfg.seed, progress=progress
+    )
+    units = pixel_units(model_b.normalization, cfg.attack.norm)
+    numbers.update(curve_numbers(curves, cfg.attack.method, units))
+    numbers.update(
+        {
+            "backbone": info,
+            "feature_dim": dim,
+            "head_losses": {"binary": losses[0], "tenclass": losses[1]},
+            "dataset": data.describe(),
+            "stand_in_label": data.stand_in,
+            "grouping": grouping.describe(),
+            "normalization": model_b.normalization.name,
+            "pixel_units": units.note,
+            "points_attacked": len(split),
+            "model_dirs": {"backbone": info.get("directory", info.get("path"))},
+            "models": {"backbone": info},
+        }
+    )
+    return _output(
+        cfg,
+        numbers,
+        curves,
+        units,
+        data,
+        grouping,
+        info,
+        views,
+        losses,
+        len(split),
+    )
+
+
+def _output(
+    cfg: Cifar10FeaturesConfig,
+    numbers: dict[str, Any],
+    curves: dict[str, ReadoutCurves],
+    units: PixelUnits,
+    data: ImageDataset,
+    grouping: Grouping,
+    info: dict[str, Any],
+    views: dict[bool, MeansView],
+    losses: list[list[float]],
+    points: int,
+) -> ExperimentOutput:
+    """Figures and tables of a run (see EXPERIMENT's captions)."""
+    width = cfg.head.width
+    banner = f" [{data.stand_in}]" if data.stand_in else ""
+    what = f"{data.stand_in or data.name}; {info['label']}"  # the stand-in label says so
+    main = views[cfg.centre_features]
+    members = [list(grouping.members(s)) for s in range(2)]
+    group_rows = [
+        f"R_{s} (units {width * s}..{width * s + width - 1}): group {members[s]}" for s in range(2)
+    ]
+    class_rows = [f"R_{i} (units {width * i}..): {name}" for i, name in enumerate(data.classes)]
+    columns = [f"μ_{j} {name} (g{grouping.groups[j]})" for j, name in enumerate(data.classes)]
+    what_means = {False: "raw class means (the paper's)", True: "centred class means"}
+    panels = [
+        (what_means[c], views[c].cells_b.numpy(), views[c].cells_f.numpy())
+        for c in (cfg.centre_features, not cfg.centre_features)
+    ]
+    heat = feature_heatmaps(
+        panels,
+        group_rows,
+        class_rows,
+        columns,
+        note=f"CIFAR-10 heads on frozen features: {what}",
+    )
+    acc = numbers["curves"]
+    figure = robustness_figure(
+        acc["radii"],
+        {m: acc[m] for m in cfg.attack.methods},
+        READOUT_LABELS,
+        main_method=cfg.attack.method,
+        to_pixel=units.to_pixel,
+        pixel_label=units.axis_label,
+        norm=cfg.attack.norm,
+        title=f"CIFAR-10 heads on frozen features{banner}: transfer robustness, grouping "
+        f"{grouping.name}, {points} test points",
+        note=units.note,
+    )
+    unit_rows = [
+        {
+            "head": head,
+            "unit": r,
+            "unit_group": r // width,
+            "class": j,
+            "class_name": data.classes[j],
+            "cosine": float(c[r, j]),
+        }
+        for head, c in (("binary", main.cos_b), ("tenclass", main.cos_f))
+        for r in range(c.shape[0])
+        for j in range(c.shape[1])
+    ]
+    loss_rows = [
+        {"head": head, "epoch": e + 1, "loss": loss}
+        for head, per_epoch in (("binary", losses[0]), ("tenclass", losses[1]))
+        for e, loss in enumerate(per_epoch)
+    ]
+    alignment = Alignment(main.cells_b, main.cells_f, {})
+    return ExperimentOutput(
+        numbers=numbers,
+        tables={
+            "robustness": curve_rows(curves, units),
+            "alignment": alignment_rows(alignment, grouping, data.classes),
+            "more_robust": numbers["more_robust"],
+            "unit_cosines": unit_rows,
+            "head_training": loss_rows,
+        },
+        figures={"heatmap": heat, "robustness": figure},
+        data=f"{what}: {len(data.train)} training / {len(data.test)} test images, "
+        f"{points} attacked",
+        stand_in=data.stand_in is not None,
+    )

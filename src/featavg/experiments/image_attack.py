@@ -1,0 +1,275 @@
+"""Robustness curves of the read-outs of :mod:`featavg.models.readouts`, in the paper's units,
+and what a summary states about them.
+
+The authors attack in the NORMALISED input space with no box clamp (SPEC §3.1, §3.2), so
+every read-out wraps ``model.net`` and is attacked at ``model.normalize(x)``: radii are then
+exactly the paper's, also for CIFAR's per-channel std. Pixel-unit radii ([0, 1] pixels)
+follow from the std (:func:`pixel_units`): exact for a uniform std (MNIST: normalised =
+2 x pixel), an approximation with stated bounds otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from featavg.attacks.incremental import CurveResult, eval_mode
+from featavg.attacks.robustness_curve import robustness_curve
+from featavg.data.images import ImageSplit
+from featavg.metrics.curves import crossing_radius
+from featavg.models.image_classifier import Normalization
+from featavg.models.readouts import Readout
+from featavg.progress import bar as progress_bar
+
+if TYPE_CHECKING:
+    from featavg.experiments.image_common import ImageAttackSection
+
+# the headline comparison: the 10-class model's binary decision (group of argmax) against
+# the binary model
+BINARY, TENCLASS = "binary", "group_argmax"
+
+
+@dataclass(frozen=True)
+class PixelUnits:
+    """How a normalised radius r maps to [0, 1]-pixel units: r / ``factor``. ``exact`` for a
+    uniform std; otherwise ``factor`` is a typical value (stated in ``note``) and a pixel
+    ball of radius r / hi lies in the normalised ball of radius r, which lies in the pixel
+    ball of radius r / lo."""
+
+    factor: float
+    lo: float
+    hi: float
+    exact: bool
+    note: str
+
+    def to_pixel(self, r: float) -> float:
+        """A normalised radius in pixel units (approximate unless ``exact``)."""
+        return r / self.factor
+
+    @property
+    def axis_label(self) -> str:
+        """Axis label of pixel-unit radii."""
+        return "radius, [0, 1]-pixel units" + ("" if self.exact else " (approx.)")
+
+
+def pixel_units(normalization: Normalization, norm: str) -> PixelUnits:
+    """The pixel units of radii under ``normalization`` for the ``norm`` ("l2" / "linf").
+
+    Uniform std s: factor 1/s, exact. Per-channel std s_c: L2 takes the RMS factor
+    sqrt(mean_c 1/s_c^2) (exact for a perturbation spread evenly over the channels), L-inf
+    1/mean_c s_c (the mean per-channel box half-width); both labelled approximate."""
+    lo, hi = normalization.l2_factor
+    std = normalization.std
+    if normalization.uniform:
+        return PixelUnits(lo, lo, hi, True, f"pixel = normalised x {std[0]:g} (exact)")
+    if norm == "l2":
+        factor = math.sqrt(sum(1 / s**2 for s in std) / len(std))
+        how = "RMS of the per-channel factors 1/std_c"
+    else:
+        factor = len(std) / sum(std)
+        how = "1 / mean std_c"
+    note = (
+        f"pixel ≈ normalised / {factor:.3f} (approx.: {how}); exact bounds: normalised / "
+        f"{hi:.3f} .. normalised / {lo:.3f}"
+    )
+    return PixelUnits(factor, lo, hi, False, note)
+
+
+def attack_points(split: ImageSplit, points: int | None, seed: int) -> ImageSplit:
+    """The test points attacked: a class-balanced subset of ``points`` (all if None) drawn
+    from the stream ``attack/points`` of ``seed``."""
+    return split.subset(points, seed, "attack/points")
+
+
+@dataclass
+class ReadoutCurves:
+    """One read-out's clean accuracy on the attacked points and its curve per method."""
+
+    readout: Readout
+    clean_acc: float
+    curves: dict[str, CurveResult]
+
+
+def clean_accuracy(
+    readout: Readout, x: torch.Tensor, y: torch.Tensor, batch_size: int | None
+) -> float:
+    """Fraction of (x, y) the read-out gets right, in eval mode, without gradients."""
+    chunk = x.shape[0] if batch_size is None else batch_size
+    with torch.no_grad(), eval_mode(readout.module):
+        correct = [
+            readout.objective.correct(readout.module(xb), readout.objective.prepare(yb, x.device))
+            for xb, yb in zip(x.split(chunk), y.split(chunk), strict=True)
+        ]
+    return float(torch.cat(correct).double().mean())
+
+
+def attack_readouts(
+    readouts: Mapping[str, Readout],
+    x: torch.Tensor,
+    y_fine: torch.Tensor,
+    groups: Sequence[int],
+    attack: ImageAttackSection,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, ReadoutCurves]:
+    """Every read-out's robustness curve by every method of ``attack.methods``.
+
+    x: (B, C, H, W) inputs in the space the read-outs take (here: normalised images, so
+    radii are in the paper's units); y_fine: (B,) fine labels; groups: (10,) group id of
+    each class. All read-outs use the same random starts (common random numbers)."""
+    out = {}
+    bar = progress_bar(total=len(readouts) * len(attack.methods), desc="attacks", enabled=progress)
+    for name, readout in readouts.items():
+        y = readout.labels(y_fine, groups)
+        curves = {}
+        for method in attack.methods:
+            curves[method] = robustness_curve(
+                readout.module,
+                x,
+                y,
+                attack.radii,
+                method=method,  # type: ignore[arg-type]
+                norm=attack.norm,
+                objective=readout.objective,
+                steps=attack.steps,
+                rel_step=attack.rel_step,
+                random_start=attack.random_start,
+                min_norm_steps=attack.min_norm_steps,
+                seed=seed,
+                batch_size=attack.batch_size,
+                progress=progress,
+            )
+            # the attack saw the radii in x's dtype (0.2 -> 0.20000000298 in float32); record
+            # the configured values (same order: the config's radii are strictly increasing)
+            curves[method].eps = torch.tensor(attack.radii, dtype=torch.float64)
+            bar.update(1)
+        out[name] = ReadoutCurves(readout, clean_accuracy(readout, x, y, attack.batch_size), curves)
+    bar.close()
+    return out
+
+
+def method_key(method: str) -> str:
+    """A method name as a summary-key part: per-radius -> per_radius, fmn+pgd -> fmn_pgd."""
+    return method.replace("-", "_").replace("+", "_")
+
+
+def curve_rows(curves: Mapping[str, ReadoutCurves], units: PixelUnits) -> list[dict[str, Any]]:
+    """The main table: one row per (read-out, method, radius) with the radius in normalised
+    and pixel units (plus the exact pixel bounds; equal to it for a uniform std)."""
+    rows = []
+    for name, rc in curves.items():
+        for method, curve in rc.curves.items():
+            for eps, acc in zip(curve.eps.tolist(), curve.robust_accuracy.tolist(), strict=True):
+                rows.append(
+                    {
+                        "readout": name,
+                        "readout_label": rc.readout.label,
+                        "method": method,
+                        "radius": eps,
+                        "radius_pixel": units.to_pixel(eps),
+                        "radius_pixel_lo": eps / units.hi,
+                        "radius_pixel_hi": eps / units.lo,
+                        "robust_acc": acc,
+                    }
+                )
+    return rows
+
+
+def verdict(difference: float) -> str:
+    """The plain statement for acc(10-class, group of argmax) - acc(binary) at one radius."""
+    if abs(difference) < 1e-12:
+        return "tie"
+    return "10-class more robust" if difference > 0 else "binary more robust"
+
+
+def more_robust(
+    curves: Mapping[str, ReadoutCurves], method: str, units: PixelUnits
+) -> tuple[list[dict[str, Any]], float]:
+    """Per radius, whether the 10-class model (group of argmax) is more robust than the
+    binary model under ``method``; and the fraction of radii > 0 where it is (nan if the
+    grid has none)."""
+    a = curves[BINARY].curves[method]
+    b = curves[TENCLASS].curves[method]
+    rows, wins, positive = [], 0, 0
+    for eps, acc_bin, acc_ten in zip(
+        a.eps.tolist(), a.robust_accuracy.tolist(), b.robust_accuracy.tolist(), strict=True
+    ):
+        diff = acc_ten - acc_bin
+        rows.append(
+            {
+                "radius": eps,
+                "radius_pixel": units.to_pixel(eps),
+                "binary": acc_bin,
+                "group_argmax": acc_ten,
+                "difference": diff,
+                "verdict": verdict(diff),
+            }
+        )
+        if eps > 0:
+            positive += 1
+            wins += diff > 1e-12
+    return rows, (wins / positive if positive else math.nan)
+
+
+def more_robust_statement(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One plain sentence from the rows of :func:`more_robust`: at how many radii > 0 each
+    model is the more robust, and the largest gap (with its radius in both units)."""
+    positive = [r for r in rows if r["radius"] > 0]
+    if not positive:
+        return "No radius > 0 attacked: nothing to compare."
+    count = {
+        v: sum(r["verdict"] == v for r in positive)
+        for v in ("10-class more robust", "binary more robust", "tie")
+    }
+    widest = max(positive, key=lambda r: abs(r["difference"]))
+    return (
+        f"The 10-class model (group of argmax) is more robust than the binary model at "
+        f"{count['10-class more robust']} of {len(positive)} radii > 0, the binary model at "
+        f"{count['binary more robust']} (ties: {count['tie']}); largest gap "
+        f"{widest['difference']:+.3f} (10-class minus binary) at radius {widest['radius']:g} "
+        f"(normalised) = {widest['radius_pixel']:.3g} (pixels)."
+    )
+
+
+def curve_numbers(
+    curves: Mapping[str, ReadoutCurves], method: str, units: PixelUnits
+) -> dict[str, Any]:
+    """Summary numbers of the curves; ``method`` is the headline one.
+
+    Per read-out r: clean_acc_r (attacked points), radius50_r (where the ``method`` curve
+    crosses 1/2, interpolated, normalised units; inf if it stays above) and
+    radius50_pixel_r; per read-out and method m: radius50_r_m, gradient_evaluations_r_m,
+    attack_wall_s_r_m. Then ``more_robust`` (per radius), ``tenclass_more_robust_fraction``
+    and ``curves`` (the accuracies per method and read-out)."""
+    numbers: dict[str, Any] = {}
+    for name, rc in curves.items():
+        numbers[f"clean_acc_{name}"] = rc.clean_acc
+        for m, curve in rc.curves.items():
+            r50 = crossing_radius(curve.eps, curve.robust_accuracy)
+            if m == method:
+                numbers[f"radius50_{name}"] = r50
+                numbers[f"radius50_pixel_{name}"] = units.to_pixel(r50)
+            numbers[f"radius50_{name}_{method_key(m)}"] = r50
+            numbers[f"gradient_evaluations_{name}_{method_key(m)}"] = curve.gradient_evaluations
+            numbers[f"attack_wall_s_{name}_{method_key(m)}"] = round(curve.wall_s, 3)
+    rows, fraction = more_robust(curves, method, units)
+    numbers["more_robust"] = rows
+    numbers["tenclass_more_robust_fraction"] = fraction
+    numbers["more_robust_statement"] = more_robust_statement(rows)
+    first = next(iter(curves.values()))
+    eps = first.curves[method].eps.tolist()
+    numbers["curves"] = {
+        "radii": eps,
+        "radii_pixel": [units.to_pixel(e) for e in eps],
+        "pixel_units": units.note,
+        **{
+            m: {n: rc.curves[m].robust_accuracy.tolist() for n, rc in curves.items()}
+            for m in first.curves
+        },
+    }
+    return numbers

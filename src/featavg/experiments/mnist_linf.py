@@ -1,0 +1,108 @@
+"""MNIST under L-inf attacks, binary vs 10-class ResNet-18 (asked for in the paper's review;
+SPEC §3.1, L-inf).
+
+The models and their training are those of ``mnist-robustness`` (same recipe, same cache:
+a run of one reuses the other's trained models). The attack: L-inf PGD in the normalised
+space, start uniform in [-eps, eps]^d, steps of eps/4 along sign(grad), projection onto the
+box around x, no clamp to the pixel range; radii 0.004 j (j = 0..25) in normalised units
+(pixel radius = normalised / 2). The default takes 7 steps (the repository's convention);
+the ``paper`` preset takes 5, as the one archived L-inf set does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from featavg.experiments.image_common import (
+    ImageAttackSection,
+    ImageRobustnessConfig,
+    ImageTrainSection,
+)
+from featavg.experiments.image_robustness import (
+    ROBUSTNESS_TABLES,
+    robustness_checks,
+    robustness_figures,
+    robustness_summary_keys,
+    run_robustness,
+)
+from featavg.experiments.mnist_robustness import PRESETS as L2_PRESETS
+from featavg.experiments.mnist_robustness import QUICK_ATTACK as L2_QUICK_ATTACK
+from featavg.experiments.mnist_robustness import QUICK_TRAIN
+from featavg.experiments.output import ExperimentOutput
+from featavg.experiments.spec import Claim, Experiment
+
+# radii 0.004 j, j = 0..25, normalised units (SPEC §3.1, L-inf)
+LINF_RADII = [round(0.004 * j, 10) for j in range(26)]
+
+QUICK_ATTACK: dict[str, Any] = {
+    **L2_QUICK_ATTACK,
+    "norm": "linf",
+    "radii": LINF_RADII[:25:2],  # every other radius of the paper's grid: 0.008 j, j = 0..12
+    "random_start": "box",
+    "steps": 7,
+}
+
+
+class MnistLinfConfig(ImageRobustnessConfig):
+    """Config of ``mnist-linf``; defaults = the ``quick`` preset (CPU minutes)."""
+
+    train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
+    attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+
+
+def run(cfg: MnistLinfConfig, device: torch.device, progress: bool = False) -> ExperimentOutput:
+    """Train (or reuse) both models, attack every read-out with L-inf PGD, summarise."""
+    return run_robustness(cfg, device, progress, title="MNIST, L∞")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SPEC §3.1: the full recipe; 5 steps of eps/4, as the archived L-inf set
+    "paper": {
+        "train": L2_PRESETS["paper"]["train"],
+        "attack": {"radii": LINF_RADII, "points": None, "also_per_radius": True, "steps": 5},
+    },
+    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK},
+}
+
+CLAIM = Claim(
+    "MNIST under L∞ attacks, binary vs 10-class (asked for in the paper's review)",
+    "The gap of Fig. 3 middle holds for L∞ perturbations too: the ResNet-18 trained on the "
+    "binary grouping of the digits loses robust accuracy at smaller L∞ radii than the "
+    "10-class model read out by class group (L∞ PGD, start uniform in [-ε, ε]^d, steps of "
+    "ε/4 along sign(grad), no clamp to the pixel range, radii 0.004·j in normalised units).",
+    "As for L2: fmn+descend curves (L∞ FMN, then the paper's PGD down the grid from each "
+    "point's norm; at least as strong as the per-radius protocol at a fraction of the cost; "
+    "the paper preset runs both), radii in normalised and pixel units "
+    "(half as large), the three read-outs of the 10-class model, one recorded grouping, the "
+    "final layer against class-mean features, and a per-radius statement of which model is "
+    "more robust. The models are those of mnist-robustness (shared cache). Without the MNIST "
+    "files the run is on Fashion-MNIST, labelled as a stand-in.",
+)
+
+EXPERIMENT = Experiment(
+    name="mnist-linf",
+    description="MNIST (stand-in: Fashion-MNIST), L∞ robustness, binary vs 10-class "
+    "ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
+    config_cls=MnistLinfConfig,
+    run=run,
+    claim=CLAIM,
+    figures=robustness_figures("L∞"),
+    tables=ROBUSTNESS_TABLES,
+    checks=robustness_checks,
+    summary_keys=robustness_summary_keys,
+    reproduce=None,
+    reproduce_real={},  # `featavg reproduce --real`: the default = the quick preset
+    tiny={
+        "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
+        "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
+    },
+    presets=PRESETS,
+    runtime="quick (default): ~1-2 min on 2 idle CPU cores, less when mnist-robustness "
+    "trained the models (20 min measured while the 2 cores ran ~7 other jobs); paper: ~30 min "
+    "of training on 2 cores plus ~10M ResNet-18 input gradients (meant for a GPU)",
+    data="MNIST (set train.data_dir; without it: Fashion-MNIST, labelled as a stand-in)",
+    paper_refs=("mnist_linf",),
+)

@@ -1,0 +1,125 @@
+"""Paper Fig. 3 middle: MNIST, robust accuracy against the L2 radius, binary vs 10-class
+ResNet-18 (SPEC §3.1).
+
+Both models (ResNet-18 with the 1-channel 7x7/2 stem, inputs normalised to [-1, 1]) train
+on the same batches, one on the coarse labels of the grouping (parity by default), one on
+the 10 digits; the 10-class model is read out on the binary task three ways (group of the
+argmax under the group loss, sum form, 10-way accuracy). Every read-out is attacked by L2
+PGD in the normalised space (7 steps of eps/4, start on the eps-sphere, no box), radii
+0..2.0 in the paper's units (pixel radius = normalised / 2).
+
+Without the MNIST files (``--set train.data_dir=DIR``) the run uses real Fashion-MNIST and
+labels every output as a stand-in for MNIST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from featavg.experiments.image_common import (
+    ImageAttackSection,
+    ImageRobustnessConfig,
+    ImageTrainSection,
+)
+from featavg.experiments.image_robustness import (
+    ROBUSTNESS_TABLES,
+    robustness_checks,
+    robustness_figures,
+    robustness_summary_keys,
+    run_robustness,
+)
+from featavg.experiments.output import ExperimentOutput
+from featavg.experiments.spec import Claim, Experiment
+
+# radii 0, 0.1, ..., 2.0 in normalised units (SPEC §3.1)
+PAPER_RADII = [round(0.1 * j, 10) for j in range(21)]
+
+# the default = the `quick` preset: the paper's protocol at CPU size (see EXPERIMENT.runtime)
+QUICK_TRAIN: dict[str, Any] = {
+    "dataset": "mnist",
+    "model": "resnet18-mnist",
+    "train_size": 3000,
+    "test_size": 1000,
+    "sgd": {"epochs": 2},
+}
+# the paper's 21 radii on 200 test points by fmn+descend (~17 gradient evaluations a point
+# instead of the per-radius protocol's ~140, and at least as strong: benchmarks/
+# bench_robustness_curve.py), so training dominates the quick run
+QUICK_ATTACK: dict[str, Any] = {
+    "radii": PAPER_RADII,
+    "points": 200,
+    "method": "fmn+descend",
+}
+
+
+class MnistRobustnessConfig(ImageRobustnessConfig):
+    """Config of ``mnist-robustness``; defaults = the ``quick`` preset (CPU minutes)."""
+
+    train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
+    attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+
+
+def run(
+    cfg: MnistRobustnessConfig, device: torch.device, progress: bool = False
+) -> ExperimentOutput:
+    """Train both models, attack every read-out with L2 PGD, summarise."""
+    return run_robustness(cfg, device, progress, title="MNIST, L2")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SPEC §3.1 exactly: full 60k / 10k, 10 epochs, every test point, the per-radius
+    # protocol AND fmn+descend curves (meant for a GPU: ~27 min per model on 2 CPU cores)
+    "paper": {
+        "train": {"train_size": None, "test_size": None, "sgd": {"epochs": 10}},
+        "attack": {"radii": PAPER_RADII, "points": None, "also_per_radius": True},
+    },
+    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK},
+}
+
+CLAIM = Claim(
+    "MNIST: robust accuracy against the L2 radius, binary vs 10-class (paper Fig. 3 middle)",
+    "Feature averaging carries over to deep nets on real data: a ResNet-18 trained on a "
+    "binary grouping of the MNIST digits is less robust to L2 perturbations than one "
+    "trained on the 10 digits whose prediction is read out as the class group; its robust "
+    "accuracy (L2 PGD, 7 steps of ε/4, random start on the ε-sphere, radii 0..2.0 in the "
+    "normalised space) falls at smaller radii.",
+    "The curves come from fmn+descend: a 10-step minimum-norm attack (FMN) gives each point "
+    "a norm, then the paper's PGD checks the grid downwards from it, and a point counts as "
+    "fooled at a radius only with a perturbation of at most that norm, verified by a forward "
+    "pass: at least as strong as the per-radius protocol for about 1/8 of its gradient "
+    "evaluations (counted in the summary); the paper preset also runs the per-radius "
+    "protocol and shows it beside (dashed). Radii are given in the paper's "
+    "normalised units and in [0, 1]-pixel units (half as large). The 10-class model is read "
+    "out three ways (group of the argmax under the group loss, sum form, 10-way accuracy), "
+    "both models use one recorded grouping, the final layer is held against class-mean "
+    "features, and each radius says plainly which model is more robust. Without the MNIST "
+    "files the run is on Fashion-MNIST, labelled as a stand-in.",
+)
+
+EXPERIMENT = Experiment(
+    name="mnist-robustness",
+    description="Fig. 3 middle: MNIST (stand-in: Fashion-MNIST), L2 robustness, binary vs "
+    "10-class ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
+    config_cls=MnistRobustnessConfig,
+    run=run,
+    claim=CLAIM,
+    figures=robustness_figures("L2"),
+    tables=ROBUSTNESS_TABLES,
+    checks=robustness_checks,
+    summary_keys=robustness_summary_keys,
+    reproduce=None,
+    reproduce_real={},  # `featavg reproduce --real`: the default = the quick preset
+    tiny={
+        "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
+        "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
+    },
+    presets=PRESETS,
+    runtime="quick (default): ~1-2 min on 2 idle CPU cores (estimated from per-image costs; "
+    "17 min measured while the 2 cores ran ~7 other jobs); paper: ~30 min of training on 2 "
+    "cores plus ~8M ResNet-18 input gradients for the curves (meant for a GPU)",
+    data="MNIST (set train.data_dir; without it: Fashion-MNIST, labelled as a stand-in)",
+    paper_refs=("fig3_middle",),
+)

@@ -1,0 +1,106 @@
+"""A user's pretrained backbone from a file: the public CIFAR-10 weights the paper used, or
+any featavg model (SPEC §3.3: "accept any user checkpoint").
+
+    model, info = load_backbone_file("resnet18.pt")   # huyvnphan/PyTorch_CIFAR10's weights
+    model.features(x)                                  # x (N, 3, 32, 32) in [0, 1] -> (N, 512)
+
+Files load with ``torch.load(weights_only=True)`` (:func:`~featavg.training.checkpoint.
+load_checkpoint`): no pickled code ever runs. Accepted contents:
+
+* a featavg ``model.pt`` (or its model directory): rebuilt with its own architecture and
+  normalisation (:func:`~featavg.trained_models.load_trained_model`);
+* a plain state dict of ``arch`` (default ``resnet18-pretrained``, huyvnphan's layout and
+  keys), its keys bare, ``net.``- or ``model.``-prefixed (huyvnphan's Lightning module keeps
+  the net under ``model``), possibly under a ``state_dict`` entry (a Lightning checkpoint);
+  inputs are normalised with ``normalization`` (huyvnphan's weights expect
+  ``cifar-pretrained``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from featavg.config import ConfigError
+from featavg.models.image_classifier import ImageClassifier
+
+# architectures a plain state dict may be loaded into (CIFAR-sized, 3 channels)
+BACKBONE_ARCHS = ("resnet18-pretrained", "resnet18-cifar", "resnet18-imagenet")
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex): what identifies a backbone file in a summary."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def plain_state(blob: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
+    """The network state dict inside a loaded checkpoint ``blob``: the dict itself or its
+    ``state_dict`` entry, with a ``model.`` prefix common to every key removed. ConfigError
+    (naming ``where``) when an entry is not a tensor."""
+    state = blob.get("state_dict", blob)
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: 'state_dict' is not a dict of tensors")
+    if state and all(k.startswith("model.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+    bad = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if bad:
+        raise ConfigError(f"{where}: not a state dict (entry {bad[0]!r} is not a tensor)")
+    return state
+
+
+def load_backbone_file(
+    path: str | Path,
+    *,
+    arch: str = "resnet18-pretrained",
+    normalization: str = "cifar-pretrained",
+    image_size: int = 32,
+) -> tuple[ImageClassifier, dict[str, Any]]:
+    """(model in eval mode on the CPU, what it is) from ``path`` (see the module doc).
+
+    ``info``: source "file", path, sha256, kind ("featavg model file" | "state dict"),
+    model (the architecture), normalization. A plain state dict's ``fc`` sets the number
+    of classes; a dict without ``fc`` (features only) is accepted, its unused ``fc`` then
+    keeps a fresh init. ConfigError (one line) when the file is missing, unsafe,
+    corrupt or does not fit ``arch``.
+    """
+    from featavg.models.builtin import build_model
+    from featavg.models.image_classifier import load_backbone_state, normalization_by_name
+    from featavg.trained_models import MODEL_FILE, MODEL_FORMAT, load_trained_model
+    from featavg.training.checkpoint import load_checkpoint
+
+    if arch not in BACKBONE_ARCHS:
+        raise ConfigError(
+            f"backbone_arch: must be one of {', '.join(BACKBONE_ARCHS)}, got {arch!r}"
+        )
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / MODEL_FILE
+    blob = load_checkpoint(file, map_location="cpu")
+    info: dict[str, Any] = {"source": "file", "path": str(file), "sha256": file_sha256(file)}
+    if blob.get("format") == MODEL_FORMAT:
+        model, meta = load_trained_model(file, "cpu")
+        info.update(
+            kind="featavg model file",
+            model=meta["model"],
+            normalization=meta["normalization"]["name"],
+            trained_on=meta.get("dataset", {}).get("name"),
+        )
+        return model, info
+    state = plain_state(blob, file)
+    fc = state.get("fc.weight", state.get("net.fc.weight"))
+    classes = int(fc.shape[0]) if fc is not None else 10
+    norm = normalization_by_name(normalization)
+    model = build_model(arch, classes, 3, image_size, norm)
+    if fc is None:  # a features-only checkpoint: the unused fc keeps its fresh init
+        own_fc = model.net.state_dict()
+        state = {**state, **{k: v for k, v in own_fc.items() if k.startswith("fc.")}}
+    load_backbone_state(model, state)
+    info.update(kind="state dict", model=arch, normalization=norm.name)
+    return model.eval(), info

@@ -1,0 +1,131 @@
+"""The parts of a run's section that only real-data runs have: what the stand-in banner
+names, and the plain per-radius answer to "Is the 10-class model more robust than the
+binary one?".
+
+The real-data experiments (``mnist-robustness``, ``mnist-linf``, ``cifar10-robustness``,
+``cifar10-features``) write ``more_robust``: one record per radius with ``radius``
+(normalised units, the paper's), ``radius_pixel`` ([0, 1]-pixel units), ``binary`` and
+``group_argmax`` (robust accuracy of the binary model and of the 10-class model read out by
+the class group of its argmax), ``difference`` (10-class - binary) and ``verdict``
+("10-class more robust" | "binary more robust" | "tie"). Display strings only; the
+templates write the HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from featavg.experiments.summary import is_number
+from featavg.report.checks import is_stand_in
+from featavg.report.view import Cell, Table, fmt
+
+QUESTION = "Is the 10-class model more robust than the binary one?"
+TENCLASS, BINARY, TIE = "10-class more robust", "binary more robust", "tie"
+# a difference this small is a tie (the experiments' own threshold)
+TIE_TOL = 1e-12
+HEADER = (
+    "Radius (normalised)",
+    "Radius (pixel)",
+    "Binary model",
+    "10-class model (group of argmax)",
+    "Difference (10-class − binary)",
+    "Verdict",
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The answer per radius: ``sentence`` (one line over the radii > 0), ``table`` (a row
+    per radius), ``notes`` (the pixel units, rows that could not be read)."""
+
+    question: str
+    sentence: str
+    table: Table
+    notes: list[str]
+
+
+def stand_in_label(summary: dict[str, Any], fallback: bool = True) -> str:
+    """What the stand-in banner names: the ``stand_in_label`` entry (e.g. "Fashion-MNIST
+    (stand-in for MNIST)"), else a ``stand_in`` given as text, else (``fallback``) the
+    ``data`` text; '' for a run on the real data (or without a label and no fallback)."""
+    if not is_stand_in(summary):
+        return ""
+    for key in ("stand_in_label", "stand_in"):
+        label = summary.get(key)
+        if isinstance(label, str) and label.strip():
+            return label
+    return str(summary.get("data") or "unknown data") if fallback else ""
+
+
+def _verdict(row: dict[str, Any], diff: float | None) -> str:
+    """The row's verdict as written, else from the difference."""
+    verdict = row.get("verdict")
+    if isinstance(verdict, str) and verdict:
+        return verdict
+    if diff is None:
+        return "—"
+    return TIE if abs(diff) < TIE_TOL else (TENCLASS if diff > 0 else BINARY)
+
+
+def _difference(row: dict[str, Any]) -> float | None:
+    """``difference`` as written, else group_argmax - binary; None when neither is known."""
+    if is_number(row.get("difference")):
+        return float(row["difference"])
+    if is_number(row.get("binary")) and is_number(row.get("group_argmax")):
+        return float(row["group_argmax"]) - float(row["binary"])
+    return None
+
+
+def _pixel(value: Any) -> str:
+    """A pixel radius: a number, or a [lo, hi] range where the std differs per channel."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"{fmt(value[0])}–{fmt(value[1])}"
+    return fmt(value) if value is not None else "—"
+
+
+def sentence(verdicts: list[tuple[float, str]]) -> str:
+    """One sentence over the radii > 0, e.g. "10-class more robust at 15 of 20 radii > 0
+    (binary more robust at 4, tie at 1)."; radius 0 (clean accuracy) is left out."""
+    attacked = [v for r, v in verdicts if r > 0]
+    if not attacked:
+        return "No radius > 0 was attacked: only the clean accuracies are compared."
+    n = len(attacked)
+    counts = {v: attacked.count(v) for v in (TENCLASS, BINARY, TIE)}
+    others = [f"{name} at {counts[name]}" for name in (BINARY, TIE) if counts[name]]
+    rest = f" ({', '.join(others)})" if others else ""
+    return f"{TENCLASS} at {counts[TENCLASS]} of {n} radi{'i' if n != 1 else 'us'} > 0{rest}."
+
+
+def comparison_view(summary: dict[str, Any]) -> Comparison | None:
+    """The plain-statement table of the summary's ``more_robust`` records, or None when the
+    run has none."""
+    records = summary.get("more_robust")
+    if not isinstance(records, list) or not records:
+        return None
+    rows, verdicts, skipped = [], [], 0
+    for row in records:
+        if not isinstance(row, dict) or not is_number(row.get("radius")):
+            skipped += 1
+            continue
+        diff = _difference(row)
+        verdict = _verdict(row, diff)
+        verdicts.append((float(row["radius"]), verdict))
+        rows.append(
+            [
+                Cell(fmt(row["radius"]), "num", small="clean" if row["radius"] == 0 else ""),
+                Cell(_pixel(row.get("radius_pixel")), "num"),
+                Cell(fmt(row.get("binary"), "acc"), "num"),
+                Cell(fmt(row.get("group_argmax"), "acc"), "num"),
+                Cell(f"{diff:+.3f}" if diff is not None else "—", "num"),
+                Cell(verdict),
+            ]
+        )
+    notes = []
+    units = summary.get("pixel_units")
+    if isinstance(units, str) and units:
+        notes.append(f"Pixel radii: {units}")
+    if skipped:
+        notes.append(f"{skipped} record(s) of more_robust without a radius are left out.")
+    table = Table([Cell(h) for h in HEADER], rows)
+    return Comparison(QUESTION, sentence(verdicts), table, notes)

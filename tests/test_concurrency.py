@@ -1,0 +1,206 @@
+"""Concurrency: processes sharing one run store compute each run and cell once, never
+corrupt or mix a directory, and a process that waited serves the finished run as a hit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from featavg import run_lock, store
+from featavg.experiments.registry import EXPERIMENTS
+from featavg.experiments.runner import run_experiment
+from featavg.sweep import run_sweep
+from featavg.sweep.plan import plan_sweep
+from featavg.sweep.sharing import claims
+
+EXP = "synthetic-robustness"
+TINY = dict(EXPERIMENTS[EXP].tiny)
+SWEEP_EXP = "synthetic-alignment"
+SMALL = {"data": {"d": 40, "k": 3, "n_train": 60, "n_test": 30}, "train": {"steps": 10}}
+
+# a worker that claims DIR, then does a read-modify-write of DIR.count (a lost update shows
+# mutual exclusion failing) and logs "in"/"out" lines (interleaving shows it too)
+CLAIMER = """
+import os, sys, time
+from pathlib import Path
+from featavg import run_lock
+directory, rounds = Path(sys.argv[1]), int(sys.argv[2])
+count, log = Path(str(directory) + ".count"), Path(str(directory) + ".log")
+for _ in range(rounds):
+    with run_lock.claim(directory):
+        with open(log, "a") as f:
+            f.write(f"in {os.getpid()}\\n")
+        n = int(count.read_text()) if count.exists() else 0
+        time.sleep(0.002)
+        count.write_text(str(n + 1))
+        with open(log, "a") as f:
+            f.write(f"out {os.getpid()}\\n")
+"""
+
+# a run through the API that prints whether it was a cache hit
+RUNNER = """
+import json, sys
+from featavg.experiments.runner import run_experiment
+result = run_experiment(sys.argv[1], overrides=json.loads(sys.argv[2]), out=sys.argv[3],
+                        device="cpu")
+print(json.dumps({"cached": result.cached}))
+"""
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_claims_exclude_other_processes_and_lose_no_update(tmp_path):
+    directory = tmp_path / "run"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLAIMER, str(directory), "15"], env=_env())
+        for _ in range(4)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    assert (tmp_path / "run.count").read_text() == "60"  # no lost read-modify-write
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    assert len(lines) == 120
+    for enter, leave in zip(lines[::2], lines[1::2], strict=True):  # never interleaved
+        assert enter.startswith("in ") and leave == "out " + enter[3:]
+    # every holder deleted its lock file: nothing left beside the run
+    assert not (tmp_path / run_lock.LOCKS).exists()
+
+
+def test_claims_are_reentrant_and_exclusive_between_threads(tmp_path):
+    directory = tmp_path / "run"
+    order = []
+
+    def other():
+        with run_lock.claim(directory):
+            order.append("other")
+
+    with run_lock.claim(directory):
+        with run_lock.claim(directory, tmp_path / "b"):  # re-entrant, plus a new one
+            assert run_lock.held(directory) and run_lock.held(tmp_path / "b")
+        assert run_lock.held(directory) and not run_lock.held(tmp_path / "b")
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first")  # the other thread is still waiting
+    thread.join(timeout=10)
+    assert order == ["first", "other"]
+    assert not run_lock.held(directory)
+
+
+def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
+    directory = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from featavg import run_lock\n"
+            "with run_lock.claim(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+            str(directory),
+        ],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    lock = run_lock.lock_path(directory)
+    assert lock.exists()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+    start = time.monotonic()
+    with run_lock.claim(directory):  # the kernel dropped the dead holder's lock
+        pass
+    assert time.monotonic() - start < 5
+    # a lock file a killed holder left (unlocked) is removed with the other leftovers
+    lock.parent.mkdir(exist_ok=True)
+    lock.write_text("")
+    assert lock in store.clean_leftovers(tmp_path)
+    assert not lock.parent.exists()
+
+
+def _blocked_on_a_lock(pid, timeout=120):
+    """Wait until process ``pid`` waits for a flock (``/proc/locks`` marks waiters with
+    "->"); False if it never does within ``timeout`` seconds (or ends first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/locks") as f:
+            if any("->" in line and f" {pid} " in line for line in f):
+                return True
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_a_process_waiting_for_a_run_serves_it_as_a_hit(tmp_path):
+    """This process claims the run and computes it while another asks for the same run:
+    the other waits for the claim, then finds the run finished (a cache hit)."""
+    out = tmp_path / "run"
+    with run_lock.claim(out):
+        other = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, EXP, json.dumps(TINY), str(out)],
+            stdout=subprocess.PIPE,
+            env=_env(),
+        )
+        assert _blocked_on_a_lock(other.pid), "the other process never waited for the run"
+        assert not run_experiment(EXP, overrides=TINY, out=out, device="cpu").cached
+    stdout, _ = other.communicate(timeout=300)
+    assert other.returncode == 0
+    assert json.loads(stdout.decode().strip().splitlines()[-1]) == {"cached": True}
+    assert run_experiment(EXP, overrides=TINY, out=out, device="cpu").cached  # whole, unmixed
+    assert not (tmp_path / store.STAGING).exists() and not (tmp_path / run_lock.LOCKS).exists()
+
+
+SWEEPER = """
+import json, sys
+from featavg.sweep import run_sweep
+grid, out = json.loads(sys.argv[1]), sys.argv[2]
+result = run_sweep("synthetic-alignment", grid, overrides=json.loads(sys.argv[3]), out=out,
+                   progress=False)
+print(json.dumps({c.name: c.cached for c in result.cells}))
+"""
+
+
+@pytest.mark.slow
+def test_same_and_overlapping_sweeps_compute_each_cell_once(tmp_path):
+    """While this process runs a sweep (holding its cells), another process runs the same
+    sweep: it waits and computes nothing. An overlapping sweep in another directory of the
+    same store then computes only its new cell and takes the shared one from the first."""
+    same, overlap = {"net.m": [2]}, {"net.m": [2, 3]}  # one cell shared
+    first = tmp_path / "a"
+    _, _, cells = plan_sweep(SWEEP_EXP, same, overrides=SMALL, out=first)
+    held = claims(SWEEP_EXP, [c.config for c in cells], [str(c.directory) for c in cells])
+    with run_lock.claim(*held):
+        other = subprocess.Popen(
+            [sys.executable, "-c", SWEEPER, json.dumps(same), str(first), json.dumps(SMALL)],
+            stdout=subprocess.PIPE,
+            env=_env(),
+        )
+        assert _blocked_on_a_lock(other.pid), "the other sweep never waited for a cell"
+        mine = run_sweep(SWEEP_EXP, same, overrides=SMALL, out=first, progress=False)
+        manifests = {c.name: store.sha256_file(c.directory / store.MANIFEST) for c in mine.cells}
+    assert not any(c.cached for c in mine.cells)
+    stdout, _ = other.communicate(timeout=300)
+    assert other.returncode == 0
+    served = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert served == {c.name: False for c in mine.cells}  # nothing was finished when it planned
+    # yet it computed nothing: every cell still holds exactly the run this process wrote
+    assert manifests == {
+        c.name: store.sha256_file(c.directory / store.MANIFEST) for c in mine.cells
+    }
+
+    second = run_sweep(SWEEP_EXP, overlap, overrides=SMALL, out=tmp_path / "b", progress=False)
+    shared = [c for c in second.cells if c.name in manifests][0]
+    assert store.sha256_file(shared.directory / store.MANIFEST) == manifests[shared.name]
+    new = [c for c in second.cells if c.name not in manifests][0]
+    assert new.summary["provenance"]["wall_time_s"] > 0
+    for directory in (first, tmp_path / "b"):
+        assert not (directory / "cells" / store.STAGING).exists()
+        assert not (directory / "cells" / run_lock.LOCKS).exists()

@@ -1,0 +1,328 @@
+"""Crash safety: SIGKILL at any moment never leaves a partial or mixed directory that is read
+back as a result; a killed sweep restarted (every executor) ends identical to an
+uninterrupted one; the workers of a killed sweep die with it. The full counts (20 kills per
+executor) are in scripts/reliability_crash.py."""
+
+import collections
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+import featavg
+from featavg import run_lock, store
+from featavg.config import ConfigError
+from featavg.experiments.registry import EXPERIMENTS
+from featavg.experiments.runner import run_experiment
+from featavg.run_state import inspect_run
+from featavg.sweep import DaskExecutor, run_sweep
+
+EXP = "synthetic-robustness"
+TINY = dict(EXPERIMENTS[EXP].tiny)
+OTHER = {**TINY, "seed": 7}
+SWEEP_EXP = "synthetic-alignment"
+SMALL = {"data": {"d": 40, "n_train": 60, "n_test": 30}, "train": {"steps": 10}}
+# train.lr is a batch field: each data.k is one group of two cells trained as one ensemble,
+# so a kill can also fall between the two cells of a group
+GRID = {"train.lr": [0.001, 0.01], "data.k": [3, 4]}
+# kills per executor (the process pool and Dask restart slower); the script does 20 each
+KILLS_IN_CI = {"local": 2, "process": 1, "dask": 1}
+
+
+def contents(directory):
+    """{name: bytes} of every regular file in ``directory`` (hidden ones included)."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def numbers(summary):
+    """A summary without its provenance (wall time, batch size): the results."""
+    return {k: v for k, v in summary.items() if k != "provenance"}
+
+
+def assert_same_run(directory, reference):
+    """``directory`` holds the run of ``reference``: same files, equal bytes except the
+    summary (equal numbers, its provenance aside) and the manifest that lists it."""
+    got, want = contents(directory), contents(reference)
+    assert set(got) == set(want), (sorted(got), sorted(want))
+    for name in got:
+        if name == "summary.json":
+            assert numbers(json.loads(got[name])) == numbers(json.loads(want[name])), directory
+        elif name != store.MANIFEST:
+            assert got[name] == want[name], f"{directory / name} differs"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Files of two finished tiny runs of one experiment (two configs)."""
+    root = tmp_path_factory.mktemp("runs")
+    run_experiment(EXP, overrides=TINY, out=root / "old", device="cpu")
+    run_experiment(EXP, overrides=OTHER, out=root / "new", device="cpu")
+    return contents(root / "old"), contents(root / "new")
+
+
+# ---------------------------------------------------------------- every moment of a write
+
+STEPS = ("write", "replace", "rename", "mkdir", "rmdir", "unlink", "open")
+
+
+def _write_dying_at(target, files, k, report_fd):
+    """In a forked child: replace ``target`` by ``files``, SIGKILLed just before the k-th
+    filesystem call (never, for k = 0); report the number of calls made."""
+    calls = [0]
+    for name in STEPS:
+        real = getattr(os, name)
+
+        def step(*args, _real=real, **kwargs):
+            calls[0] += 1
+            if calls[0] == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return _real(*args, **kwargs)
+
+        setattr(os, name, step)
+    store.write_run_files(target, files)
+    os.write(report_fd, str(calls[0]).encode())
+
+
+def _fork_write(target, files, k):
+    """Run :func:`_write_dying_at` in a forked child; (was it killed, calls made)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: file operations only (no torch), then out
+        try:
+            os.close(read_fd)
+            _write_dying_at(target, files, k, write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_fd, 64)
+    os.close(read_fd)
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    return killed, int(report) if report else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh", [False, True], ids=["replacing", "fresh"])
+def test_a_kill_at_every_moment_of_a_write_leaves_a_whole_run(two_runs, tmp_path, fresh):
+    old, new = two_runs
+    target = tmp_path / "run"
+    if not fresh:
+        store.write_run_files(target, old)
+    killed, total = _fork_write(target, new, 0)  # an uninterrupted write, counted
+    assert not killed and total and total > 10
+    for k in range(1, total + 1):
+        shutil.rmtree(target, ignore_errors=True)  # start again from the old state
+        if not fresh:
+            store.write_run_files(target, old)
+        killed, _ = _fork_write(target, new, k)
+        assert killed, f"the child was not killed at step {k}"
+        # whole: the old run, the new run, or (fresh, or between the two renames) nothing
+        if target.exists():
+            assert contents(target) in (old, new), f"mixed directory after a kill at step {k}"
+            loaded = featavg.load(target)  # read back: a whole run, never a mix
+            assert loaded.summary == json.loads(contents(target)["summary.json"])
+        else:
+            with pytest.raises(ConfigError):
+                featavg.load(target)
+        # the next write removes the leftovers and installs the new run
+        store.write_run_files(target, new)
+        assert contents(target) == new
+        assert not (tmp_path / store.STAGING).exists()
+
+
+# ---------------------------------------------------------------- killed and restarted sweeps
+
+
+@pytest.fixture(scope="module")
+def forkserver():
+    """A multiprocessing context whose children fork from a server that has featavg and
+    torch imported already: a killed sweep restarts in milliseconds, not seconds."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["featavg.sweep", "featavg.experiments.registry", "distributed"])
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted sweep, local executor."""
+    out = tmp_path_factory.mktemp("reference") / "sweep"
+    return run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import distributed  # a declared test dependency: fail, never skip, if it is missing
+
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster
+
+
+def _finished(out):
+    return len(list(out.glob("cells/*/summary.json")))
+
+
+def kill_restart(ctx, out, options, kills, seed):
+    """Start the sweep into ``out`` in a child and SIGKILL it ``kills`` times, each time
+    once it has finished one more cell than before (or at once) plus a random delay; after
+    each kill check that no process of the sweep survives and that every cell directory is
+    a whole run or no run. Returns the number of kills that landed mid-sweep."""
+    rng = random.Random(seed)
+    landed = 0
+    for _ in range(kills):
+        before = _finished(out)
+        child = ctx.Process(
+            target=run_sweep,
+            args=(SWEEP_EXP, GRID),
+            kwargs={"overrides": SMALL, "out": str(out), "progress": False, **options},
+        )
+        child.start()
+        deadline = time.monotonic() + 120
+        while child.is_alive() and _finished(out) <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6))
+        try:
+            workers = psutil.Process(child.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            workers = []
+        landed += child.is_alive()
+        with contextlib.suppress(ProcessLookupError):  # it may have just finished
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=30)
+        assert child.exitcode in (0, -signal.SIGKILL), f"the sweep failed: {child.exitcode}"
+        _, alive = psutil.wait_procs(workers, timeout=20)
+        assert not alive, f"workers outlived the killed sweep: {alive}"
+        for cell in out.glob("cells/*"):
+            if cell.name.startswith("."):
+                continue
+            state = inspect_run(cell, SWEEP_EXP, json.loads((cell / "config.json").read_text()))
+            assert state.kind in ("hit", "absent"), f"{cell}: {state.detail}"
+    return landed
+
+
+def check_resumed(result, reference):
+    assert [c.name for c in result.cells] == [c.name for c in reference.cells]
+    for cell, ref in zip(result.cells, reference.cells, strict=True):
+        assert_same_run(cell.directory, ref.directory)
+    assert result.csv_path.read_bytes() == reference.csv_path.read_bytes()
+    for directory in (result.directory, result.directory / "cells"):
+        assert not (directory / store.STAGING).exists()
+        assert not (directory / run_lock.LOCKS).exists()
+
+
+@pytest.mark.slow
+def test_killed_local_sweep_restarts_to_identical_results(forkserver, reference, tmp_path):
+    out = tmp_path / "sweep"
+    assert kill_restart(forkserver, out, {}, KILLS_IN_CI["local"], seed=1) >= 1
+    check_resumed(run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False), reference)
+
+
+@pytest.mark.slow
+def test_killed_process_pool_sweep_leaves_no_worker_and_restarts(forkserver, reference, tmp_path):
+    out = tmp_path / "sweep"
+    options = {"executor": "process", "workers": 2}
+    assert kill_restart(forkserver, out, options, KILLS_IN_CI["process"], seed=2) >= 1
+    resumed = run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False, **options)
+    check_resumed(resumed, reference)
+
+
+@pytest.mark.slow
+def test_killed_dask_sweep_restarts_to_identical_results(forkserver, reference, cluster, tmp_path):
+    out = tmp_path / "sweep"
+    options = {"executor": "dask", "scheduler": cluster.scheduler_address}
+    assert kill_restart(forkserver, out, options, KILLS_IN_CI["dask"], seed=3) >= 1
+    resumed = run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False, **options)
+    check_resumed(resumed, reference)
+
+
+class CountingExecutor:
+    """An executor that counts the results it hands back per cell."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, collections.Counter()
+
+    def run(self, experiment, groups, device, done):
+        def counted(cell, summary):
+            self.calls[cell.name] += 1
+            done(cell, summary)
+
+        self.inner.run(experiment, groups, device, counted)
+
+
+@pytest.mark.slow
+def test_a_dask_worker_killed_mid_sweep_loses_and_duplicates_nothing(reference, cluster, tmp_path):
+    import distributed
+
+    executor = CountingExecutor(DaskExecutor(scheduler=cluster.scheduler_address))
+    result = {}
+
+    def sweep():
+        result["sweep"] = run_sweep(
+            SWEEP_EXP,
+            GRID,
+            overrides=SMALL,
+            out=tmp_path / "sweep",
+            executor=executor,
+            progress=False,
+        )
+
+    thread = threading.Thread(target=sweep)
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        pids = client.run(os.getpid)
+        thread.start()
+        busy = []
+        deadline = time.monotonic() + 120
+        while not busy and thread.is_alive() and time.monotonic() < deadline:
+            busy = [w for w, keys in client.processing().items() if keys]
+            time.sleep(0.05)
+        assert busy, "no task ever ran"
+        time.sleep(random.Random(6).uniform(0.0, 0.3))
+        os.kill(pids[busy[0]], signal.SIGKILL)  # a worker dies with a task in hand
+        thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert executor.calls == {cell.name: 1 for cell in reference.cells}  # none lost, none twice
+    check_resumed(result["sweep"], reference)
+
+
+# the owner of a LocalCluster: starts one, runs long tasks on it, prints the workers' pids
+CLUSTER_OWNER = """
+import json, os, time
+import distributed
+if __name__ == "__main__":
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    futures = [client.submit(time.sleep, 120, pure=False) for _ in range(2)]
+    print(json.dumps(list(client.run(os.getpid).values())), flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_processes_die_with_their_owner(tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(CLUSTER_OWNER)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pids = json.loads(owner.stdout.readline())
+    processes = [psutil.Process(pid) for pid in pids]
+    processes += psutil.Process(owner.pid).children(recursive=True)
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait(timeout=10)
+    _, alive = psutil.wait_procs(processes, timeout=20)
+    assert not alive, f"Dask processes outlived their owner: {alive}"
