@@ -147,6 +147,30 @@ def test_more_robust_states_the_verdict_per_radius():
     assert "at 1 of 3 radii > 0, the binary model at 1 (ties: 1)" in text
     # |gap| 0.5 at radii 1 and 3: the first is named
     assert "largest gap -0.500" in text and "radius 1 (normalised) = 0.5 (pixels)" in text
+    # paired differences over the 2 points: radius 1: (-1, 0), radius 3: (0, +1), so
+    # 2 SE = 2 * std([-1, 0]) / sqrt(2) = 1 > 0.5: neither gap is beyond noise
+    assert [r["two_se"] for r in rows] == pytest.approx([0.0, 1.0, 0.0, 1.0])
+    assert not any(r["beyond_noise"] for r in rows)
+    assert "Beyond twice the standard error of the paired difference: 10-class at 0, " in text
+
+
+def test_more_robust_noise_band_is_the_paired_standard_error():
+    """With many points a consistent gap is beyond noise, and two_se is 2 std(d) / sqrt(B)
+    of the per-point differences."""
+    eps = [0.0, 1.0]
+    readouts = build_readouts(nn.Linear(1, 2), nn.Linear(1, 10), PARITY)
+    # 100 points: the binary model falls at radius 1 on 30 of them, the 10-class on 5
+    flip_bin = [0.5] * 30 + [9.0] * 70
+    flip_ten = [0.5] * 5 + [9.0] * 95
+    curves = {
+        "binary": ReadoutCurves(readouts["binary"], 1.0, {"m": _curve(flip_bin, eps)}),
+        "group_argmax": ReadoutCurves(readouts["group_argmax"], 1.0, {"m": _curve(flip_ten, eps)}),
+    }
+    rows, _ = more_robust(curves, "m", pixel_units(MNIST_HALF, "l2"))
+    d = torch.tensor([0.0] * 5 + [1.0] * 25 + [0.0] * 70, dtype=torch.float64)
+    assert rows[1]["difference"] == pytest.approx(0.25)
+    assert rows[1]["two_se"] == pytest.approx(float(2 * d.std() / 10))
+    assert rows[1]["beyond_noise"] and not rows[0]["beyond_noise"]
 
 
 # ------------------------------------------------------------------ attacks

@@ -159,3 +159,18 @@ def test_no_comparison_without_more_robust(tmp_path):
 )
 def test_sentence(verdicts, expected):
     assert sentence(verdicts) == expected
+
+
+def test_noise_band_column_and_within_noise_verdicts(tmp_path):
+    """Rows with two_se / beyond_noise (the experiments' paired noise band) get a 2 SE
+    column, "(within noise)" on verdicts inside it, and a note counting the clear ones."""
+    rows = more_robust_rows([0.0, 0.5, 1.0], [0.9, 0.8, 0.5], [0.9, 0.82, 0.7])
+    for row, two_se in zip(rows, [0.0, 0.04, 0.08], strict=True):
+        row["two_se"] = two_se
+        row["beyond_noise"] = abs(row["difference"]) > two_se
+    text, (sec,), _ = render(tmp_path, real_run(tmp_path / "run", more_robust=rows))
+    assert "2 SE (paired)" in sec
+    assert "<td>10-class more robust (within noise)</td>" in sec  # +0.02 within ±0.04
+    assert "<td>10-class more robust</td>" in sec  # +0.20 beyond ±0.08
+    assert '<td class="num">±0.080</td>' in sec
+    assert "beyond it at radii &gt; 0: 10-class more robust at 1, binary at 0." in sec

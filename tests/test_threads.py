@@ -138,7 +138,12 @@ def test_the_cli_sets_passive_waiting_before_torch_loads():
 
 
 def report_worker_threads(
-    experiment: str, configs: list[dict], outs: list[str], device: str
+    experiment: str,
+    configs: list[dict],
+    outs: list[str],
+    device: str,
+    progress: bool = False,
+    seen: list | None = None,
 ) -> list[dict]:
     """Stands in for run_cells inside a pool worker: what the worker was configured with."""
     return [

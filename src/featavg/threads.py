@@ -45,6 +45,7 @@ to be sized only before any parallel work.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -119,13 +120,15 @@ def configure(threads: int | None = None) -> int:
 
     ``threads`` is ``--threads`` (None: :func:`default_threads`). Sets the wait policy
     (:func:`passive_wait`; inherited by spawned workers) and torch's intra-op count, and its
-    inter-op count too when torch was not imported before."""
+    inter-op count too while torch has not used its inter-op pool yet."""
     n = default_threads() if threads is None else check_threads(threads)
-    fresh = passive_wait()
+    passive_wait()
     import torch
 
     torch.set_num_threads(n)
-    if fresh:  # nothing has run yet, so the inter-op pool can still be sized
+    # the inter-op pool can be sized until torch first uses it: also after an import that
+    # ran nothing, as in a forkserver's preloaded workers; afterwards torch refuses
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(n)
     global _in_force
     _in_force = n

@@ -192,12 +192,25 @@ def more_robust(
 ) -> tuple[list[dict[str, Any]], float]:
     """Per radius, whether the 10-class model (group of argmax) is more robust than the
     binary model under ``method``; and the fraction of radii > 0 where it is (nan if the
-    grid has none)."""
+    grid has none).
+
+    Each row also holds ``two_se``, twice the standard error of the paired difference
+    (both models are attacked on the same B points: d_b = robust_10(b) - robust_bin(b),
+    two_se = 2 std(d) / sqrt(B), inf for B < 2), and ``beyond_noise`` = |difference| >
+    two_se: with 200 points a gap of a few points is often within noise, and the verdict
+    alone would not say so."""
     a = curves[BINARY].curves[method]
     b = curves[TENCLASS].curves[method]
+    paired = b.per_point_correct.double() - a.per_point_correct.double()  # (R, B)
+    points = paired.shape[1]
+    two_se = (
+        (2 * paired.std(dim=1) / math.sqrt(points)).tolist()
+        if points > 1
+        else [math.inf] * paired.shape[0]
+    )
     rows, wins, positive = [], 0, 0
-    for eps, acc_bin, acc_ten in zip(
-        a.eps.tolist(), a.robust_accuracy.tolist(), b.robust_accuracy.tolist(), strict=True
+    for eps, acc_bin, acc_ten, noise in zip(
+        a.eps.tolist(), a.robust_accuracy.tolist(), b.robust_accuracy.tolist(), two_se, strict=True
     ):
         diff = acc_ten - acc_bin
         rows.append(
@@ -208,6 +221,8 @@ def more_robust(
                 "group_argmax": acc_ten,
                 "difference": diff,
                 "verdict": verdict(diff),
+                "two_se": noise,
+                "beyond_noise": abs(diff) > noise,
             }
         )
         if eps > 0:
@@ -227,13 +242,23 @@ def more_robust_statement(rows: Sequence[Mapping[str, Any]]) -> str:
         for v in ("10-class more robust", "binary more robust", "tie")
     }
     widest = max(positive, key=lambda r: abs(r["difference"]))
-    return (
+    text = (
         f"The 10-class model (group of argmax) is more robust than the binary model at "
         f"{count['10-class more robust']} of {len(positive)} radii > 0, the binary model at "
         f"{count['binary more robust']} (ties: {count['tie']}); largest gap "
         f"{widest['difference']:+.3f} (10-class minus binary) at radius {widest['radius']:g} "
         f"(normalised) = {widest['radius_pixel']:.3g} (pixels)."
     )
+    if all("beyond_noise" in r for r in positive):
+        clear = {
+            v: sum(r["verdict"] == v and r["beyond_noise"] for r in positive)
+            for v in ("10-class more robust", "binary more robust")
+        }
+        text += (
+            f" Beyond twice the standard error of the paired difference: 10-class at "
+            f"{clear['10-class more robust']}, binary at {clear['binary more robust']}."
+        )
+    return text
 
 
 def curve_numbers(

@@ -104,6 +104,9 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
     if not isinstance(records, list) or not records:
         return None
     rows, verdicts, skipped = [], [], 0
+    # runs since the noise band was added record it: show it, and say which gaps are noise
+    noise = any(isinstance(r, dict) and is_number(r.get("two_se")) for r in records)
+    clear = {TENCLASS: 0, BINARY: 0}
     for row in records:
         if not isinstance(row, dict) or not is_number(row.get("radius")):
             skipped += 1
@@ -111,21 +114,34 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
         diff = _difference(row)
         verdict = _verdict(row, diff)
         verdicts.append((float(row["radius"]), verdict))
-        rows.append(
-            [
-                Cell(fmt(row["radius"]), "num", small="clean" if row["radius"] == 0 else ""),
-                Cell(_pixel(row.get("radius_pixel")), "num"),
-                Cell(fmt(row.get("binary"), "acc"), "num"),
-                Cell(fmt(row.get("group_argmax"), "acc"), "num"),
-                Cell(f"{diff:+.3f}" if diff is not None else "—", "num"),
-                Cell(verdict),
-            ]
-        )
+        cells = [
+            Cell(fmt(row["radius"]), "num", small="clean" if row["radius"] == 0 else ""),
+            Cell(_pixel(row.get("radius_pixel")), "num"),
+            Cell(fmt(row.get("binary"), "acc"), "num"),
+            Cell(fmt(row.get("group_argmax"), "acc"), "num"),
+            Cell(f"{diff:+.3f}" if diff is not None else "—", "num"),
+        ]
+        if noise:
+            two_se = row.get("two_se")
+            band = f"±{float(two_se):.3f}" if isinstance(two_se, int | float) else "—"
+            cells.append(Cell(band, "num"))
+            if verdict in clear and row.get("beyond_noise") is False:
+                verdict += " (within noise)"
+            elif verdict in clear and row["radius"] > 0:
+                clear[verdict] += 1
+        rows.append([*cells, Cell(verdict)])
     notes = []
+    if noise:
+        notes.append(
+            "2 SE: twice the standard error of the paired difference over the attacked points;"
+            f" beyond it at radii > 0: 10-class more robust at {clear[TENCLASS]}, binary at "
+            f"{clear[BINARY]}."
+        )
     units = summary.get("pixel_units")
     if isinstance(units, str) and units:
         notes.append(f"Pixel radii: {units}")
     if skipped:
         notes.append(f"{skipped} record(s) of more_robust without a radius are left out.")
-    table = Table([Cell(h) for h in HEADER], rows)
+    header = [*HEADER[:-1], "2 SE (paired)", HEADER[-1]] if noise else list(HEADER)
+    table = Table([Cell(h) for h in header], rows)
     return Comparison(QUESTION, sentence(verdicts), table, notes)

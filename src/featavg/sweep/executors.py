@@ -16,7 +16,7 @@ Crashes and company: every group claims its cell directories (:mod:`featavg.run_
 around its run, so sweeps and runs of other processes sharing cells compute each cell once;
 a cell another process finished since the sweep started (its manifest changed: ``seen``) is
 served from there. ``process`` workers die with their parent
-(:mod:`~featavg.sweep.lifeline`). Dask workers only compute into scratch directories and
+(:mod:`~featavg.worker_lifeline`). Dask workers only compute into scratch directories and
 send the files back; the client, holding the claims, writes them, so a killed worker or
 client never writes a cell, and a task lost with its worker is rerun on another
 (``distributed`` reschedules it; :data:`DASK_RETRIES` more tries for errors).
@@ -38,10 +38,10 @@ from featavg.config import ConfigError, build_config
 from featavg.faults import is_failure
 from featavg.run_state import check_replaceable, inspect_run
 from featavg.sweep import sharing
-from featavg.sweep.lifeline import init_worker
 from featavg.sweep.plan import SweepCell
 from featavg.sweep.sharing import finished_elsewhere, tokens
 from featavg.threads import worker_threads
+from featavg.worker_lifeline import init_worker
 
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
 # extra tries of a Dask task that raised (a task whose worker died is rerun regardless)

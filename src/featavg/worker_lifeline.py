@@ -16,6 +16,11 @@ initializer (:func:`die_with_parent`):
 
 A worker killed mid-write leaves at most a hidden staged directory, which the next write
 beside it removes (:func:`featavg.store.clean_leftovers`): never a partial run.
+
+This module sits outside :mod:`featavg.sweep` on purpose: the pool's initializer is
+imported in the fresh worker before anything else, and importing the sweep package would
+import torch first, too early for :func:`featavg.threads.configure` to size torch's
+inter-op pool.
 """
 
 from __future__ import annotations
