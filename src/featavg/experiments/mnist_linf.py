@@ -100,9 +100,9 @@ EXPERIMENT = Experiment(
         "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
     },
     presets=PRESETS,
-    runtime="quick (default): ~1-2 min on 2 idle CPU cores, less when mnist-robustness "
-    "trained the models (20 min measured while the 2 cores ran ~7 other jobs); paper: ~30 min "
-    "of training on 2 cores plus ~10M ResNet-18 input gradients (meant for a GPU)",
+    runtime="quick (default): ~1.5 min on 2 CPU cores, ~1 min when mnist-robustness trained "
+    "the models (73 s measured so, at load 4); paper: ~55 min of training on 2 cores plus "
+    "~10M ResNet-18 input gradients (meant for a GPU)",
     data="MNIST (set train.data_dir; without it: Fashion-MNIST, labelled as a stand-in)",
     paper_refs=("mnist_linf",),
 )

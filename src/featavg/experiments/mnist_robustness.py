@@ -117,9 +117,9 @@ EXPERIMENT = Experiment(
         "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
     },
     presets=PRESETS,
-    runtime="quick (default): ~1-2 min on 2 idle CPU cores (estimated from per-image costs; "
-    "17 min measured while the 2 cores ran ~7 other jobs); paper: ~30 min of training on 2 "
-    "cores plus ~8M ResNet-18 input gradients for the curves (meant for a GPU)",
+    runtime="quick (default): 98 s measured on 2 near-idle CPU cores (65 s training both "
+    "models, the rest attacks); paper: ~55 min of training on 2 cores plus ~7M ResNet-18 "
+    "input gradients for the per-radius and fmn+descend curves (meant for a GPU)",
     data="MNIST (set train.data_dir; without it: Fashion-MNIST, labelled as a stand-in)",
     paper_refs=("fig3_middle",),
 )
