@@ -28,6 +28,7 @@ from featavg.experiments.image_attack import (
     attack_readouts,
     curve_numbers,
     curve_rows,
+    curves_figure,
     pixel_units,
 )
 from featavg.experiments.image_common import Alignment, alignment_rows
@@ -46,9 +47,8 @@ from featavg.models.heads import (
     frozen_features,
 )
 from featavg.models.image_classifier import ImageClassifier
-from featavg.models.readouts import READOUT_LABELS, build_readouts
+from featavg.models.readouts import build_readouts
 from featavg.plots.feature_heatmaps import feature_heatmaps
-from featavg.plots.image_robustness import robustness_figure
 from featavg.seeding import generator as seeded_generator
 
 if TYPE_CHECKING:
@@ -259,19 +259,11 @@ def _output(
         columns,
         note=f"CIFAR-10 heads on frozen features: {what}",
     )
-    acc = numbers["curves"]
-    figure = robustness_figure(
-        acc["radii"],
-        {m: acc[m] for m in cfg.attack.methods},
-        READOUT_LABELS,
-        main_method=cfg.attack.method,
-        to_pixel=units.to_pixel,
-        pixel_label=units.axis_label,
-        norm=cfg.attack.norm,
-        title=f"CIFAR-10 heads on frozen features{banner}: transfer robustness, grouping "
-        f"{grouping.name}, {points} test points",
-        note=units.note,
+    title = (
+        f"CIFAR-10 heads on frozen features{banner}: transfer robustness, grouping "
+        f"{grouping.name}, {points} test points"
     )
+    figure = curves_figure(numbers["curves"], cfg.attack, units, title)
     unit_rows = [
         {
             "head": head,

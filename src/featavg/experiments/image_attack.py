@@ -22,10 +22,13 @@ from featavg.attacks.robustness_curve import robustness_curve
 from featavg.data.images import ImageSplit
 from featavg.metrics.curves import crossing_radius
 from featavg.models.image_classifier import Normalization
-from featavg.models.readouts import Readout
+from featavg.models.readouts import READOUT_LABELS, Readout
+from featavg.plots.image_robustness import robustness_figure
 from featavg.progress import bar as progress_bar
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from featavg.experiments.image_common import ImageAttackSection
 
 # the headline comparison: the 10-class model's binary decision (group of argmax) against
@@ -298,3 +301,22 @@ def curve_numbers(
         },
     }
     return numbers
+
+
+def curves_figure(
+    curves: Mapping[str, Any], attack: ImageAttackSection, units: PixelUnits, title: str
+) -> Figure:
+    """The robustness figure of every read-out from the summary's ``curves`` (see
+    :func:`curve_numbers`): ``attack.method`` solid, the other methods beside it, radii in
+    normalised units below and pixel units above."""
+    return robustness_figure(
+        curves["radii"],
+        {m: curves[m] for m in attack.methods},
+        READOUT_LABELS,
+        main_method=attack.method,
+        to_pixel=units.to_pixel,
+        pixel_label=units.axis_label,
+        norm=attack.norm,
+        title=title,
+        note=units.note,
+    )

@@ -18,6 +18,7 @@ from featavg.experiments.image_attack import (
     attack_readouts,
     curve_numbers,
     curve_rows,
+    curves_figure,
     method_key,
     pixel_units,
 )
@@ -30,7 +31,7 @@ from featavg.experiments.image_common import (
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Check
 from featavg.models.readouts import READOUT_LABELS, READOUTS, build_readouts
-from featavg.plots.image_robustness import alignment_figure, robustness_figure
+from featavg.plots.image_robustness import alignment_figure
 from featavg.trained_models import TrainedModel
 
 
@@ -95,18 +96,7 @@ def run_robustness(
         f"{title}{banner}: binary vs 10-class model, grouping {pair.grouping.name}, "
         f"{len(split)} test points"
     )
-    acc = numbers["curves"]
-    figure = robustness_figure(
-        acc["radii"],
-        {m: acc[m] for m in cfg.attack.methods},
-        READOUT_LABELS,
-        main_method=cfg.attack.method,
-        to_pixel=units.to_pixel,
-        pixel_label=units.axis_label,
-        norm=cfg.attack.norm,
-        title=fig_title,
-        note=units.note,
-    )
+    figure = curves_figure(numbers["curves"], cfg.attack, units, fig_title)
     groups_text = [f"group {s}: {list(pair.grouping.members(s))}" for s in range(2)]
     heat = alignment_figure(
         alignment.binary.numpy(),

@@ -40,18 +40,26 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def plain_state(blob: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
-    """The network state dict inside a loaded checkpoint ``blob``: the dict itself or its
-    ``state_dict`` entry, with a ``model.`` prefix common to every key removed. ConfigError
-    (naming ``where``) when an entry is not a tensor."""
+def state_tensors(blob: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint ``blob``: the dict itself or its ``state_dict``
+    entry (Lightning's layout), keys as they are. ConfigError (naming ``where``) when an
+    entry is not a tensor."""
     state = blob.get("state_dict", blob)
     if not isinstance(state, dict):
         raise ConfigError(f"{where}: 'state_dict' is not a dict of tensors")
-    if state and all(k.startswith("model.") for k in state):
-        state = {k.removeprefix("model."): v for k, v in state.items()}
     bad = [k for k, v in state.items() if not torch.is_tensor(v)]
     if bad:
         raise ConfigError(f"{where}: not a state dict (entry {bad[0]!r} is not a tensor)")
+    return state
+
+
+def plain_state(blob: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
+    """The network state dict inside a loaded checkpoint ``blob`` (:func:`state_tensors`),
+    with a ``model.`` prefix common to every key removed (the pretrained CIFAR weights
+    come that way)."""
+    state = state_tensors(blob, where)
+    if state and all(k.startswith("model.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items()}
     return state
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from featavg.config import ConfigError
 from featavg.data.images import ImageDataset
-from featavg.probing.run import file_sha256
+from featavg.models.backbone_file import file_sha256, state_tensors
 
 
 @dataclass
@@ -78,17 +78,6 @@ def import_factory(spec: str) -> nn.Module:
     return model
 
 
-def _state_dict(blob: dict[str, Any], where: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a loaded checkpoint: the dict itself or its ``state_dict`` entry."""
-    state = blob.get("state_dict", blob)
-    if not isinstance(state, dict):
-        raise ConfigError(f"{where}: 'state_dict' is not a dict of tensors")
-    bad = [k for k, v in state.items() if not torch.is_tensor(v)]
-    if bad:
-        raise ConfigError(f"{where}: not a state dict (entry {bad[0]!r} is not a tensor)")
-    return state
-
-
 def load_model(
     *,
     factory: str | None,
@@ -120,7 +109,7 @@ def load_model(
         info.update(source="factory", factory=factory)
         if blob is not None and path is not None:
             try:
-                model.load_state_dict(_state_dict(blob, path))
+                model.load_state_dict(state_tensors(blob, path))
             except RuntimeError as err:
                 first = str(err).splitlines()[0]
                 raise ConfigError(f"{path}: does not fit {factory} ({first})") from None
@@ -139,7 +128,7 @@ def load_model(
             f"--builtin: {path} is a plain state dict; name its architecture with --builtin"
         )
     return LoadedModel(
-        _builtin(builtin, _state_dict(blob, path), data, dataset_name, num_classes, normalization)
+        _builtin(builtin, state_tensors(blob, path), data, dataset_name, num_classes, normalization)
         .to(device)
         .eval(),
         {**info, "source": "builtin + state dict", "builtin": builtin},

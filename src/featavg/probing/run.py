@@ -56,15 +56,6 @@ FIGURES = {
 }
 
 
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a (possibly large) file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_fingerprint(model: nn.Module) -> str:
     """16 hex digits of sha256 over the model's class, structure (repr) and every parameter
     and buffer (name, dtype, shape, bytes; non-persistent buffers such as a normalisation
