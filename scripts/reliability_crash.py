@@ -70,8 +70,8 @@ def results(directory: Path) -> dict[str, Any]:
 
 def check_cells(out: Path) -> None:
     """Count cell directories that are neither a whole run (cache hit) nor absent."""
-    from featavg.run_state import inspect_run
-    from featavg.store import read_json_object
+    from featavg.runs import read_json_object
+    from featavg.runs.state import inspect_run
 
     for cell in (out / "cells").glob("*") if (out / "cells").is_dir() else []:
         if cell.name.startswith("."):
@@ -175,7 +175,7 @@ def compare(name: str, out: Path, reference: Path) -> None:
 def _write_dying(target: Path, files: dict[str, bytes], k: int) -> None:
     """In a forked child: replace ``target`` by ``files``, SIGKILLed before the k-th
     filesystem call; exit 0 if the write ends first."""
-    from featavg import store
+    from featavg import runs
 
     calls = [0]
     for fn in ("write", "replace", "rename", "mkdir", "rmdir", "unlink", "open"):
@@ -188,13 +188,13 @@ def _write_dying(target: Path, files: dict[str, bytes], k: int) -> None:
             return _real(*a, **kw)
 
         setattr(os, fn, step)
-    store.write_run_files(target, files)
+    runs.write_run_files(target, files)
     os._exit(0)
 
 
 def write_moments() -> None:
     """A kill before every filesystem call of replacing a run by another."""
-    from featavg import store
+    from featavg import runs
     from featavg.experiments.runner import run_experiment
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +208,7 @@ def write_moments() -> None:
             k += 1
             target = root / "run"
             shutil.rmtree(target, ignore_errors=True)
-            store.write_run_files(target, old)
+            runs.write_run_files(target, old)
             pid = os.fork()
             if pid == 0:
                 _write_dying(target, new, k)

@@ -336,7 +336,7 @@ import json, os, sys, threading, time
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.config import build_config
-from featavg.resources import estimate
+from featavg.runs.guards import estimate
 def rss():  # resident bytes now (ru_maxrss would count import-time peaks)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

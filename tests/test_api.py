@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import featavg
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.experiments.registry import get_experiment
 from featavg.report.checks import check_counts
@@ -56,7 +56,7 @@ def test_main_table_comes_first_whatever_the_file_names(run_dir, tmp_path):
     pd.DataFrame({"x": [1, 2]}).to_csv(copy / "aaa_extra.csv", index=False)
     (copy / "empty.csv").write_text("\n")
     (copy / ".robustness.csv.tmp.csv").write_text("half,written\n")  # hidden: not the run's
-    store.write_manifest(copy)  # load reads only the files the manifest vouches for
+    runs.write_manifest(copy)  # load reads only the files the manifest vouches for
     run = featavg.load(copy)
     assert list(run.tables)[0] == get_experiment(EXP).main_table
     assert list(run.tables)[1:] == ["aaa_extra", "empty"]
@@ -70,7 +70,7 @@ def test_a_one_seed_run_without_per_seed_values_gets_its_scalars(run_dir, tmp_pa
     del summary["per_seed"]
     summary["provenance"]["seeds"] = [7]
     (copy / "summary.json").write_text(json.dumps(summary))
-    store.write_manifest(copy)  # as a run written this way would have it
+    runs.write_manifest(copy)  # as a run written this way would have it
     frame = featavg.load(copy).per_seed
     assert list(frame.index) == [7]
     assert frame.loc[7, "radius50_binary"] == summary["radius50_binary"]

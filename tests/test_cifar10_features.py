@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.experiments.cifar10_features import EXPERIMENT, Cifar10FeaturesConfig, run
@@ -146,7 +146,7 @@ def CIFAR_PRETRAINED_normalise(x: torch.Tensor) -> torch.Tensor:  # noqa: N802
 @pytest.mark.slow
 def test_tiny_run_heatmaps_and_stand_in(tmp_path: Path) -> None:
     cfg = build_config(Cifar10FeaturesConfig, dict(EXPERIMENT.tiny), None)
-    with store.using_runs_root(tmp_path):
+    with runs.using_runs_root(tmp_path):
         out = run(cfg, torch.device("cpu"))
     verify_output(EXPERIMENT, cfg, out)
     assert out.stand_in and "stand-in" in (out.data or "")

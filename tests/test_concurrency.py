@@ -12,9 +12,10 @@ import time
 import psutil
 import pytest
 
-from featavg import run_lock, store
+from featavg import runs
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
+from featavg.runs import lock as run_lock
 from featavg.sweep import run_sweep
 from featavg.sweep.plan import plan_sweep
 from featavg.sweep.sharing import claims
@@ -29,7 +30,7 @@ SMALL = {"data": {"d": 40, "k": 3, "n_train": 60, "n_test": 30}, "train": {"step
 CLAIMER = """
 import os, sys, time
 from pathlib import Path
-from featavg import run_lock
+from featavg.runs import lock as run_lock
 directory, rounds = Path(sys.argv[1]), int(sys.argv[2])
 count, log = Path(str(directory) + ".count"), Path(str(directory) + ".log")
 for _ in range(rounds):
@@ -101,7 +102,7 @@ def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from featavg import run_lock\n"
+            "import sys, time; from featavg.runs import lock as run_lock\n"
             "with run_lock.claim(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
             str(directory),
         ],
@@ -120,7 +121,7 @@ def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
     # a lock file a killed holder left (unlocked) is removed with the other leftovers
     lock.parent.mkdir(exist_ok=True)
     lock.write_text("")
-    assert lock in store.clean_leftovers(tmp_path)
+    assert lock in runs.clean_leftovers(tmp_path)
     assert not lock.parent.exists()
 
 
@@ -155,7 +156,7 @@ def test_a_process_waiting_for_a_run_serves_it_as_a_hit(tmp_path):
     assert other.returncode == 0
     assert json.loads(stdout.decode().strip().splitlines()[-1]) == {"cached": True}
     assert run_experiment(EXP, overrides=TINY, out=out, device="cpu").cached  # whole, unmixed
-    assert not (tmp_path / store.STAGING).exists() and not (tmp_path / run_lock.LOCKS).exists()
+    assert not (tmp_path / runs.STAGING).exists() and not (tmp_path / run_lock.LOCKS).exists()
 
 
 SWEEPER = """
@@ -185,22 +186,20 @@ def test_same_and_overlapping_sweeps_compute_each_cell_once(tmp_path):
         )
         assert _blocked_on_a_lock(other.pid), "the other sweep never waited for a cell"
         mine = run_sweep(SWEEP_EXP, same, overrides=SMALL, out=first, progress=False)
-        manifests = {c.name: store.sha256_file(c.directory / store.MANIFEST) for c in mine.cells}
+        manifests = {c.name: runs.sha256_file(c.directory / runs.MANIFEST) for c in mine.cells}
     assert not any(c.cached for c in mine.cells)
     stdout, _ = other.communicate(timeout=300)
     assert other.returncode == 0
     served = json.loads(stdout.decode().strip().splitlines()[-1])
     assert served == {c.name: False for c in mine.cells}  # nothing was finished when it planned
     # yet it computed nothing: every cell still holds exactly the run this process wrote
-    assert manifests == {
-        c.name: store.sha256_file(c.directory / store.MANIFEST) for c in mine.cells
-    }
+    assert manifests == {c.name: runs.sha256_file(c.directory / runs.MANIFEST) for c in mine.cells}
 
     second = run_sweep(SWEEP_EXP, overlap, overrides=SMALL, out=tmp_path / "b", progress=False)
     shared = [c for c in second.cells if c.name in manifests][0]
-    assert store.sha256_file(shared.directory / store.MANIFEST) == manifests[shared.name]
+    assert runs.sha256_file(shared.directory / runs.MANIFEST) == manifests[shared.name]
     new = [c for c in second.cells if c.name not in manifests][0]
     assert new.summary["provenance"]["wall_time_s"] > 0
     for directory in (first, tmp_path / "b"):
-        assert not (directory / "cells" / store.STAGING).exists()
+        assert not (directory / "cells" / runs.STAGING).exists()
         assert not (directory / "cells" / run_lock.LOCKS).exists()

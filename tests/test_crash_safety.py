@@ -20,11 +20,12 @@ import psutil
 import pytest
 
 import featavg
-from featavg import run_lock, store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
-from featavg.run_state import inspect_run
+from featavg.runs import lock as run_lock
+from featavg.runs.state import inspect_run
 from featavg.sweep import DaskExecutor, run_sweep
 
 EXP = "synthetic-robustness"
@@ -57,7 +58,7 @@ def assert_same_run(directory, reference):
     for name in got:
         if name == "summary.json":
             assert numbers(json.loads(got[name])) == numbers(json.loads(want[name])), directory
-        elif name != store.MANIFEST:
+        elif name != runs.MANIFEST:
             assert got[name] == want[name], f"{directory / name} differs"
 
 
@@ -89,7 +90,7 @@ def _write_dying_at(target, files, k, report_fd):
             return _real(*args, **kwargs)
 
         setattr(os, name, step)
-    store.write_run_files(target, files)
+    runs.write_run_files(target, files)
     os.write(report_fd, str(calls[0]).encode())
 
 
@@ -117,13 +118,13 @@ def test_a_kill_at_every_moment_of_a_write_leaves_a_whole_run(two_runs, tmp_path
     old, new = two_runs
     target = tmp_path / "run"
     if not fresh:
-        store.write_run_files(target, old)
+        runs.write_run_files(target, old)
     killed, total = _fork_write(target, new, 0)  # an uninterrupted write, counted
     assert not killed and total and total > 10
     for k in range(1, total + 1):
         shutil.rmtree(target, ignore_errors=True)  # start again from the old state
         if not fresh:
-            store.write_run_files(target, old)
+            runs.write_run_files(target, old)
         killed, _ = _fork_write(target, new, k)
         assert killed, f"the child was not killed at step {k}"
         # whole: the old run, the new run, or (fresh, or between the two renames) nothing
@@ -135,9 +136,9 @@ def test_a_kill_at_every_moment_of_a_write_leaves_a_whole_run(two_runs, tmp_path
             with pytest.raises(ConfigError):
                 featavg.load(target)
         # the next write removes the leftovers and installs the new run
-        store.write_run_files(target, new)
+        runs.write_run_files(target, new)
         assert contents(target) == new
-        assert not (tmp_path / store.STAGING).exists()
+        assert not (tmp_path / runs.STAGING).exists()
 
 
 # ---------------------------------------------------------------- killed and restarted sweeps
@@ -221,7 +222,7 @@ def check_resumed(result, reference):
         assert_same_run(cell.directory, ref.directory)
     assert result.csv_path.read_bytes() == reference.csv_path.read_bytes()
     for directory in (result.directory, result.directory / "cells"):
-        assert not (directory / store.STAGING).exists()
+        assert not (directory / runs.STAGING).exists()
         assert not (directory / run_lock.LOCKS).exists()
 
 

@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from featavg import store
+from featavg import runs
 from featavg.cli import main
 from featavg.config import deep_merge
 from featavg.data.synthetic import SyntheticConfig, check_dataset, sample_synthetic
@@ -232,7 +232,7 @@ def test_non_finite_results_names_paths_outside_the_allowed_keys():
 @pytest.fixture
 def fast_figures(monkeypatch):
     """Figures are not the subject here: skip matplotlib's rendering (~1 s per figure)."""
-    monkeypatch.setattr(store, "write_figure", lambda path, fig: path.write_bytes(b"png"))
+    monkeypatch.setattr(runs, "write_figure", lambda path, fig: path.write_bytes(b"png"))
 
 
 def test_a_sweep_records_the_diverging_cell_as_failed_and_finishes_the_rest(

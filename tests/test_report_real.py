@@ -2,14 +2,14 @@
 per-radius answer to "Is the 10-class model more robust than the binary one?".
 
 Run directories are fabricated (summary.json, config.json, manifest.json through
-featavg.store) with the schema the real-data experiments write, so these tests need no
+featavg.runs) with the schema the real-data experiments write, so these tests need no
 training."""
 
 import re
 
 import pytest
 
-from featavg import store
+from featavg import runs
 from featavg.report import write_report
 from featavg.report.view_real import QUESTION, sentence
 
@@ -48,9 +48,9 @@ def real_run(directory, **entries):
     }
     summary.update(entries)
     directory.mkdir(parents=True)
-    store.write_json(directory / "config.json", summary["config"])
-    store.write_json(directory / "summary.json", summary)
-    store.write_manifest(directory)
+    runs.write_json(directory / "config.json", summary["config"])
+    runs.write_json(directory / "summary.json", summary)
+    runs.write_manifest(directory)
     return directory
 
 

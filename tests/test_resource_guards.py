@@ -10,13 +10,14 @@ import pytest
 import torch
 
 import featavg
-from featavg import resources, store
+from featavg import runs
 from featavg.cli import main
 from featavg.config import ConfigError, build_config
 from featavg.experiments import synthetic_common
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
-from featavg.resources import ResourceEstimate, check, check_grid, estimate
+from featavg.runs import guards
+from featavg.runs.guards import ResourceEstimate, check, check_grid, estimate
 from featavg.sweep import plan, run_sweep
 
 EXP = "synthetic-alignment"
@@ -48,10 +49,10 @@ def test_the_synthetic_estimate_counts_the_data_and_scales_with_them():
     d, n, n_test, seeds = 2000, 3000, 1000, 4
     data = seeds * (n + n_test) * d * 4
     est = _estimate(EXP, {"data": {"d": d, "n_train": n, "n_test": n_test}, "seeds": seeds})
-    tensors = est.memory - resources.RUN_OVERHEAD  # the fixed part: libraries, slack
+    tensors = est.memory - guards.RUN_OVERHEAD  # the fixed part: libraries, slack
     assert data <= tensors <= 2 * data and est.what.startswith("data")
     twice = _estimate(EXP, {"data": {"d": d, "n_train": n, "n_test": n_test}, "seeds": 2 * seeds})
-    assert twice.memory - resources.RUN_OVERHEAD == pytest.approx(2 * tensors, rel=0.05)
+    assert twice.memory - guards.RUN_OVERHEAD == pytest.approx(2 * tensors, rel=0.05)
     assert twice.flops == pytest.approx(2 * est.flops, rel=0.05)
 
 
@@ -62,7 +63,7 @@ def test_every_experiment_has_an_estimate_and_its_defaults_fit_a_laptop():
         for overrides in (dict(exp.tiny), {}):
             est = estimate(exp, [build_config(exp.config_cls, overrides)])
             assert est is not None, name
-            assert 0 < est.memory < 4 * 2**30, (name, resources.gib(est.memory))
+            assert 0 < est.memory < 4 * 2**30, (name, guards.gib(est.memory))
             assert 0 < est.seconds(CPU) < 3600, (name, est.seconds(CPU))
 
 
@@ -79,18 +80,18 @@ def test_a_config_too_large_for_the_machine_is_refused_in_one_line(tmp_path, no_
 
 def test_the_cli_exits_2_and_allow_large_overrides(tmp_path, capsys, monkeypatch):
     # figures are not the subject: skip matplotlib's rendering (~1 s per figure)
-    monkeypatch.setattr(store, "write_figure", lambda path, fig: path.write_bytes(b"png"))
+    monkeypatch.setattr(runs, "write_figure", lambda path, fig: path.write_bytes(b"png"))
     out = tmp_path / "run"
     args = ["run", EXP, *(f"--set=data.{k}={v}" for k, v in SMALL["data"].items())]
     args += ["--set=train.steps=20", "--out", str(out), "--quiet"]
-    monkeypatch.setattr(resources, "available_memory", lambda: 1024.0)  # a 1 KiB machine
+    monkeypatch.setattr(guards, "available_memory", lambda: 1024.0)  # a 1 KiB machine
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("featavg: error: resources: ")
     assert "than the 1 KiB of free CPU memory" in err[0] and not out.exists()
     assert main([*args, "--allow-large"]) == 0 and (out / "summary.json").is_file()
     # the API takes the same switch
-    monkeypatch.setattr(resources, "available_memory", lambda: 1024.0)
+    monkeypatch.setattr(guards, "available_memory", lambda: 1024.0)
     with pytest.raises(ConfigError, match="resources: "):
         featavg.run(EXP, out=tmp_path / "api", force=True, device="cpu", **SMALL)
     done = featavg.run(EXP, out=tmp_path / "api", device="cpu", allow_large=True, **SMALL)
@@ -116,11 +117,11 @@ def test_training_histories_are_bounded(no_sampling, tmp_path):
 def test_cuda_runs_check_device_and_host_memory(monkeypatch):
     est = ResourceEstimate(memory=8 * 2**30, host=2 * 2**30, flops=1e9, what="data")
     cuda = torch.device("cuda")
-    monkeypatch.setattr(resources, "device_memory", lambda device: 4 * 2**30)
+    monkeypatch.setattr(guards, "device_memory", lambda device: 4 * 2**30)
     with pytest.raises(ConfigError, match=r"needs ~8 GiB \(data; .* 4 GiB of free CUDA memory"):
         check("x", est, cuda)
-    monkeypatch.setattr(resources, "device_memory", lambda device: 16 * 2**30)
-    monkeypatch.setattr(resources, "available_memory", lambda: 1 * 2**30)
+    monkeypatch.setattr(guards, "device_memory", lambda device: 16 * 2**30)
+    monkeypatch.setattr(guards, "available_memory", lambda: 1 * 2**30)
     with pytest.raises(ConfigError, match=r"needs ~2 GiB .* 1 GiB of free CPU memory"):
         check("x", est, cuda)
     check("x", est, cuda, allow_large=True)  # the override skips both
@@ -128,7 +129,7 @@ def test_cuda_runs_check_device_and_host_memory(monkeypatch):
 
 
 def test_available_memory_reads_the_machine():
-    free = resources.available_memory()
+    free = guards.available_memory()
     assert 0 < free < math.inf
     with open("/proc/meminfo") as f:
         total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
@@ -149,11 +150,11 @@ def test_a_sweep_checks_the_cells_a_pool_runs_at_once(tmp_path, monkeypatch):
     base = {"data": {"d": 60, "n_train": 80, "n_test": 40}, "train": SMALL["train"]}
     one = _estimate(EXP, {"data": {**base["data"], "k": 4}, "train": SMALL["train"]})
     # room for one cell (and its worker) but not two: a pool of 2 is refused
-    room = one.memory + resources.WORKER_OVERHEAD
-    monkeypatch.setattr(resources, "available_memory", lambda: 1.5 * room)
+    room = one.memory + guards.WORKER_OVERHEAD
+    monkeypatch.setattr(guards, "available_memory", lambda: 1.5 * room)
     with pytest.raises(ConfigError, match=f"resources: sweep {EXP} needs"):
         run_sweep(EXP, grid, overrides=base, out=tmp_path / "p", executor="process", workers=2)
-    monkeypatch.setattr(resources, "available_memory", lambda: 0.5 * one.memory)
+    monkeypatch.setattr(guards, "available_memory", lambda: 0.5 * one.memory)
     with pytest.raises(ConfigError, match=f"resources: sweep {EXP} needs"):
         run_sweep(EXP, grid, overrides=base, out=tmp_path / "l", progress=False)
     assert not (tmp_path / "p").exists() and not (tmp_path / "l").exists()
@@ -186,7 +187,7 @@ def test_the_training_estimate_follows_batch_model_epochs_and_data():
     from featavg.training.image_sgd import SGDConfig
 
     def est(dataset="cifar10", models=("resnet18-cifar",), **sgd):
-        return resources.training_estimate(dataset, None, None, list(models), SGDConfig(**sgd))
+        return guards.training_estimate(dataset, None, None, list(models), SGDConfig(**sgd))
 
     base = est()
     assert est(batch_size=1024).memory > base.memory
@@ -211,7 +212,7 @@ def test_featavg_train_refuses_a_training_too_large_and_allow_large_overrides(
     assert "resources: train mlp needs ~" in err and "--allow-large" in err
     assert not list((root / "models").glob("[!.]*"))  # nothing trained, nothing written
     # with the machine's limit shrunk, the small training is refused; --allow-large runs it
-    monkeypatch.setattr(resources, "MAX_SECONDS", 1e-9)
+    monkeypatch.setattr(guards, "MAX_SECONDS", 1e-9)
     args = ["train", *TRAIN_SMALL, "--epochs", "1", "--root", str(root), "--quiet"]
     assert main(args) == 2 and "resources: train mlp" in capsys.readouterr().err
     assert main([*args, "--allow-large"]) == 0

@@ -4,6 +4,7 @@ report; output paths no run can take are refused before any compute with one lin
 is written through a symbolic link or onto a device; a sweep record cannot lead a reader
 outside its sweep, and a sweep directory is not taken over by another sweep."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -15,14 +16,14 @@ import pytest
 import torch
 
 import featavg
-from featavg import out_paths, store
+from featavg import runs
 from featavg.cli import main
 from featavg.config import ConfigError, build_config
-from featavg.experiments import runner
 from featavg.experiments.registry import EXPERIMENTS, get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.report import write_report
-from featavg.run_state import inspect_run
+from featavg.runs import paths as out_paths
+from featavg.runs.state import inspect_run
 from featavg.sweep import run_sweep
 from featavg.sweep.record import cell_dirs, read_record
 
@@ -59,7 +60,8 @@ def no_compute(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an experiment started computing")
 
-    monkeypatch.setattr(runner.store, "using_runs_root", refuse)
+    for name, exp in list(EXPERIMENTS.items()):
+        monkeypatch.setitem(EXPERIMENTS, name, dataclasses.replace(exp, run=refuse))
 
 
 # ---------------------------------------------------------------- tampered run files
@@ -243,7 +245,7 @@ def test_a_disk_filling_up_mid_write_keeps_the_old_run(base_run, tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no space left" in err and len(err.splitlines()) == 1
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # the old run, whole
-    assert not (tmp_path / store.STAGING).exists()
+    assert not (tmp_path / runs.STAGING).exists()
 
 
 def test_nothing_is_written_through_a_link_or_onto_a_device(tmp_path):
@@ -252,18 +254,18 @@ def test_nothing_is_written_through_a_link_or_onto_a_device(tmp_path):
     (tmp_path / "link.html").symlink_to(target)
     for path in (tmp_path / "link.html", Path("/dev/null"), tmp_path):
         with pytest.raises(ConfigError, match="refusing to replace"):
-            store.write_bytes(path, b"report")
+            runs.write_bytes(path, b"report")
     assert target.read_text() == "mine" and (tmp_path / "link.html").is_symlink()
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     # a planted staging folder that is a link: refused, nothing staged through it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (tmp_path / store.STAGING).symlink_to(elsewhere)
+    (tmp_path / runs.STAGING).symlink_to(elsewhere)
     with pytest.raises(ConfigError, match="never writes through"):
-        store.write_run_files(tmp_path / "run", {"summary.json": b"{}"})
+        runs.write_run_files(tmp_path / "run", {"summary.json": b"{}"})
     assert os.listdir(elsewhere) == []
     with pytest.raises(ValueError, match="plain file names"):
-        store.write_run_files(tmp_path / "run2", {"../escape.json": b"{}"})
+        runs.write_run_files(tmp_path / "run2", {"../escape.json": b"{}"})
     assert not (tmp_path / "escape.json").exists()
 
 

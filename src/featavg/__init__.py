@@ -17,15 +17,14 @@ Where things live: :mod:`featavg.data`, :mod:`featavg.models`, :mod:`featavg.tra
 :mod:`featavg.trained_models` (``featavg train``: image models cached by config and data),
 :mod:`featavg.sweep` (grids of runs), :mod:`featavg.report` and :mod:`featavg.plots`
 (HTML report, figures); :mod:`featavg.config` (typed configs, :class:`ConfigError`),
-:mod:`featavg.store` (run directories), :mod:`featavg.device`, :mod:`featavg.api` (the
+:mod:`featavg.runs` (run directories), :mod:`featavg.device`, :mod:`featavg.api` (the
 functions above), :mod:`featavg.loading` (:func:`load`), :mod:`featavg.cli` (the ``featavg``
 command) with :mod:`featavg.headline` (numbers beside the theory), :mod:`featavg.explain`
 (``show-config --explain``) and :mod:`featavg.progress` (progress bars).
 """
 
-__version__ = "0.1.0"
-
-from featavg.api import (  # noqa: E402
+from featavg._version import __version__
+from featavg.api import (
     RunOutput,
     list_experiments,
     probe,
@@ -36,9 +35,10 @@ from featavg.api import (  # noqa: E402
     train,
     write_report,
 )
-from featavg.loading import LoadedRun, load  # noqa: E402
+from featavg.loading import LoadedRun, load
 
 __all__ = [
+    "__version__",
     "LoadedRun",
     "RunOutput",
     "list_experiments",

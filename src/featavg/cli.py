@@ -88,7 +88,7 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         from featavg import __version__
-        from featavg.store import git_commit
+        from featavg.runs import git_commit
 
         commit = git_commit()
         print(f"featavg {__version__}" + (f" (git {commit})" if commit != "unknown" else ""))

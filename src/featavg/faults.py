@@ -4,7 +4,7 @@ Two kinds of user-facing errors end a featavg command with one line on stderr:
 
 * :class:`featavg.config.ConfigError` (exit code 2): the input is malformed or cannot be
   run here (a wrong key, type or range; a config whose estimated memory exceeds the
-  machine's, see :mod:`featavg.resources`). Nothing ran.
+  machine's, see :mod:`featavg.runs.guards`). Nothing ran.
 * :class:`RunFailed` (exit code 3): the input was valid but the computation failed, e.g.
   :class:`NumericalFault`: training diverged (too large a learning rate or init), a loss or
   weight became NaN/inf, the loss underflowed to 0, every gradient vanished, the data hold

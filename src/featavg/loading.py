@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featavg import out_paths, store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.experiments.summary import metric_keys
+from featavg.runs import paths as out_paths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +53,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"run_dir: {shown} holds no finished run (no summary.json)") from None
     if not stat.S_ISREG(mode):  # a link or FIFO is never read (could point anywhere, block)
         raise ConfigError(f"run_dir: {shown}/summary.json is {out_paths.kind_of(mode)}")
-    data = store.read_regular(path)
+    data = runs.read_regular(path)
     if data is None:
         raise ConfigError(f"run_dir: {shown}/summary.json is unreadable (too large?)")
     try:
@@ -82,14 +83,14 @@ def verify_run(run_dir: str | Path) -> dict[str, str]:
     that the summary is listed and that no unlisted result file (``.json``, ``.csv``,
     figures: another run's?) lies beside them; else a one-line :class:`ConfigError` saying
     what differs. Other files (a user's notes) are left alone and never read."""
-    from featavg.run_state import RESULT_SUFFIXES, listed_files, manifest_problems
+    from featavg.runs.state import RESULT_SUFFIXES, listed_files, manifest_problems
 
     directory = Path(run_dir)
     shown = out_paths.shown(directory)
-    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
+    listed = listed_files(runs.read_json_object(directory / runs.MANIFEST))
     if listed is None:
         raise ConfigError(
-            f"run_dir: {shown} has no readable {store.MANIFEST} (not a whole featavg run); "
+            f"run_dir: {shown} has no readable {runs.MANIFEST} (not a whole featavg run); "
             "run it again"
         )
     files = [
@@ -102,7 +103,7 @@ def verify_run(run_dir: str | Path) -> dict[str, str]:
     problems = manifest_problems(directory, files, listed)
     if problems:
         raise ConfigError(
-            f"run_dir: {shown} does not match its {store.MANIFEST} "
+            f"run_dir: {shown} does not match its {runs.MANIFEST} "
             f"({', '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); run it again"
         )
     return listed

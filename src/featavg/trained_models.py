@@ -24,7 +24,7 @@ the 10-class model of an experiment) train in one epoch loop over the same batch
 (:func:`train_models`).
 
 Guards: a training whose estimated memory or time exceeds the machine's
-(:func:`featavg.resources.training_estimate`, :func:`featavg.resources.check`) is refused
+(:func:`featavg.runs.guards.training_estimate`, :func:`featavg.runs.guards.check`) is refused
 with one line before it starts, unless ``allow_large``. The cache is never trusted: a
 model directory whose files do not match its manifest (a truncated or tampered
 ``model.pt``, summary or manifest) is retrained, and so is a cached ``model.pt`` that
@@ -43,10 +43,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featavg import resources, store
+from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.data.images import DATASETS
+from featavg.runs import guards
 from featavg.training.image_sgd import SGDConfig
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from featavg.data.groupings import Grouping
     from featavg.data.images import ImageDataset
     from featavg.models.image_classifier import ImageClassifier, Normalization
-    from featavg.run_state import RunState
+    from featavg.runs.state import RunState
 
 MODEL_FILE = "model.pt"
 MODEL_FORMAT = "featavg-model/1"
@@ -270,7 +271,7 @@ def model_directory(cfg: TrainJobConfig, data: ImageDataset, root: str | Path) -
     """``<root>/models/<data>-<labels>-<hash>`` (<data>: what was loaded, e.g. fashion-mnist
     standing in for mnist): the hash covers the config identity and
     the data fingerprint (see the module docstring)."""
-    return store.run_dir(f"{data.name}-{cfg.labels}", _identity(cfg, data), Path(root) / "models")
+    return runs.run_dir(f"{data.name}-{cfg.labels}", _identity(cfg, data), Path(root) / "models")
 
 
 def _identity(cfg: TrainJobConfig, data: ImageDataset) -> dict[str, Any]:
@@ -308,19 +309,19 @@ def load_trained_model(
 
 
 def _model_state(directory: Path, identity: dict[str, Any]) -> RunState:
-    """:func:`~featavg.run_state.inspect_run` of a model directory, where two damages of
+    """:func:`~featavg.runs.state.inspect_run` of a model directory, where two damages of
     ours look like something else (a run directory has ``config.json`` and no ``.pt``):
     an unreadable manifest shows ``model.pt`` as a foreign file, and an unreadable summary
     an unfinished run. Both directories are ours (the name carries the config's hash; the
     readable summary or manifest says it is a model's): damaged, retrained."""
-    from featavg.run_state import RunState, inspect_run, listed_files
+    from featavg.runs.state import RunState, inspect_run, listed_files
 
     state = inspect_run(directory, "train", identity)
-    summary = store.read_json_object(directory / "summary.json")
-    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
+    summary = runs.read_json_object(directory / "summary.json")
+    listed = listed_files(runs.read_json_object(directory / runs.MANIFEST))
     if state.kind == "foreign" and set(state.foreign) == {MODEL_FILE}:
         if summary is None or summary.get("experiment") == "train":
-            return RunState("damaged", f"a model directory without a readable {store.MANIFEST}")
+            return RunState("damaged", f"a model directory without a readable {runs.MANIFEST}")
     if state.kind == "unfinished" and listed is not None and MODEL_FILE in listed:
         return RunState("damaged", "a model directory without a readable summary.json")
     return state
@@ -329,7 +330,7 @@ def _model_state(directory: Path, identity: dict[str, Any]) -> RunState:
 def train_model(
     cfg: TrainJobConfig,
     *,
-    root: str | Path = store.DEFAULT_ROOT,
+    root: str | Path = runs.DEFAULT_ROOT,
     device: str = "auto",
     force: bool = False,
     resume: bool = True,
@@ -354,7 +355,7 @@ _SHARED = ("dataset", "data_dir", "stand_in", "train_size", "test_size", "seed",
 def train_models(
     configs: Sequence[TrainJobConfig],
     *,
-    root: str | Path = store.DEFAULT_ROOT,
+    root: str | Path = runs.DEFAULT_ROOT,
     device: str = "auto",
     force: bool = False,
     resume: bool = True,
@@ -367,7 +368,7 @@ def train_models(
     A training estimated too large for the machine is a :class:`ConfigError` unless
     ``allow_large``; a damaged cached model is retrained (module docstring)."""
     from featavg.device import resolve_device
-    from featavg.run_state import check_replaceable
+    from featavg.runs.state import check_replaceable
 
     if not configs:
         return []
@@ -397,10 +398,10 @@ def train_models(
         todo.append(i)
     if todo:
         names = [resolve_model_name(configs[i]) for i in todo]
-        estimate = resources.training_estimate(
+        estimate = guards.training_estimate(
             first.dataset, first.train_size, first.test_size, names, first.sgd
         )
-        resources.check(f"train {'+'.join(names)}", estimate, dev, allow_large)
+        guards.check(f"train {'+'.join(names)}", estimate, dev, allow_large)
         fresh = _train([configs[i] for i in todo], data, root, dev, resume, progress)
         for i, trained in zip(todo, fresh, strict=True):
             out[i] = trained
@@ -534,7 +535,7 @@ def _write_model(
         "config": cfg.model_dump_json(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    provenance = store.provenance(dev, wall, [cfg.seed])
+    provenance = runs.provenance(dev, wall, [cfg.seed])
     if together > 1:
         provenance["trained_together_with"] = together
     last = rows[-1] if rows else {}
@@ -558,9 +559,9 @@ def _write_model(
     }
     buf = io.BytesIO()
     torch.save(blob, buf)
-    with store.staged_dir(directory) as new:
-        store.write_bytes(new / MODEL_FILE, buf.getvalue())
-        store.write_csv(new / "epochs.csv", rows)
-        store.write_json(new / "summary.json", summary)
-        store.write_manifest(new)
+    with runs.staged_dir(directory) as new:
+        runs.write_bytes(new / MODEL_FILE, buf.getvalue())
+        runs.write_csv(new / "epochs.csv", rows)
+        runs.write_json(new / "summary.json", summary)
+        runs.write_manifest(new)
     return summary

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import ImageDataset
@@ -60,7 +60,7 @@ def get_backbone(
 ) -> tuple[ImageClassifier, ImageDataset, dict[str, Any]]:
     """(backbone in eval mode on ``device``, the data, what the backbone is): the user's
     file, else a model of ``cfg.train`` trained here on the fine labels (cached under
-    ``store.runs_root()/models``)."""
+    ``runs.runs_root()/models``)."""
     from featavg.trained_models import load_job_data, train_model
 
     job = cfg.train.job("fine", cfg.grouping, cfg.seed)
@@ -71,7 +71,7 @@ def get_backbone(
         data = load_job_data(job)
         info["label"] = f"backbone from {info['path']} ({info['kind']}, {info['model']})"
     else:
-        trained = train_model(job, root=store.runs_root(), device=str(device), progress=progress)
+        trained = train_model(job, root=runs.runs_root(), device=str(device), progress=progress)
         model, data = trained.model, trained.data
         info = {
             "source": "trained here",

@@ -10,7 +10,7 @@ models' last layer with class-mean features.
   protocol);
 * :class:`ImageRobustnessConfig`: both, plus the grouping and the seed;
 * :func:`train_pair`: both models in ONE epoch loop over the same batches, cached under
-  ``store.runs_root()/models``;
+  ``runs.runs_root()/models``;
 * :func:`fc_alignment`: cos(w_r, mu_j) between the rows w_r of the last linear layer and
   the class means mu_j of the penultimate features (SPEC §3.3's heatmap, on these models).
 
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featavg import store
+from featavg import runs
 from featavg.attacks.pgd import RANDOM_STARTS
 from featavg.attacks.robustness_curve import METHODS
 from featavg.data.groupings import Grouping, get_grouping
@@ -206,9 +206,9 @@ def train_pair(
 ) -> TrainedPair:
     """Train (or load the cached) binary and 10-class model of ``cfg`` in one pass over
     the same batches (:func:`~featavg.trained_models.train_models`), cached under
-    ``store.runs_root()/models``."""
+    ``runs.runs_root()/models``."""
     jobs = [cfg.train.job(labels, cfg.grouping, cfg.seed) for labels in ("coarse", "fine")]
-    binary, fine = train_models(jobs, root=store.runs_root(), device=str(device), progress=progress)
+    binary, fine = train_models(jobs, root=runs.runs_root(), device=str(device), progress=progress)
     if binary.model.normalization != fine.model.normalization:  # same config: a bug if not
         raise RuntimeError("train_pair: the two models normalise differently")
     return TrainedPair(binary, fine, get_grouping(cfg.grouping))

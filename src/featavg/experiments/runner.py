@@ -1,7 +1,7 @@
 """Run an experiment into its run directory: cache check, refusal to overwrite another
-run, a resource check before anything is allocated (:mod:`featavg.resources`), timing, the
+run, a resource check before anything is allocated (:mod:`featavg.runs.guards`), timing, the
 output checked against what the experiment declares and for non-finite numbers, and the
-whole directory written at once (:func:`featavg.store.staged_dir`).
+whole directory written at once (:func:`featavg.runs.staged_dir`).
 
 A run that fails numerically (:class:`~featavg.faults.RunFailed`: training diverged, NaN in
 the data, a non-finite headline number) writes nothing. Non-finite summary numbers are
@@ -23,15 +23,16 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from featavg import resources, store
+from featavg import runs
 from featavg.config import build_config
 from featavg.device import resolve_device
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment
 from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
-from featavg.run_lock import claim
-from featavg.run_state import check_replaceable, inspect_run
+from featavg.runs import guards
+from featavg.runs.lock import claim
+from featavg.runs.state import check_replaceable, inspect_run
 
 # Summary keys (shell patterns on the innermost dict key) whose values may legitimately be
 # inf or NaN, stored as null: a radius that is never crossed on the grid or a point that
@@ -142,7 +143,7 @@ def run_experiment(
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     out: str | Path | None = None,
-    root: str | Path = store.DEFAULT_ROOT,
+    root: str | Path = runs.DEFAULT_ROOT,
     device: str = "auto",
     force: bool = False,
     progress: bool = False,
@@ -152,13 +153,13 @@ def run_experiment(
     replace the directory by config.json, <table>.csv, <figure>.png, summary.json and
     manifest.json. A directory holding another run (experiment, config or code) is replaced
     only with ``force``; files featavg did not write, never; a config whose estimated memory
-    or time exceeds the machine's (:func:`featavg.resources.check`) runs only with
+    or time exceeds the machine's (:func:`featavg.runs.guards.check`) runs only with
     ``allow_large`` (all a :class:`~featavg.config.ConfigError` before anything runs). A
     numerical fault raises :class:`~featavg.faults.RunFailed` and writes nothing."""
     exp = get_experiment(name)
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
-    directory = Path(out) if out is not None else store.run_dir(name, cfg_json, root)
+    directory = Path(out) if out is not None else runs.run_dir(name, cfg_json, root)
     state = inspect_run(directory, name, cfg_json)
     if state.kind == "hit" and not force and state.summary is not None:
         return RunResult(state.summary, directory, cached=True)
@@ -166,13 +167,13 @@ def run_experiment(
     check_replaceable(state, where, force)
 
     with claim(directory):  # one process computes a run; one that waited finds it finished
-        done = None if force else store.cached_summary(directory, name, cfg_json)
+        done = None if force else runs.cached_summary(directory, name, cfg_json)
         if done is not None:
             return RunResult(done, directory, cached=True)
         dev = resolve_device(device)
-        resources.check(exp.name, resources.estimate(exp, [cfg]), dev, allow_large)
+        guards.check(exp.name, guards.estimate(exp, [cfg]), dev, allow_large)
         start = time.perf_counter()
-        with store.using_runs_root(root if out is None else directory.parent):
+        with runs.using_runs_root(root if out is None else directory.parent):
             output = exp.run(cfg, dev, progress=progress)
         verify_output(exp, cfg, output)
         check_finite(exp, output)
@@ -193,7 +194,7 @@ def run_experiment_batch(
     ``batch_fields``), else one after another. Always recomputes (the caller decides what
     is cached, and checks resources: :func:`featavg.sweep.run_sweep` does, before the sweep
     starts) and replaces what the directories hold, except files featavg did not write
-    (:func:`~featavg.run_state.check_replaceable`). Each run's provenance records the batch
+    (:func:`~featavg.runs.state.check_replaceable`). Each run's provenance records the batch
     size and the batch's wall time.
 
     A config whose run fails (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning
@@ -245,7 +246,7 @@ def _run_ensemble(
     start = time.perf_counter()
     if exp.run_batch is None:  # the caller checked; a guard for the type checker
         raise TypeError(f"{exp.name}: no run_batch")
-    with store.using_runs_root(Path(outs[0]).parent):
+    with runs.using_runs_root(Path(outs[0]).parent):
         outputs = exp.run_batch(configs, dev, progress=progress)
     wall = time.perf_counter() - start
     for cfg, output in zip(configs, outputs, strict=True):
@@ -269,9 +270,9 @@ def _write_run(
     batch: int = 1,
 ) -> dict[str, Any]:
     """Replace ``directory`` whole by config.json, <table>.csv, <figure>.png, summary.json
-    and (last) manifest.json, written beside it first (:func:`featavg.store.staged_dir`)."""
+    and (last) manifest.json, written beside it first (:func:`featavg.runs.staged_dir`)."""
     seeds = [cfg_json.get("seed", 0) + i for i in range(cfg_json.get("seeds", 1))]
-    provenance = store.provenance(dev, wall, seeds)
+    provenance = runs.provenance(dev, wall, seeds)
     if batch > 1:
         provenance["batched_with_cells"] = batch
     summary = {
@@ -282,12 +283,12 @@ def _write_run(
         "config": cfg_json,
         "provenance": provenance,
     }
-    with store.staged_dir(directory) as new:
-        store.write_json(new / "config.json", cfg_json)
+    with runs.staged_dir(directory) as new:
+        runs.write_json(new / "config.json", cfg_json)
         for table, rows in output.tables.items():
-            store.write_csv(new / f"{table}.csv", rows)
+            runs.write_csv(new / f"{table}.csv", rows)
         for figure, fig in output.figures.items():
-            store.write_figure(new / f"{figure}.png", fig)
-        store.write_json(new / "summary.json", summary)
-        store.write_manifest(new)
+            runs.write_figure(new / f"{figure}.png", fig)
+        runs.write_json(new / "summary.json", summary)
+        runs.write_manifest(new)
     return summary

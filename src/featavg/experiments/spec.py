@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from featavg.config import ConfigError
 
 if TYPE_CHECKING:
-    from featavg.resources import ResourceEstimate
+    from featavg.runs.guards import ResourceEstimate
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Experiment:
     :mod:`featavg.reference` (e.g. ``("fig2ab",)``); the report shows their published values
     beside the run's.
     resources(cfg): a coarse estimate of the memory and time a run of ``cfg`` needs, checked
-    before it runs (:mod:`featavg.resources`); None: the generic estimate there.
+    before it runs (:mod:`featavg.runs.guards`); None: the generic estimate there.
     """
 
     name: str

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping, get_grouping, validate_groups
 from featavg.device import resolve_device
@@ -230,12 +230,12 @@ def probe(
         "fit_points": fit.n,
         "grad_points": fit.grad_points,
         "robustness": robust,
-        "provenance": store.provenance(dev, time.perf_counter() - start, [seed]),
+        "provenance": runs.provenance(dev, time.perf_counter() - start, [seed]),
     }
     summary, tables, figure = build_outputs(m, ctx)
     directory = None
     if out is not None or root is not None:
-        from featavg.run_state import check_replaceable, inspect_run
+        from featavg.runs.state import check_replaceable, inspect_run
 
         directory = _directory(cfg, root, out)
         state = inspect_run(directory, run.EXPERIMENT, cfg)
@@ -249,7 +249,7 @@ def probe(
 
 def _directory(cfg: dict[str, Any], root: str | Path | None, out: str | Path | None) -> Path:
     """``out`` itself, else ``<root>/probe-<hash>``."""
-    return Path(out) if out is not None else run.probe_directory(cfg, root or store.DEFAULT_ROOT)
+    return Path(out) if out is not None else run.probe_directory(cfg, root or runs.DEFAULT_ROOT)
 
 
 def _measure(
@@ -286,7 +286,7 @@ def _measure(
 
 def _cached(directory: Path, cfg: dict[str, Any], force: bool) -> ProbeResult | None:
     """The finished run in ``directory`` when it is this very probe (and not ``force``)."""
-    from featavg.run_state import check_replaceable, inspect_run
+    from featavg.runs.state import check_replaceable, inspect_run
 
     state = inspect_run(directory, run.EXPERIMENT, cfg)
     if state.kind == "hit" and not force and state.summary is not None:

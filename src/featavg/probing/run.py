@@ -1,10 +1,10 @@
 """The probe's run directory: ``<root>/probe-<hash>/``, cached like every experiment's.
 
-The hash (:func:`featavg.store.run_dir`) covers the probe's identity, stored as the
+The hash (:func:`featavg.runs.run_dir`) covers the probe's identity, stored as the
 summary's ``config``: the model (a sha256 over its class, structure, parameters and buffers;
 for the CLI also the checkpoint file's sha256 and how it was built), the data's content
 fingerprint, the layer, the grouping, the given class means' fingerprint and the options,
-plus the package version and source. Files (written through :func:`featavg.store.staged_dir`,
+plus the package version and source. Files (written through :func:`featavg.runs.staged_dir`,
 so a directory is whole or absent):
 
 * ``summary.json``: the numbers (see :func:`featavg.probing.probe`), notes, config, provenance;
@@ -26,7 +26,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featavg import store
+from featavg import runs
 from featavg.experiments.spec import Claim
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def probe_directory(identity: dict[str, Any], root: str | Path) -> Path:
     """``<root>/probe-<hash of identity, version and source>``."""
-    return store.run_dir(EXPERIMENT, identity, root)
+    return runs.run_dir(EXPERIMENT, identity, root)
 
 
 def matrix_rows(
@@ -107,9 +107,9 @@ def write_probe_run(
 ) -> None:
     """Write the run directory whole: ``<name>.csv`` per table, heatmap.png, summary.json,
     then manifest.json."""
-    with store.staged_dir(directory) as new:
+    with runs.staged_dir(directory) as new:
         for name, rows in tables.items():
-            store.write_csv(new / f"{name}.csv", rows)
-        store.write_figure(new / "heatmap.png", figure)
-        store.write_json(new / "summary.json", summary)
-        store.write_manifest(new)
+            runs.write_csv(new / f"{name}.csv", rows)
+        runs.write_figure(new / "heatmap.png", figure)
+        runs.write_json(new / "summary.json", summary)
+        runs.write_manifest(new)

@@ -22,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from featavg import store
 from featavg.config import ConfigError
 from featavg.report.view import RunPage, SweepPage
+from featavg.runs import write_bytes
 
 __all__ = ["add_report_parser", "discover", "report_command", "write_report"]
 
@@ -160,14 +160,14 @@ def write_report(
     ``root/report.html``. A missing directory or one without summary.json raises
     :class:`~featavg.config.ConfigError` naming it.
     """
-    from featavg import __version__
+    from featavg._version import __version__
     from featavg.report.render import render_page
 
     root = Path(root)
     runs, sweeps = _collect(run_dirs, root)
     out = Path(out) if out is not None else root / "report.html"
     html = render_page(runs, sweeps, __version__, datetime.now().astimezone())
-    store.write_bytes(out, html.encode("utf-8"))  # atomic: never half a report
+    write_bytes(out, html.encode("utf-8"))  # atomic: never half a report
     return out
 
 

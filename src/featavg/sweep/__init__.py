@@ -20,7 +20,7 @@ What lives where:
 * here: :func:`run_sweep`, which ties them together. The ``featavg sweep`` command is in
   :mod:`featavg.cli`.
 
-Guards: a grid of more than :data:`featavg.resources.MAX_SWEEP_CELLS` cells, or a group of
+Guards: a grid of more than :data:`featavg.runs.guards.MAX_SWEEP_CELLS` cells, or a group of
 cells (times the pool size of the process executor) estimated beyond the machine's memory or
 time, is refused before anything runs unless ``allow_large``. A cell whose run fails
 (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning rate) is recorded in
@@ -33,11 +33,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featavg import __version__, resources, store
+from featavg import runs
+from featavg._version import __version__
 from featavg.config import ConfigError, build_config
 from featavg.device import check_device_name
 from featavg.faults import is_failure
-from featavg.resources import check_grid
+from featavg.runs import guards
+from featavg.runs.guards import check_grid
 from featavg.sweep.executors import (
     DASK_MISSING,
     EXECUTORS,
@@ -86,7 +88,7 @@ def run_sweep(
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     out: str | Path | None = None,
-    root: str | Path = store.DEFAULT_ROOT,
+    root: str | Path = runs.DEFAULT_ROOT,
     executor: str | Executor = "local",
     scheduler: str | None = None,
     workers: int | None = None,
@@ -122,7 +124,7 @@ def run_sweep(
         root=root,
     )
     for cell in cells:
-        summary = None if force else store.cached_summary(cell.directory, experiment, cell.config)
+        summary = None if force else runs.cached_summary(cell.directory, experiment, cell.config)
         if summary is not None:
             cell.summary, cell.cached = summary, True
     # finished cells are never redone: a group resumed after an interruption trains only
@@ -136,7 +138,7 @@ def run_sweep(
 
     # written once the sweep is accepted: a refused sweep leaves nothing behind
     check_sweep_dir(directory, experiment, grid, base, force)  # before anything is written
-    store.write_json(
+    runs.write_json(
         directory / "sweep.json",
         {
             "experiment": experiment,
@@ -170,10 +172,10 @@ def run_sweep(
 def _check_groups(
     experiment: str, groups: list[list[SweepCell]], device: str, pool: int, allow_large: bool
 ) -> None:
-    """Refuse (:func:`featavg.resources.check`) pending groups that cannot fit: each group
+    """Refuse (:func:`featavg.runs.guards.check`) pending groups that cannot fit: each group
     is one ensemble; in this process one at a time (``pool`` = 0), in a process pool
     ``pool`` at once, so the ``pool`` largest estimates must fit together, each worker with
-    its own interpreter (:data:`featavg.resources.WORKER_OVERHEAD`)."""
+    its own interpreter (:data:`featavg.runs.guards.WORKER_OVERHEAD`)."""
     if not groups or allow_large:
         return
     from featavg.device import resolve_device
@@ -181,15 +183,15 @@ def _check_groups(
 
     exp = get_experiment(experiment)
     models = [[build_config(exp.config_cls, c.config) for c in group] for group in groups]
-    estimates = [resources.estimate(exp, cfgs) for cfgs in models]
+    estimates = [guards.estimate(exp, cfgs) for cfgs in models]
     if any(e is None for e in estimates):
         return
     known = sorted((e for e in estimates if e is not None), key=lambda e: -e.memory)
     at_once = known[: max(1, min(pool, len(known)))]
-    workers = len(at_once) * resources.WORKER_OVERHEAD if pool else 0
+    workers = len(at_once) * guards.WORKER_OVERHEAD if pool else 0
     memory = sum(e.memory for e in at_once) + workers
     host = sum(e.host for e in at_once) + workers
     # the memory of the groups running at once; the time of the longest group alone
     longest = max(known, key=lambda e: e.flops)
-    together = resources.ResourceEstimate(memory, host, longest.flops, at_once[0].what)
-    resources.check(f"sweep {experiment}", together, resolve_device(device), allow_large)
+    together = guards.ResourceEstimate(memory, host, longest.flops, at_once[0].what)
+    guards.check(f"sweep {experiment}", together, resolve_device(device), allow_large)

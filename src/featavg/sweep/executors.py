@@ -12,11 +12,11 @@ for SLURM) is one class with keyword-only options and a ``run`` method, plus one
 Threads: ``process`` workers get :func:`featavg.threads.worker_threads` each; Dask workers
 keep their own settings (their nannies set ``OMP_NUM_THREADS=1``).
 
-Crashes and company: every group claims its cell directories (:mod:`featavg.run_lock`)
+Crashes and company: every group claims its cell directories (:mod:`featavg.runs.lock`)
 around its run, so sweeps and runs of other processes sharing cells compute each cell once;
 a cell another process finished since the sweep started (its manifest changed: ``seen``) is
 served from there. ``process`` workers die with their parent
-(:mod:`~featavg.worker_lifeline`). Dask workers only compute into scratch directories and
+(:mod:`~featavg.runs.lifeline`). Dask workers only compute into scratch directories and
 send the files back; the client, holding the claims, writes them, so a killed worker or
 client never writes a cell, and a task lost with its worker is rerun on another
 (``distributed`` reschedules it; :data:`DASK_RETRIES` more tries for errors).
@@ -33,15 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from featavg import run_lock, store
+from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.faults import is_failure
-from featavg.run_state import check_replaceable, inspect_run
+from featavg.runs import lock as run_lock
+from featavg.runs.lifeline import init_worker
+from featavg.runs.state import check_replaceable, inspect_run
 from featavg.sweep import sharing
 from featavg.sweep.plan import SweepCell
 from featavg.sweep.sharing import finished_elsewhere, tokens
 from featavg.threads import worker_threads
-from featavg.worker_lifeline import init_worker
 
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
 # extra tries of a Dask task that raised (a task whose worker died is rerun regardless)
@@ -130,7 +131,7 @@ def store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
     if FAILED in files:
         summary: dict[str, Any] = json.loads(files[FAILED])
         return summary
-    store.write_run_files(directory, files)
+    runs.write_run_files(directory, files)
     return json.loads(files["summary.json"])
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError, build_config, clip, deep_merge, nest, shown
 from featavg.sweep.grid import cell_label, cell_name
 
@@ -55,7 +55,7 @@ def plan_sweep(
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     out: str | Path | None = None,
-    root: str | Path = store.DEFAULT_ROOT,
+    root: str | Path = runs.DEFAULT_ROOT,
 ) -> tuple[Path, dict[str, Any], list[SweepCell]]:
     """(sweep directory, base config, cells), every cell's config validated up front so a
     bad grid value fails before anything runs. Raises :class:`ConfigError`."""
@@ -82,7 +82,7 @@ def plan_sweep(
     # the sweep's identity: what it runs, not how (executor, workers) it runs; the grid as
     # pairs because its key order matters (the first key is the figure's x axis)
     identity = {"base": base, "grid": [[k, v] for k, v in grid.items()], "seeds": base.get("seeds")}
-    digest = store.config_hash(f"sweep:{experiment}", identity)
+    digest = runs.config_hash(f"sweep:{experiment}", identity)
     directory = Path(out) if out is not None else Path(root) / f"sweep-{experiment}-{digest}"
     cells = []
     seen: dict[str, dict[str, Any]] = {}

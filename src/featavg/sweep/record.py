@@ -4,7 +4,7 @@ which cell directories its record may lead a reader to.
 A sweep directory holds ``sweep.json`` (experiment, grid, base config, cells), ``sweep.csv``,
 ``sweep.png`` and ``cells/<cell>/`` (one run directory per grid point), plus hidden staging
 entries. :func:`check_sweep_dir` runs before the sweep writes anything: the directory must
-be a place a run can go (:func:`featavg.out_paths.target_problem`: not a link, a file or a
+be a place a run can go (:func:`featavg.runs.paths.target_problem`: not a link, a file or a
 device, a writable filesystem with room), hold nothing featavg did not write, and, unless
 ``force``, no other sweep (another experiment, grid or base config): a second sweep with the
 same ``--out`` would otherwise replace the first one's cells and table without a word.
@@ -22,8 +22,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from featavg import out_paths, store
+from featavg import runs
 from featavg.config import ConfigError
+from featavg.runs import paths as out_paths
 
 RECORD = "sweep.json"
 # what a sweep directory holds (hidden staging and temporary entries aside)
@@ -33,7 +34,7 @@ SWEEP_ENTRIES = frozenset({RECORD, "sweep.csv", "sweep.png", "cells"})
 def read_record(directory: Path) -> dict[str, Any] | None:
     """``sweep.json`` of ``directory`` when it is a readable JSON object in a regular file
     (never through a link, never a FIFO), else None."""
-    return store.read_json_object(Path(directory) / RECORD)
+    return runs.read_json_object(Path(directory) / RECORD)
 
 
 def _identity(experiment: Any, grid: Any, base: Any) -> str:
@@ -102,7 +103,7 @@ def _plain_inside(sweep: Path, relative: str) -> Path | None:
     """``sweep/cells/<name>`` for ``relative`` == ``cells/<name>`` with a plain name and no
     link on the way; None for anything else (absolute, ``..``, deeper, a link)."""
     parts = relative.split("/")
-    if len(parts) != 2 or parts[0] != "cells" or not store.is_plain_name(parts[1]):
+    if len(parts) != 2 or parts[0] != "cells" or not runs.is_plain_name(parts[1]):
         return None
     path = sweep
     for part in parts:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featavg import store
+from featavg import runs
 from featavg.config import ConfigError
 from featavg.experiments.summary import is_number, metric_keys
 from featavg.faults import is_failure
@@ -188,8 +188,8 @@ def write_results(
     import pandas as pd
 
     rows = table_rows(cells)
-    store.write_csv(directory / "sweep.csv", rows)
-    store.write_figure(
+    runs.write_csv(directory / "sweep.csv", rows)
+    runs.write_figure(
         directory / "sweep.png", sweep_figure(experiment, grid, cells, metrics, seeds)
     )
     return SweepResult(experiment, directory, grid, cells, pd.DataFrame(rows))

@@ -27,8 +27,8 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from featavg import store
-from featavg.run_state import inspect_run, listed_files
+from featavg import runs
+from featavg.runs.state import inspect_run, listed_files
 from featavg.sweep.plan import SweepCell
 
 CELLS = "cells"
@@ -43,9 +43,9 @@ def run_store(cell_dir: str | Path) -> Path | None:
 
 def content_key(experiment: str, config: dict[str, Any], cell_dir: str | Path) -> Path | None:
     """``<store>/cell-<run hash>``: the name two processes computing the same run in two
-    directories of one store both claim (see :mod:`featavg.run_lock`); None off a store."""
+    directories of one store both claim (see :mod:`featavg.runs.lock`); None off a store."""
     root = run_store(cell_dir)
-    return None if root is None else root / f"cell-{store.config_hash(experiment, config)}"
+    return None if root is None else root / f"cell-{runs.config_hash(experiment, config)}"
 
 
 def claims(experiment: str, configs: list[dict[str, Any]], outs: list[str]) -> list[Path]:
@@ -61,7 +61,7 @@ def _candidates(experiment: str, config: dict[str, Any], cell_dir: Path) -> list
     root = run_store(cell_dir)
     if root is None:
         return []
-    found = [store.run_dir(experiment, config, root)]
+    found = [runs.run_dir(experiment, config, root)]
     pattern = f"*/{CELLS}/{glob.escape(cell_dir.name)}"  # a value may hold [ or *
     found += sorted(p for p in root.glob(pattern) if p != cell_dir)
     return found
@@ -70,14 +70,14 @@ def _candidates(experiment: str, config: dict[str, Any], cell_dir: Path) -> list
 def copy_run(source: Path, target: Path) -> None:
     """Replace ``target`` whole by the files of the finished run ``source`` that its
     manifest lists (and the manifest), staged beside ``target`` and renamed into place."""
-    listed = listed_files(store.read_json_object(source / store.MANIFEST)) or {}
+    listed = listed_files(runs.read_json_object(source / runs.MANIFEST)) or {}
     files = {}
-    for name in [*listed, store.MANIFEST]:
-        data = store.read_regular(source / name, limit=1 << 34)
+    for name in [*listed, runs.MANIFEST]:
+        data = runs.read_regular(source / name, limit=1 << 34)
         if data is None:
             raise FileNotFoundError(f"{source / name}: vanished while copying")
         files[name] = data
-    store.write_run_files(target, files)
+    runs.write_run_files(target, files)
 
 
 FORCED = "!"  # token prefix of a cell that was a hit when the sweep started (--force)
@@ -85,12 +85,12 @@ FORCED = "!"  # token prefix of a cell that was a hit when the sweep started (--
 
 def tokens(experiment: str, cells: list[SweepCell]) -> list[str | None]:
     """What every cell directory held when the sweep started: its
-    :func:`~featavg.store.run_token` (None: nothing finished), prefixed by :data:`FORCED`
+    :func:`~featavg.runs.run_token` (None: nothing finished), prefixed by :data:`FORCED`
     when that was this very run already (a cell to recompute)."""
     found: list[str | None] = []
     for cell in cells:
-        token = store.run_token(cell.directory)
-        hit = token is not None and store.cached_summary(cell.directory, experiment, cell.config)
+        token = runs.run_token(cell.directory)
+        hit = token is not None and runs.cached_summary(cell.directory, experiment, cell.config)
         found.append(FORCED + token if hit and token is not None else token)
     return found
 
@@ -119,20 +119,20 @@ def finished_elsewhere(
         cell_dir = Path(out)
         forced = token is not None and token.startswith(FORCED)
         summary = None
-        if store.run_token(cell_dir) != (token[len(FORCED) :] if forced and token else token):
-            summary = store.cached_summary(cell_dir, experiment, config)
+        if runs.run_token(cell_dir) != (token[len(FORCED) :] if forced and token else token):
+            summary = runs.cached_summary(cell_dir, experiment, config)
         elsewhere = (
             [] if summary is not None or forced else _candidates(experiment, config, cell_dir)
         )
         if elsewhere and not _shareable(experiment, config, cell_dir):
             elsewhere = []
         for other in elsewhere:
-            if store.cached_summary(other, experiment, config) is not None:
+            if runs.cached_summary(other, experiment, config) is not None:
                 try:
                     copy_run(other, cell_dir)
                 except (OSError, ValueError):  # changed under us: compute it instead
                     continue
-                summary = store.cached_summary(cell_dir, experiment, config)
+                summary = runs.cached_summary(cell_dir, experiment, config)
                 break
         found.append(summary)
     return found

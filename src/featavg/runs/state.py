@@ -30,8 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from featavg import __version__, out_paths, store
+from featavg._version import __version__
 from featavg.config import ConfigError
+from featavg.runs import identity
+from featavg.runs import paths as out_paths
+from featavg.runs.files import is_plain_name, read_json_object, sha256_file
+from featavg.runs.staging import MANIFEST
 
 # suffixes of the files a run writes (besides those its manifest lists)
 RESULT_SUFFIXES = frozenset({".json", ".csv", ".png", ".pdf", ".svg"})
@@ -75,7 +79,7 @@ def listed_files(manifest: dict[str, Any] | None) -> dict[str, str] | None:
     if not isinstance(files, dict):
         return None
     for name, digest in files.items():
-        if not store.is_plain_name(name) or not isinstance(digest, str) or len(digest) != 64:
+        if not is_plain_name(name) or not isinstance(digest, str) or len(digest) != 64:
             return None
     return files
 
@@ -85,11 +89,9 @@ def manifest_problems(directory: Path, files: list[str], listed: dict[str, str])
     ``listed``: missing, changed and stray files, an unlisted summary."""
     problems = [f"{f} missing" for f in listed if f not in files]
     problems += [
-        f"{f} changed"
-        for f in listed
-        if f in files and store.sha256_file(directory / f) != listed[f]
+        f"{f} changed" for f in listed if f in files and sha256_file(directory / f) != listed[f]
     ]
-    problems += [f"stray {f}" for f in files if f not in listed and f != store.MANIFEST]
+    problems += [f"stray {f}" for f in files if f not in listed and f != MANIFEST]
     if "summary.json" not in listed:
         problems.append("summary.json unlisted")
     return [out_paths.shown(p) for p in problems]
@@ -106,7 +108,7 @@ def _classify(
     """The state of a non-empty directory without foreign entries."""
     if summary is None:
         what = "an unreadable summary.json" if "summary.json" in files else "no summary.json"
-        if listed is not None and store.read_json_object(directory / "config.json") == config:
+        if listed is not None and read_json_object(directory / "config.json") == config:
             # the manifest and config of this very run: finished once, since damaged
             return RunState("damaged", f"this run with {what} (its manifest lists the files)")
         return RunState("unfinished", f"an unfinished run ({what})")
@@ -119,16 +121,16 @@ def _classify(
     prov = summary.get("provenance")
     prov = prov if isinstance(prov, dict) else {}
     made_by = (prov.get("featavg_version"), prov.get("source_fingerprint"))
-    if made_by != (__version__, store.source_fingerprint()):
+    if made_by != (__version__, identity.source_fingerprint()):
         version, source = made_by
         return RunState(
             "stale",
             f"a {name} run made by other code (featavg {version}, source {source or 'unrecorded'};"
-            f" this is {__version__}, source {store.source_fingerprint()})",
+            f" this is {__version__}, source {identity.source_fingerprint()})",
             summary,
         )
     if listed is None:
-        return RunState("damaged", f"a {name} run without a readable {store.MANIFEST}", summary)
+        return RunState("damaged", f"a {name} run without a readable {MANIFEST}", summary)
     problems = manifest_problems(directory, files, listed)
     if problems:
         return RunState(
@@ -178,12 +180,12 @@ def _inspect(directory: Path, experiment: str, config: dict[str, Any]) -> RunSta
     files, others = _entries(directory)
     if not files and not others:
         return RunState("absent", "an empty directory")
-    listed = listed_files(store.read_json_object(directory / store.MANIFEST))
-    known = set(listed or ()) | {store.MANIFEST}
+    listed = listed_files(read_json_object(directory / MANIFEST))
+    known = set(listed or ()) | {MANIFEST}
     foreign = others + [
         f for f in files if f not in known and Path(f).suffix not in RESULT_SUFFIXES
     ]
-    summary = store.read_json_object(directory / "summary.json")
+    summary = read_json_object(directory / "summary.json")
     state = _classify(directory, files, summary, listed, experiment, config)
     if foreign:
         shown = [out_paths.shown(f) for f in foreign]
@@ -206,3 +208,12 @@ def check_replaceable(state: RunState, where: str, force: bool) -> None:
         )
     if state.kind in ("other", "stale", "unfinished") and not force:
         raise ConfigError(f"{where}: holds {state.detail}; pass --force to replace it")
+
+
+def cached_summary(
+    directory: Path, experiment: str, config: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The finished run's summary if ``directory`` holds this very experiment and config,
+    made by this code, with every file as its manifest lists it; else None."""
+    state = inspect_run(Path(directory), experiment, config)
+    return state.summary if state.kind == "hit" else None
