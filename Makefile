@@ -2,15 +2,18 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# the documentation site (mkdocs.yml) into build/site. --strict: a broken link, a missing API
+# entry or an internal reference fails (never add -q: it hides the warnings strict counts)
+MKDOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint docs bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	# torchattacks (test cross-check): --no-deps, its own requirements would replace the CPU torch
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
 	# pyautoattack (AutoAttack cross-check, the autoattack extra): --no-deps, it declares none
@@ -23,9 +26,14 @@ demo: install
 	$(BIN)/featavg reproduce --out runs
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks scripts docs/hooks
 	$(BIN)/mypy
+	$(MKDOCS_BUILD)
+
+docs: install
+	$(MKDOCS_BUILD)
+	@echo "open build/site/index.html"
 
 test: lint
 	# two workers, one BLAS/OpenMP thread each (tests/conftest.py): the 2 CI cores, never oversubscribed
