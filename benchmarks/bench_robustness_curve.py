@@ -52,6 +52,7 @@ from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import ImageSplit
 from featavg.device import resolve_device
 from featavg.models.image_classifier import ImageClassifier
+from featavg.runs.context import open_context
 from featavg.seeding import generator
 from featavg.trained_models import job_config, load_job_data, load_trained_model, train_models
 
@@ -79,7 +80,7 @@ def load_models(
             job_config("mnist-quick", {"labels": lb, "data_dir": args.data_dir})
             for lb in ("coarse", "fine")
         ]
-        trained = train_models(jobs, root=args.root, device=str(device))
+        trained = train_models(jobs, open_context(str(device), args.root))
         binary, fine = (t.model for t in trained)
         data, grouping = trained[0].data, trained[0].grouping
         summaries = [t.summary for t in trained]

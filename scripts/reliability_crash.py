@@ -116,8 +116,9 @@ def sweep_child(out: str, options: dict[str, Any]) -> None:
 
 def run_child(out: str) -> None:
     from featavg.experiments.runner import run_experiment
+    from featavg.runs import open_context
 
-    run_experiment(RUN_EXP, overrides=ISSUE, out=out, device="cpu")
+    run_experiment(RUN_EXP, overrides=ISSUE, out=out, ctx=open_context("cpu"))
 
 
 def crash_battery(
@@ -379,6 +380,7 @@ def determinism(ctx: Any, repeats: int) -> None:
     synthetic experiment's tiny config three times."""
     from featavg.experiments.registry import EXPERIMENTS
     from featavg.experiments.runner import run_experiment
+    from featavg.runs import open_context
 
     with tempfile.TemporaryDirectory() as tmp:
         first = None
@@ -398,7 +400,7 @@ def determinism(ctx: Any, repeats: int) -> None:
                 continue
             outs = [Path(tmp) / f"{name}{i}" for i in range(3)]
             for out in outs:
-                run_experiment(name, overrides=dict(exp.tiny), out=out, device="cpu")
+                run_experiment(name, overrides=dict(exp.tiny), out=out, ctx=open_context("cpu"))
                 COUNTS["repeats"] += 1
             COUNTS["non-deterministic repeats"] += sum(results(o) != results(outs[0]) for o in outs)
 

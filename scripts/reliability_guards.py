@@ -44,6 +44,7 @@ from featavg.experiments.runner import run_experiment
 from featavg.experiments.spec import Claim, Experiment
 from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.faults import RunFailed
+from featavg.runs.context import open_context
 from featavg.sweep import run_sweep
 
 EXP = "synthetic-alignment"
@@ -74,7 +75,7 @@ def attempt(kind: str, name: str, overrides: dict[str, Any], fault: bool, tmp: P
     counts["inputs"] += 1
     counts["faults injected" if fault else "controls"] += 1
     try:
-        run_experiment(name, overrides=overrides, out=out, device="cpu")
+        run_experiment(name, overrides=overrides, out=out, ctx=open_context("cpu"))
         outcome = "ok"
     except (RunFailed, ConfigError) as err:
         outcome = "refused"
@@ -229,7 +230,7 @@ def resource_guards(tmp: Path) -> None:
             out = tmp / f"huge{counts['oversized configs tried']}"
             start = time.perf_counter()
             try:
-                run_experiment(name, overrides=overrides, out=out, device="cpu")
+                run_experiment(name, overrides=overrides, out=out, ctx=open_context("cpu"))
                 counts["oversized configs run"] += 1
             except ConfigError as err:
                 counts["oversized configs refused"] += 1
@@ -317,7 +318,9 @@ def image_training(tmp: Path, quick: bool) -> None:
         counts["oversized configs tried"] += 1
         start = time.perf_counter()
         try:
-            train_model(job_config(None, {"dataset": "mnist", **overrides}), root=tmp, device="cpu")
+            train_model(
+                job_config(None, {"dataset": "mnist", **overrides}), open_context("cpu", tmp)
+            )
             counts["oversized configs run"] += 1
         except ConfigError as err:
             counts["oversized configs refused"] += 1
@@ -350,7 +353,7 @@ def watch():
         time.sleep(0.005)
 thread = threading.Thread(target=watch)
 thread.start()
-run_experiment(name, overrides=overrides, out=out, device="cpu")
+run_experiment(name, overrides=overrides, out=out, ctx=open_context("cpu"))
 running[0] = False
 thread.join()
 print(json.dumps({"estimate": est.memory, "measured": peak[0] - before}))

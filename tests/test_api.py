@@ -137,12 +137,13 @@ def test_cached_run_still_checks_the_device(run_dir):
 def test_one_device_default_everywhere():
     from featavg.cli import build_parser
     from featavg.device import DEFAULT_DEVICE
-    from featavg.experiments.runner import run_experiment, run_experiment_batch
     from featavg.reproduction import reproduce
+    from featavg.runs.context import open_context
     from featavg.sweep import run_sweep
 
     assert DEFAULT_DEVICE == "auto"
-    for fn in (featavg.run, featavg.reproduce, run_sweep, run_experiment, run_experiment_batch):
+    # the runner takes a RunContext: its default comes from open_context
+    for fn in (featavg.run, featavg.reproduce, run_sweep, open_context):
         assert inspect.signature(fn).parameters["device"].default == DEFAULT_DEVICE, fn
     assert inspect.signature(reproduce).parameters["device"].default == DEFAULT_DEVICE
     parser = build_parser()

@@ -57,6 +57,7 @@ pytest.importorskip(
 from pyautoattack import AutoAttack  # noqa: E402
 
 from featavg.attacks.robustness_curve import robustness_curve  # noqa: E402
+from featavg.runs.context import open_context
 from featavg.seeding import generator  # noqa: E402
 from featavg.trained_models import TrainedModel, job_config, train_models  # noqa: E402
 
@@ -87,7 +88,7 @@ pytestmark = pytest.mark.slow
 def models(tmp_path_factory) -> tuple[TrainedModel, TrainedModel]:
     """(binary, 10-class) CNNs trained in one pass over the same batches."""
     jobs = [job_config(None, {**RECIPE, "labels": labels}) for labels in ("coarse", "fine")]
-    binary, fine = train_models(jobs, root=tmp_path_factory.mktemp("aa-models"), device="cpu")
+    binary, fine = train_models(jobs, open_context("cpu", tmp_path_factory.mktemp("aa-models")))
     return binary, fine
 
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 from torch import nn
 
-from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.experiments.cifar10_features import EXPERIMENT, Cifar10FeaturesConfig, run
@@ -31,6 +30,7 @@ from featavg.models.heads import (
 )
 from featavg.models.image_classifier import CIFAR_PRETRAINED, ImageClassifier
 from featavg.models.resnet import resnet18
+from featavg.runs.context import open_context
 from featavg.seeding import generator
 from featavg.training.image_sgd import ImageSGD, SGDConfig
 
@@ -146,8 +146,7 @@ def CIFAR_PRETRAINED_normalise(x: torch.Tensor) -> torch.Tensor:  # noqa: N802
 @pytest.mark.slow
 def test_tiny_run_heatmaps_and_stand_in(tmp_path: Path) -> None:
     cfg = build_config(Cifar10FeaturesConfig, dict(EXPERIMENT.tiny), None)
-    with runs.using_runs_root(tmp_path):
-        out = run(cfg, torch.device("cpu"))
+    out = run(cfg, open_context("cpu", tmp_path))
     verify_output(EXPERIMENT, cfg, out)
     assert out.stand_in and "stand-in" in (out.data or "")
     assert "trained here" in out.numbers["backbone"]["label"]

@@ -16,6 +16,7 @@ from featavg import runs
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
+from featavg.runs.context import open_context
 from featavg.sweep import run_sweep
 from featavg.sweep.plan import plan_sweep
 from featavg.sweep.sharing import claims
@@ -48,8 +49,9 @@ for _ in range(rounds):
 RUNNER = """
 import json, sys
 from featavg.experiments.runner import run_experiment
-result = run_experiment(sys.argv[1], overrides=json.loads(sys.argv[2]), out=sys.argv[3],
-                        device="cpu")
+from featavg.runs import open_context
+ctx = open_context("cpu")
+result = run_experiment(sys.argv[1], overrides=json.loads(sys.argv[2]), out=sys.argv[3], ctx=ctx)
 print(json.dumps({"cached": result.cached}))
 """
 
@@ -151,11 +153,13 @@ def test_a_process_waiting_for_a_run_serves_it_as_a_hit(tmp_path):
             env=_env(),
         )
         assert _blocked_on_a_lock(other.pid), "the other process never waited for the run"
-        assert not run_experiment(EXP, overrides=TINY, out=out, device="cpu").cached
+        assert not run_experiment(EXP, overrides=TINY, out=out, ctx=open_context("cpu")).cached
     stdout, _ = other.communicate(timeout=300)
     assert other.returncode == 0
     assert json.loads(stdout.decode().strip().splitlines()[-1]) == {"cached": True}
-    assert run_experiment(EXP, overrides=TINY, out=out, device="cpu").cached  # whole, unmixed
+    assert run_experiment(
+        EXP, overrides=TINY, out=out, ctx=open_context("cpu")
+    ).cached  # whole, unmixed
     assert not (tmp_path / runs.STAGING).exists() and not (tmp_path / run_lock.LOCKS).exists()
 
 

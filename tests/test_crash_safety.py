@@ -25,6 +25,7 @@ from featavg.config import ConfigError
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
+from featavg.runs.context import open_context
 from featavg.runs.state import inspect_run
 from featavg.sweep import DaskExecutor, run_sweep
 
@@ -66,8 +67,8 @@ def assert_same_run(directory, reference):
 def two_runs(tmp_path_factory):
     """Files of two finished tiny runs of one experiment (two configs)."""
     root = tmp_path_factory.mktemp("runs")
-    run_experiment(EXP, overrides=TINY, out=root / "old", device="cpu")
-    run_experiment(EXP, overrides=OTHER, out=root / "new", device="cpu")
+    run_experiment(EXP, overrides=TINY, out=root / "old", ctx=open_context("cpu"))
+    run_experiment(EXP, overrides=OTHER, out=root / "new", ctx=open_context("cpu"))
     return contents(root / "old"), contents(root / "new")
 
 

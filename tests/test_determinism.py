@@ -15,6 +15,7 @@ import torch
 from featavg.config import build_config
 from featavg.experiments.registry import EXPERIMENTS, get_experiment
 from featavg.experiments.runner import run_experiment, run_experiment_batch
+from featavg.runs.context import open_context
 from featavg.sweep.executors import run_cells, run_cells_detached
 
 # large enough that torch and MKL split the work between threads (tensors of ~10^5-10^6
@@ -58,7 +59,9 @@ def test_same_seed_is_bit_identical_across_repeats_and_thread_counts(tmp_path):
         for i, count in enumerate([1, 2]):
             torch.set_num_threads(count)
             out = tmp_path / f"run{i}"
-            run_experiment("synthetic-robustness", overrides=MEDIUM, out=out, device="cpu")
+            run_experiment(
+                "synthetic-robustness", overrides=MEDIUM, out=out, ctx=open_context("cpu")
+            )
             runs.append(results(out))
     finally:
         torch.set_num_threads(threads)
@@ -76,8 +79,8 @@ def test_a_cell_alone_equals_the_same_cell_in_an_ensemble(tmp_path):
         return build_config(exp.config_cls, {**exp.tiny, "train": {"steps": 20, "lr": lr}})
 
     together = [tmp_path / "a", tmp_path / "b"]
-    run_experiment_batch(exp.name, [config(1e-3), config(1e-2)], together, device="cpu")
-    run_experiment_batch(exp.name, [config(1e-2)], [tmp_path / "alone"], device="cpu")
+    run_experiment_batch(exp.name, [config(1e-3), config(1e-2)], together, open_context("cpu"))
+    run_experiment_batch(exp.name, [config(1e-2)], [tmp_path / "alone"], open_context("cpu"))
     assert diff(results(tmp_path / "b"), results(tmp_path / "alone")) == []
 
 

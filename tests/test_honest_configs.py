@@ -17,6 +17,7 @@ from featavg.experiments.synthetic_attack import (
 )
 from featavg.experiments.synthetic_common import TINY_DATA
 from featavg.experiments.synthetic_scaling import fit_grid
+from featavg.runs.context import open_context
 
 SCALING = get_experiment("synthetic-scaling").config_cls
 
@@ -75,7 +76,7 @@ def test_robustness_says_which_exact_radii_are_missing(tmp_path):
             "attack": {"radii": [0.0, 4.0]},
         },
         out=tmp_path / "r",
-        device="cpu",
+        ctx=open_context("cpu"),
     )
     summary = result.summary
     assert "exact_median_radius_binary" not in summary

@@ -32,6 +32,7 @@ from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.models.image_classifier import CIFAR_AUTHORS, MNIST_HALF
 from featavg.models.readouts import READOUTS, SumReadout, build_readouts, membership_matrix
+from featavg.runs.context import open_context
 from featavg.trained_models import load_job_data
 
 NAMES = ("mnist-robustness", "mnist-linf", "cifar10-robustness")
@@ -287,7 +288,7 @@ def _rows(path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_cifar_tiny_run_is_labelled_and_gives_pixel_bounds(tmp_path):
     exp = get_experiment("cifar10-robustness")
-    result = run_experiment(exp.name, overrides=dict(exp.tiny), root=tmp_path, device="cpu")
+    result = run_experiment(exp.name, overrides=dict(exp.tiny), ctx=open_context("cpu", tmp_path))
     summary = result.summary
     assert summary["stand_in"] is True and "stand-in" in summary["data"]
     rows = _rows(result.directory / "robustness.csv")

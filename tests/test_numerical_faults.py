@@ -22,6 +22,7 @@ from featavg.experiments.spec import Claim, Experiment
 from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.faults import RUN_FAILED_EXIT, NumericalFault, RunFailed, is_failure
 from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
+from featavg.runs.context import open_context
 from featavg.sweep import run_sweep
 from featavg.sweep.executors import FAILED, store_files
 from featavg.training import TrainConfig, TrainingDiverged, train
@@ -35,7 +36,7 @@ SMALL = {"data": {"d": 60, "k": 4, "n_train": 80, "n_test": 40}, "train": {"step
 def _run(tmp_path, **sections):
     """run_experiment of EXP on SMALL with ``sections`` merged in, into tmp_path/run."""
     cfg = deep_merge(SMALL, sections)
-    return run_experiment(EXP, overrides=cfg, out=tmp_path / "run", device="cpu")
+    return run_experiment(EXP, overrides=cfg, out=tmp_path / "run", ctx=open_context("cpu"))
 
 
 def _assert_one_line_and_nothing_written(err: BaseException, tmp_path) -> None:
@@ -159,7 +160,7 @@ def test_check_step_flags_each_fault_of_each_member():
 
 
 def _fake_experiment(numbers):
-    def run(cfg, device, progress=False):
+    def run(cfg, ctx):
         return ExperimentOutput(numbers=dict(numbers))
 
     return Experiment(
@@ -189,7 +190,7 @@ def fake():
 def test_a_non_finite_headline_number_is_refused_and_nothing_written(tmp_path, fake):
     fake({"bias_mean_binary": 0.5, "per_seed": {"bias_mean_binary": [0.5, math.nan]}})
     with pytest.raises(NumericalFault, match=r"non-finite result per_seed\.bias_mean_binary\[1\]"):
-        run_experiment("fault-fake", out=tmp_path / "run", device="cpu")
+        run_experiment("fault-fake", out=tmp_path / "run", ctx=open_context("cpu"))
     assert not (tmp_path / "run").exists()
 
 
@@ -204,7 +205,7 @@ def test_a_legitimately_undefined_number_is_saved_as_null(tmp_path, fake):
             "test_acc": 0.9,
         }
     )
-    result = run_experiment("fault-fake", out=tmp_path / "run", device="cpu")
+    result = run_experiment("fault-fake", out=tmp_path / "run", ctx=open_context("cpu"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["radius50_binary"] is None and summary["clean_acc_binary"] is None
     assert summary["test_acc"] == 0.9 and result.summary == summary
@@ -253,7 +254,9 @@ def test_a_sweep_records_the_diverging_cell_as_failed_and_finishes_the_rest(
     # the good cells equal their standalone runs (the ensemble was rerun cell by cell)
     for cell in ok:
         cfg = deep_merge(SMALL, cell.overrides)
-        alone = run_experiment(EXP, overrides=cfg, out=tmp_path / cell.name, device="cpu")
+        alone = run_experiment(
+            EXP, overrides=cfg, out=tmp_path / cell.name, ctx=open_context("cpu")
+        )
         strip = ("provenance",)
         assert {k: v for k, v in cell.summary.items() if k not in strip} == {
             k: v for k, v in alone.summary.items() if k not in strip

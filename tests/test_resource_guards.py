@@ -17,6 +17,7 @@ from featavg.experiments import synthetic_common
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.runs import guards
+from featavg.runs.context import open_context
 from featavg.runs.guards import ResourceEstimate, check, check_grid, estimate
 from featavg.sweep import plan, run_sweep
 
@@ -70,7 +71,7 @@ def test_every_experiment_has_an_estimate_and_its_defaults_fit_a_laptop():
 def test_a_config_too_large_for_the_machine_is_refused_in_one_line(tmp_path, no_sampling):
     start = time.perf_counter()
     with pytest.raises(ConfigError) as err:
-        run_experiment(EXP, overrides=HUGE, out=tmp_path / "run", device="cpu")
+        run_experiment(EXP, overrides=HUGE, out=tmp_path / "run", ctx=open_context("cpu"))
     text = str(err.value)
     assert time.perf_counter() - start < 5 and "\n" not in text and len(text) < 400
     assert text.startswith(f"resources: {EXP} needs ~") and "TiB" in text
@@ -102,7 +103,7 @@ def test_time_is_bounded_too(no_sampling, tmp_path):
     # 10^12 GD steps fit in memory (records every 10^12 steps) but would never finish
     cfg = {**SMALL, "train": {"steps": 10**12, "record_every": 10**12}}
     with pytest.raises(ConfigError, match=r"resources: .* needs ~[\d.e+]+ days on CPU .* limit"):
-        run_experiment(EXP, overrides=cfg, out=tmp_path / "run", device="cpu")
+        run_experiment(EXP, overrides=cfg, out=tmp_path / "run", ctx=open_context("cpu"))
 
 
 def test_training_histories_are_bounded(no_sampling, tmp_path):
@@ -111,7 +112,7 @@ def test_training_histories_are_bounded(no_sampling, tmp_path):
     est = _estimate(EXP, cfg)
     assert est.what == "training records" and est.memory > 10**12
     with pytest.raises(ConfigError, match="training records"):
-        run_experiment(EXP, overrides=cfg, out=tmp_path / "run", device="cpu")
+        run_experiment(EXP, overrides=cfg, out=tmp_path / "run", ctx=open_context("cpu"))
 
 
 def test_cuda_runs_check_device_and_host_memory(monkeypatch):

@@ -20,6 +20,7 @@ from featavg.experiments.registry import EXPERIMENTS, get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.reproduction import reproduce
 from featavg.runs import files, identity, staging
+from featavg.runs.context import open_context
 from featavg.runs.state import diff_keys, inspect_run
 
 EXP = "synthetic-robustness"  # its tiny config runs in about 2 s
@@ -47,7 +48,7 @@ def config_file(tmp_path, overrides):
 def base_run(tmp_path_factory):
     """A finished tiny run; tests copy it rather than run it again."""
     out = tmp_path_factory.mktemp("base") / "run"
-    result = run_experiment(EXP, overrides=TINY, out=out, device="cpu")
+    result = run_experiment(EXP, overrides=TINY, out=out, ctx=open_context("cpu"))
     assert not result.cached
     return out
 
@@ -106,15 +107,15 @@ def test_stale_code_run_is_not_a_cache_hit(base_run, tmp_path, monkeypatch):
     assert runs.cached_summary(run, EXP, cfg) is None
     # an explicit --out made by other code: refused without --force, left as it was
     with pytest.raises(ConfigError, match="made by other code") as err:
-        run_experiment(EXP, overrides=TINY, out=run, device="cpu")
+        run_experiment(EXP, overrides=TINY, out=run, ctx=open_context("cpu"))
     assert str(run) in str(err.value) and "\n" not in str(err.value)
     assert contents(run) == original
-    redone = run_experiment(EXP, overrides=TINY, out=run, device="cpu", force=True)
+    redone = run_experiment(EXP, overrides=TINY, out=run, force=True, ctx=open_context("cpu"))
     assert not redone.cached
     assert redone.summary["provenance"]["source_fingerprint"] == "f" * 16
     assert runs.cached_summary(run, EXP, cfg) is not None
     # default directories: other code, another directory, recomputed there
-    fresh = run_experiment(EXP, overrides=TINY, root=tmp_path / "runs", device="cpu")
+    fresh = run_experiment(EXP, overrides=TINY, ctx=open_context("cpu", tmp_path / "runs"))
     assert not fresh.cached and fresh.directory == runs.run_dir(EXP, cfg, tmp_path / "runs")
 
 
@@ -151,7 +152,7 @@ def test_a_damaged_run_is_recomputed_in_place(base_run, tmp_path):
     run = copy_of(base_run, tmp_path)
     (run / "left_over.csv").write_text("a\n1\n")
     (run / "robustness.csv").write_text("garbage\n")
-    result = run_experiment(EXP, overrides=TINY, out=run, device="cpu")
+    result = run_experiment(EXP, overrides=TINY, out=run, ctx=open_context("cpu"))
     assert not result.cached
     assert not (run / "left_over.csv").exists()
     assert (run / "robustness.csv").read_bytes() == (base_run / "robustness.csv").read_bytes()
@@ -222,7 +223,7 @@ def test_an_unfinished_run_needs_force(tmp_path):
     (run / "robustness.csv").write_text("garbage\n")
     with pytest.raises(ConfigError, match=r"unfinished run \(no summary.json\)"):
         run_experiment(EXP, overrides=TINY, out=run)
-    assert run_experiment(EXP, overrides=TINY, out=run, device="cpu", force=True).summary
+    assert run_experiment(EXP, overrides=TINY, out=run, force=True, ctx=open_context("cpu")).summary
 
 
 def test_diff_keys_names_dotted_fields():
@@ -355,7 +356,7 @@ def test_sigkill_mid_write_leaves_the_old_run_or_none(base_run, tmp_path):
     fresh = tmp_path / "fresh"
     kill_mid_write(tmp_path, ["run", EXP, "--config", other, "--out", str(fresh)])
     assert not fresh.exists()
-    assert not run_experiment(EXP, overrides=OTHER, out=fresh, device="cpu").cached
+    assert not run_experiment(EXP, overrides=OTHER, out=fresh, ctx=open_context("cpu")).cached
     assert set(contents(fresh)) == set(contents(run))
 
 
@@ -366,7 +367,7 @@ def test_killed_between_the_two_renames_next_run_recomputes(base_run, tmp_path):
     shutil.copytree(base_run, staging / f"run.old-{tag}-{pid}-0a0a0a0a" / "run")
     shutil.copytree(base_run, staging / f"run.new-{tag}-{pid}-0b0b0b0b")
     run = tmp_path / "run"
-    result = run_experiment(EXP, overrides=TINY, out=run, device="cpu")
+    result = run_experiment(EXP, overrides=TINY, out=run, ctx=open_context("cpu"))
     assert not result.cached and runs.cached_summary(run, EXP, config_of(TINY)) is not None
     assert not staging.exists()
 
@@ -378,13 +379,12 @@ def test_killed_between_the_two_renames_next_run_recomputes(base_run, tmp_path):
 MODES = """
 import json, os, pathlib, sys
 from featavg import runs
-from featavg.runs import files, identity, staging
 from featavg.experiments.runner import run_experiment
 root, tiny = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2])
+ctx = runs.open_context("cpu")
 for umask in (0o022, 0o077):
     os.umask(umask)
-    run_experiment("synthetic-robustness", overrides=tiny, out=root / f"{umask:o}" / "run",
-                   device="cpu")
+    run_experiment("synthetic-robustness", overrides=tiny, out=root / f"{umask:o}" / "run", ctx=ctx)
     runs.write_bytes(root / f"page-{umask:o}.html", b"x")
 """
 

@@ -12,6 +12,7 @@ import featavg
 from featavg.cli import main
 from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
+from featavg.runs.context import open_context
 from featavg.trained_models import (
     TrainJobConfig,
     job_config,
@@ -70,7 +71,7 @@ def test_cli_trains_then_serves_from_cache(tmp_path, capsys):
 
 
 def test_model_file_reloads_weights_only_and_predicts_the_same(tmp_path):
-    trained = train_model(small(labels="fine"), root=tmp_path, device="cpu")
+    trained = train_model(small(labels="fine"), open_context("cpu", tmp_path))
     model, meta = load_trained_model(trained.directory)
     assert meta["num_classes"] == 10 and meta["labels"] == "fine"
     assert meta["normalization"]["name"] == "mnist-half"
@@ -86,8 +87,8 @@ def test_model_file_reloads_weights_only_and_predicts_the_same(tmp_path):
 def test_models_trained_together_equal_models_trained_alone(tmp_path):
     """One data pass for the binary and the 10-class model changes nothing (CPU)."""
     coarse, fine = small(labels="coarse"), small(labels="fine")
-    together = train_models([coarse, fine], root=tmp_path / "a", device="cpu")
-    alone = [train_model(c, root=tmp_path / "b", device="cpu") for c in (coarse, fine)]
+    together = train_models([coarse, fine], open_context("cpu", tmp_path / "a"))
+    alone = [train_model(c, open_context("cpu", tmp_path / "b")) for c in (coarse, fine)]
     for t, a in zip(together, alone, strict=True):
         assert t.directory.name == a.directory.name  # same identity, same hash
         for (k, v), w in zip(
@@ -96,21 +97,21 @@ def test_models_trained_together_equal_models_trained_alone(tmp_path):
             assert torch.equal(v, w), k
     assert together[0].summary["provenance"]["trained_together_with"] == 2
     # a cached pair is served as such
-    again = train_models([coarse, fine], root=tmp_path / "a", device="cpu")
+    again = train_models([coarse, fine], open_context("cpu", tmp_path / "a"))
     assert all(t.cached for t in again)
 
 
 def test_groupings_give_their_own_models_and_labels(tmp_path):
-    halves = train_model(small(grouping="halves"), root=tmp_path, device="cpu")
+    halves = train_model(small(grouping="halves"), open_context("cpu", tmp_path))
     assert halves.summary["grouping"]["groups"] == [0] * 5 + [1] * 5
     assert torch.equal(halves.targets("train"), get_grouping("halves").coarse(halves.data.train.y))
     parity = small()
-    assert train_model(parity, root=tmp_path, device="cpu").directory != halves.directory
+    assert train_model(parity, open_context("cpu", tmp_path)).directory != halves.directory
 
 
 def test_train_models_refuses_configs_that_cannot_share_a_pass(tmp_path):
     with pytest.raises(ConfigError, match="must share seed"):
-        train_models([small(), small(seed=1)], root=tmp_path, device="cpu")
+        train_models([small(), small(seed=1)], open_context("cpu", tmp_path))
 
 
 def test_api_train_matches_cli_identity(tmp_path):

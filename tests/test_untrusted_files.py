@@ -23,6 +23,7 @@ from featavg.experiments.registry import EXPERIMENTS, get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.report import write_report
 from featavg.runs import paths as out_paths
+from featavg.runs.context import open_context
 from featavg.runs.state import inspect_run
 from featavg.sweep import run_sweep
 from featavg.sweep.record import cell_dirs, read_record
@@ -49,7 +50,7 @@ def config_json():
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("base") / "run"
-    run_experiment(EXP, overrides=TINY, out=out, device="cpu")
+    run_experiment(EXP, overrides=TINY, out=out, ctx=open_context("cpu"))
     return out
 
 
@@ -389,12 +390,12 @@ def test_a_tampered_cached_model_is_detected_and_retrained(tmp_path, data_once):
     from featavg.trained_models import job_config, load_trained_model, train_model
 
     cfg = job_config(None, {**MODEL, "sgd": {"epochs": 1}})
-    first = train_model(cfg, root=tmp_path, device="cpu")
+    first = train_model(cfg, open_context("cpu", tmp_path))
     weights = {k: v.clone() for k, v in first.model.state_dict().items()}
     for name, tamper in MODEL_TAMPERS.items():
         tamper(first.directory)
         assert inspect_run(first.directory, "train", first.summary["config"]).kind != "hit"
-        again = train_model(cfg, root=tmp_path, device="cpu")  # never a crash, never a hit
+        again = train_model(cfg, open_context("cpu", tmp_path))  # never a crash, never a hit
         assert not again.cached and again.directory == first.directory, name
         # retrained bit-identically (same seed), and whole again: a hit
         for key, value in again.model.state_dict().items():
@@ -407,7 +408,7 @@ def test_a_tampered_cached_model_is_detected_and_retrained(tmp_path, data_once):
     fifo.unlink()
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match=r"model\.pt \(a FIFO\)") as err:
-        train_model(cfg, root=tmp_path, device="cpu")
+        train_model(cfg, open_context("cpu", tmp_path))
     assert "\n" not in str(err.value) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
@@ -416,13 +417,13 @@ def test_an_unreadable_progress_checkpoint_is_discarded_not_fatal(tmp_path, data
     from featavg.trained_models import PROGRESS, job_config, train_model
 
     cfg = job_config(None, {**MODEL, "sgd": {"epochs": 1}})
-    reference = train_model(cfg, root=tmp_path, device="cpu")
+    reference = train_model(cfg, open_context("cpu", tmp_path))
     progress = reference.directory.parent / PROGRESS / f"{reference.directory.name}.pt"
     for junk in (b"", b"PK\x03\x04 not a zip", torch_bytes({"format": "other"})):
         progress.parent.mkdir(exist_ok=True)
         progress.write_bytes(junk)
         with pytest.warns(UserWarning, match="discarded, training starts over"):
-            trained = train_model(cfg, root=tmp_path, device="cpu", force=True)
+            trained = train_model(cfg, open_context("cpu", tmp_path), force=True)
         assert not progress.exists()
         for key, value in trained.model.state_dict().items():
             assert torch.equal(value, reference.model.state_dict()[key]), key

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import Check, Claim, Experiment
 from featavg.plots import new_figure
+from featavg.runs.context import RunContext
 from featavg.seeding import generator
 
 
@@ -27,7 +28,7 @@ class ToyNormsConfig(BaseModel):
     seeds: int = Field(1, ge=1, description="number of replicates")
 
 
-def run(cfg: ToyNormsConfig, device: torch.device, progress: bool = False) -> ExperimentOutput:
+def run(cfg: ToyNormsConfig, ctx: RunContext) -> ExperimentOutput:
     """Draw n Gaussian vectors per seed; summarise ||x||^2 / d."""
     ratios, rows = [], []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):

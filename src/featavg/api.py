@@ -61,24 +61,16 @@ def run(
     others. A config estimated beyond the machine's memory or time is a ConfigError unless
     ``allow_large``; a run that fails numerically raises :class:`featavg.faults.RunFailed`."""
     from featavg.config import deep_merge
-    from featavg.device import resolve_device
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
+    from featavg.runs.context import open_context
 
-    resolve_device(device)
+    ctx = open_context(device, root, progress=progress, allow_large=allow_large)
     cfg = deep_merge(get_experiment(experiment).preset(preset), _overrides(overrides))
     if seeds is not None:
         cfg["seeds"] = seeds
     result = run_experiment(
-        experiment,
-        overrides=cfg,
-        config_file=config_file,
-        out=out,
-        root=root,
-        device=device,
-        force=force,
-        progress=progress,
-        allow_large=allow_large,
+        experiment, overrides=cfg, config_file=config_file, out=out, force=force, ctx=ctx
     )
     loaded = load(result.directory)
     shared = {f.name: getattr(loaded, f.name) for f in fields(loaded)}
@@ -174,20 +166,12 @@ def train(
         m = featavg.train("mnist-quick", labels="fine")
         m.model(x), m.summary["final_test_acc"], m.checkpoint
     """
-    from featavg.device import resolve_device
+    from featavg.runs.context import open_context
     from featavg.trained_models import job_config, train_model
 
-    resolve_device(device)
+    ctx = open_context(device, root, progress=progress, allow_large=allow_large)
     cfg = job_config(preset, _overrides(overrides), config_file)
-    return train_model(
-        cfg,
-        root=root,
-        device=device,
-        force=force,
-        resume=resume,
-        progress=progress,
-        allow_large=allow_large,
-    )
+    return train_model(cfg, ctx, force=force, resume=resume)
 
 
 def probe(

@@ -301,24 +301,17 @@ def _configure_threads(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from featavg.device import resolve_device
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
     from featavg.headline import run_lines
+    from featavg.runs.context import open_context
 
     _configure_threads(args)
     exp = get_experiment(args.experiment)
     config = build_config(exp.config_cls, _overrides(args, exp), args.config_file)
-    resolve_device(args.device)  # before the cache lookup: a cached run checks it too
-    result = run_experiment(
-        exp.name,
-        config=config,
-        out=args.out,
-        device=args.device,
-        force=args.force,
-        progress=not args.quiet,
-        allow_large=args.allow_large,
-    )
+    # the device is resolved before the cache lookup: a cached run checks it too
+    ctx = open_context(args.device, progress=not args.quiet, allow_large=args.allow_large)
+    result = run_experiment(exp.name, config, out=args.out, force=args.force, ctx=ctx)
     if not args.quiet:
         print("\n".join(run_lines(result.summary, result.directory, result.cached)))
     state = "cached" if result.cached else "done"
@@ -362,7 +355,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from featavg.device import resolve_device
+    from featavg.runs.context import open_context
     from featavg.trained_models import job_config, train_model
 
     _configure_threads(args)
@@ -373,16 +366,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides.setdefault("sgd", {})["epochs"] = args.epochs
     cfg = job_config(args.preset, overrides, args.config_file)
-    resolve_device(args.device)
-    trained = train_model(
-        cfg,
-        root=args.root,
-        device=args.device,
-        force=args.force,
-        resume=args.resume,
-        progress=not args.quiet,
-        allow_large=args.allow_large,
+    ctx = open_context(
+        args.device, args.root, progress=not args.quiet, allow_large=args.allow_large
     )
+    trained = train_model(cfg, ctx, force=args.force, resume=args.resume)
     s = trained.summary
     if not args.quiet:
         if s.get("stand_in"):

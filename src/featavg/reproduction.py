@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from featavg.experiments.registry import reproduce_plan
 from featavg.experiments.runner import RunResult, run_experiment
 from featavg.progress import bar as progress_bar
+from featavg.runs.context import open_context
 
 # the page of `featavg reproduce`; `featavg report` defaults to report.html beside it
 REPRODUCE_PAGE = "reproduce.html"
@@ -44,13 +45,14 @@ def reproduce(
     from featavg.report import write_report  # the report pulls in its own helpers
 
     out = Path(out)
+    ctx = open_context(device, out)
     results = []
     plan = experiments or reproduce_plan(real)
     bar = progress_bar(plan, desc="reproduce", enabled=progress)
     for name, overrides in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
-        result = run_experiment(name, overrides=overrides, root=out, device=device, force=force)
+        result = run_experiment(name, overrides=overrides, force=force, ctx=ctx)
         state = "cached" if result.cached else f"{time.perf_counter() - start:.1f} s"
         tqdm.write(f"{name:24s} {state:>8s}  {result.directory}")
         results.append(result)

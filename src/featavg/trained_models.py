@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from featavg.data.groupings import Grouping
     from featavg.data.images import ImageDataset
     from featavg.models.image_classifier import ImageClassifier, Normalization
+    from featavg.runs.context import RunContext
     from featavg.runs.state import RunState
 
 MODEL_FILE = "model.pt"
@@ -267,11 +268,11 @@ def build_job_model(cfg: TrainJobConfig, data: ImageDataset) -> ImageClassifier:
         return build_model(name, num_classes(cfg), channels, size, resolve_normalization(cfg))
 
 
-def model_directory(cfg: TrainJobConfig, data: ImageDataset, root: str | Path) -> Path:
-    """``<root>/models/<data>-<labels>-<hash>`` (<data>: what was loaded, e.g. fashion-mnist
-    standing in for mnist): the hash covers the config identity and
-    the data fingerprint (see the module docstring)."""
-    return runs.run_dir(f"{data.name}-{cfg.labels}", _identity(cfg, data), Path(root) / "models")
+def model_directory(cfg: TrainJobConfig, data: ImageDataset, models_root: str | Path) -> Path:
+    """``<models_root>/<data>-<labels>-<hash>`` (<data>: what was loaded, e.g. fashion-mnist
+    standing in for mnist; ``models_root`` is ``<runs root>/models``): the hash covers the
+    config identity and the data fingerprint (see the module docstring)."""
+    return runs.run_dir(f"{data.name}-{cfg.labels}", _identity(cfg, data), Path(models_root))
 
 
 def _identity(cfg: TrainJobConfig, data: ImageDataset) -> dict[str, Any]:
@@ -328,25 +329,10 @@ def _model_state(directory: Path, identity: dict[str, Any]) -> RunState:
 
 
 def train_model(
-    cfg: TrainJobConfig,
-    *,
-    root: str | Path = runs.DEFAULT_ROOT,
-    device: str = "auto",
-    force: bool = False,
-    resume: bool = True,
-    progress: bool = False,
-    allow_large: bool = False,
+    cfg: TrainJobConfig, ctx: RunContext, *, force: bool = False, resume: bool = True
 ) -> TrainedModel:
     """Train (or reuse the cached) model of ``cfg``; see :func:`train_models`."""
-    return train_models(
-        [cfg],
-        root=root,
-        device=device,
-        force=force,
-        resume=resume,
-        progress=progress,
-        allow_large=allow_large,
-    )[0]
+    return train_models([cfg], ctx, force=force, resume=resume)[0]
 
 
 _SHARED = ("dataset", "data_dir", "stand_in", "train_size", "test_size", "seed", "sgd")
@@ -354,20 +340,17 @@ _SHARED = ("dataset", "data_dir", "stand_in", "train_size", "test_size", "seed",
 
 def train_models(
     configs: Sequence[TrainJobConfig],
+    ctx: RunContext,
     *,
-    root: str | Path = runs.DEFAULT_ROOT,
-    device: str = "auto",
     force: bool = False,
     resume: bool = True,
-    progress: bool = False,
-    allow_large: bool = False,
 ) -> list[TrainedModel]:
     """Train every config's model in ONE epoch loop over the same batches (they must share
     dataset, subsets, seed and optimiser settings; labels, grouping and model may differ),
-    skipping those already cached (unless ``force``). Each model gets its own directory.
-    A training estimated too large for the machine is a :class:`ConfigError` unless
-    ``allow_large``; a damaged cached model is retrained (module docstring)."""
-    from featavg.device import resolve_device
+    skipping those already cached under ``ctx.models_root`` (unless ``force``). Each model
+    gets its own directory. A training estimated too large for the machine is a
+    :class:`ConfigError` unless ``ctx.allow_large``; a damaged cached model is retrained
+    (module docstring)."""
     from featavg.runs.state import check_replaceable
 
     if not configs:
@@ -376,13 +359,13 @@ def train_models(
         values = {json.dumps(c.model_dump(mode="json")[field], sort_keys=True) for c in configs}
         if len(values) > 1:
             raise ConfigError(f"train_models: the configs must share {field}, got {sorted(values)}")
-    dev = resolve_device(device)
+    dev = ctx.device
     first = configs[0]
     data = load_job_data(first)
     out: list[TrainedModel | None] = []
     todo: list[int] = []
     for i, cfg in enumerate(configs):
-        directory = model_directory(cfg, data, root)
+        directory = model_directory(cfg, data, ctx.models_root)
         state = _model_state(directory, _identity(cfg, data))
         if state.kind == "hit" and not force and state.summary is not None:
             try:
@@ -401,20 +384,15 @@ def train_models(
         estimate = guards.training_estimate(
             first.dataset, first.train_size, first.test_size, names, first.sgd
         )
-        guards.check(f"train {'+'.join(names)}", estimate, dev, allow_large)
-        fresh = _train([configs[i] for i in todo], data, root, dev, resume, progress)
+        guards.check(f"train {'+'.join(names)}", estimate, dev, ctx.allow_large)
+        fresh = _train([configs[i] for i in todo], data, ctx, resume)
         for i, trained in zip(todo, fresh, strict=True):
             out[i] = trained
     return [t for t in out if t is not None]
 
 
 def _train(
-    configs: list[TrainJobConfig],
-    data: ImageDataset,
-    root: str | Path,
-    dev: torch.device,
-    resume: bool,
-    progress: bool,
+    configs: list[TrainJobConfig], data: ImageDataset, ctx: RunContext, resume: bool
 ) -> list[TrainedModel]:
     """Train ``configs`` together and write their directories."""
     from featavg.training.image_sgd import ImageSGD
@@ -430,7 +408,8 @@ def _train(
         g.coarse(data.test.y) if c.labels == "coarse" else data.test.y
         for c, g in zip(configs, groupings, strict=True)
     ]
-    directories = [model_directory(c, data, root) for c in configs]
+    dev, progress = ctx.device, ctx.progress
+    directories = [model_directory(c, data, ctx.models_root) for c in configs]
     progress_file = (
         directories[0].parent / PROGRESS / ("+".join(d.name for d in directories) + ".pt")
     )

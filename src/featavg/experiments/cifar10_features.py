@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from featavg.experiments.feature_heads import run_features
@@ -41,6 +40,7 @@ from featavg.experiments.image_robustness import (
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Check, Claim, Experiment
 from featavg.models.backbone_file import BACKBONE_ARCHS
+from featavg.runs.context import RunContext
 from featavg.training.image_sgd import SGDConfig
 
 # radii 0, 0.2, ..., 4.0 in normalised units (SPEC §3.3)
@@ -139,12 +139,10 @@ class Cifar10FeaturesConfig(ImageRobustnessConfig):
     )
 
 
-def run(
-    cfg: Cifar10FeaturesConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutput:
     """Backbone, features, both heads, heatmaps, transfer curves (see the module doc and
     :func:`~featavg.experiments.feature_heads.run_features`)."""
-    return run_features(cfg, device, progress)
+    return run_features(cfg, ctx)
 
 
 def checks(cfg: Cifar10FeaturesConfig) -> list[Check]:

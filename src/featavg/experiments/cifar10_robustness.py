@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from featavg.experiments.image_common import (
@@ -42,6 +41,7 @@ from featavg.experiments.image_robustness import (
 )
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Claim, Experiment
+from featavg.runs.context import RunContext
 
 # the paper's figure: 0..0.8; the archived script: 0.2..4.0 (we add 0, the clean accuracy)
 FIGURE_RADII = [round(0.05 * j, 10) for j in range(17)]
@@ -95,11 +95,9 @@ class Cifar10RobustnessConfig(ImageRobustnessConfig):
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
 
 
-def run(
-    cfg: Cifar10RobustnessConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: Cifar10RobustnessConfig, ctx: RunContext) -> ExperimentOutput:
     """Train both models from scratch, attack every read-out with L2 PGD, summarise."""
-    return run_robustness(cfg, device, progress, title="CIFAR-10 from scratch, L2")
+    return run_robustness(cfg, ctx, title="CIFAR-10 from scratch, L2")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import ImageDataset
@@ -49,6 +48,7 @@ from featavg.models.heads import (
 from featavg.models.image_classifier import ImageClassifier
 from featavg.models.readouts import build_readouts
 from featavg.plots.feature_heatmaps import feature_heatmaps
+from featavg.runs.context import RunContext
 from featavg.seeding import generator as seeded_generator
 
 if TYPE_CHECKING:
@@ -56,11 +56,12 @@ if TYPE_CHECKING:
 
 
 def get_backbone(
-    cfg: Cifar10FeaturesConfig, device: torch.device, progress: bool
+    cfg: Cifar10FeaturesConfig, ctx: RunContext
 ) -> tuple[ImageClassifier, ImageDataset, dict[str, Any]]:
     """(backbone in eval mode on ``device``, the data, what the backbone is): the user's
     file, else a model of ``cfg.train`` trained here on the fine labels (cached under
-    ``runs.runs_root()/models``)."""
+    ``ctx.models_root``)."""
+    device = ctx.device
     from featavg.trained_models import load_job_data, train_model
 
     job = cfg.train.job("fine", cfg.grouping, cfg.seed)
@@ -71,7 +72,7 @@ def get_backbone(
         data = load_job_data(job)
         info["label"] = f"backbone from {info['path']} ({info['kind']}, {info['model']})"
     else:
-        trained = train_model(job, root=runs.runs_root(), device=str(device), progress=progress)
+        trained = train_model(job, ctx)
         model, data = trained.model, trained.data
         info = {
             "source": "trained here",
@@ -123,11 +124,10 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).double().mean())
 
 
-def run_features(
-    cfg: Cifar10FeaturesConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutput:
     """Backbone, features, both heads, heatmaps, transfer curves (see the module doc)."""
-    backbone, data, info = get_backbone(cfg, device, progress)
+    device, progress = ctx.device, ctx.progress
+    backbone, data, info = get_backbone(cfg, ctx)
     grouping = get_grouping(cfg.grouping)
     fb = cfg.head.feature_batch_size
     phi_train = frozen_features(backbone, data.train.x, fb, device)

@@ -10,7 +10,7 @@ models' last layer with class-mean features.
   protocol);
 * :class:`ImageRobustnessConfig`: both, plus the grouping and the seed;
 * :func:`train_pair`: both models in ONE epoch loop over the same batches, cached under
-  ``runs.runs_root()/models``;
+  ``ctx.models_root``;
 * :func:`fc_alignment`: cos(w_r, mu_j) between the rows w_r of the last linear layer and
   the class means mu_j of the penultimate features (SPEC §3.3's heatmap, on these models).
 
@@ -26,12 +26,12 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featavg import runs
 from featavg.attacks.pgd import RANDOM_STARTS
 from featavg.attacks.robustness_curve import METHODS
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import DATASETS
 from featavg.metrics.feature_alignment import averaging_index, class_means, unit_class_cosines
+from featavg.runs.context import RunContext
 from featavg.trained_models import NORMALIZATIONS, TrainedModel, TrainJobConfig, train_models
 from featavg.training.image_sgd import SGDConfig
 
@@ -201,14 +201,12 @@ class TrainedPair:
     grouping: Grouping
 
 
-def train_pair(
-    cfg: ImageRobustnessConfig, device: torch.device, progress: bool = False
-) -> TrainedPair:
+def train_pair(cfg: ImageRobustnessConfig, ctx: RunContext) -> TrainedPair:
     """Train (or load the cached) binary and 10-class model of ``cfg`` in one pass over
     the same batches (:func:`~featavg.trained_models.train_models`), cached under
-    ``runs.runs_root()/models``."""
+    ``ctx.models_root``."""
     jobs = [cfg.train.job(labels, cfg.grouping, cfg.seed) for labels in ("coarse", "fine")]
-    binary, fine = train_models(jobs, root=runs.runs_root(), device=str(device), progress=progress)
+    binary, fine = train_models(jobs, ctx)
     if binary.model.normalization != fine.model.normalization:  # same config: a bug if not
         raise RuntimeError("train_pair: the two models normalise differently")
     return TrainedPair(binary, fine, get_grouping(cfg.grouping))

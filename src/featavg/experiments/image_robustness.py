@@ -32,6 +32,7 @@ from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Check
 from featavg.models.readouts import READOUT_LABELS, READOUTS, build_readouts
 from featavg.plots.image_robustness import alignment_figure
+from featavg.runs.context import RunContext
 from featavg.trained_models import TrainedModel
 
 
@@ -50,13 +51,12 @@ def _model_record(trained: TrainedModel) -> dict[str, Any]:
     }
 
 
-def run_robustness(
-    cfg: ImageRobustnessConfig, device: torch.device, progress: bool, *, title: str
-) -> ExperimentOutput:
+def run_robustness(cfg: ImageRobustnessConfig, ctx: RunContext, *, title: str) -> ExperimentOutput:
     """Train both models, attack the four read-outs in the paper's normalised space on the
     attacked test points, measure the last layer's alignment, and summarise. ``title``
     names the experiment in figure titles (e.g. "MNIST, L2")."""
-    pair = train_pair(cfg, device, progress)
+    device, progress = ctx.device, ctx.progress
+    pair = train_pair(cfg, ctx)
     data = pair.binary.data
     split = attack_points(data.test, cfg.attack.points, cfg.seed)
     model_b, model_f = pair.binary.model.eval(), pair.fine.model.eval()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from featavg.experiments.image_common import (
@@ -33,6 +32,7 @@ from featavg.experiments.mnist_robustness import QUICK_ATTACK as L2_QUICK_ATTACK
 from featavg.experiments.mnist_robustness import QUICK_TRAIN
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Claim, Experiment
+from featavg.runs.context import RunContext
 
 # radii 0.004 j, j = 0..25, normalised units (SPEC §3.1, L-inf)
 LINF_RADII = [round(0.004 * j, 10) for j in range(26)]
@@ -53,9 +53,9 @@ class MnistLinfConfig(ImageRobustnessConfig):
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
 
 
-def run(cfg: MnistLinfConfig, device: torch.device, progress: bool = False) -> ExperimentOutput:
+def run(cfg: MnistLinfConfig, ctx: RunContext) -> ExperimentOutput:
     """Train (or reuse) both models, attack every read-out with L-inf PGD, summarise."""
-    return run_robustness(cfg, device, progress, title="MNIST, L∞")
+    return run_robustness(cfg, ctx, title="MNIST, L∞")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

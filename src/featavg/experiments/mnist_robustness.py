@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from featavg.experiments.image_common import (
@@ -33,6 +32,7 @@ from featavg.experiments.image_robustness import (
 )
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Claim, Experiment
+from featavg.runs.context import RunContext
 
 # radii 0, 0.1, ..., 2.0 in normalised units (SPEC §3.1)
 PAPER_RADII = [round(0.1 * j, 10) for j in range(21)]
@@ -62,11 +62,9 @@ class MnistRobustnessConfig(ImageRobustnessConfig):
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
 
 
-def run(
-    cfg: MnistRobustnessConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: MnistRobustnessConfig, ctx: RunContext) -> ExperimentOutput:
     """Train both models, attack every read-out with L2 PGD, summarise."""
-    return run_robustness(cfg, device, progress, title="MNIST, L2")
+    return run_robustness(cfg, ctx, title="MNIST, L2")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -25,12 +25,12 @@ from pydantic import BaseModel
 
 from featavg import runs
 from featavg.config import build_config
-from featavg.device import resolve_device
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment
 from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
 from featavg.runs import guards
+from featavg.runs.context import RunContext, open_context
 from featavg.runs.lock import claim
 from featavg.runs.state import check_replaceable, inspect_run
 
@@ -138,28 +138,30 @@ def _finite(obj: Any) -> Any:
 
 def run_experiment(
     name: str,
-    *,
     config: BaseModel | None = None,
+    *,
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     out: str | Path | None = None,
-    root: str | Path = runs.DEFAULT_ROOT,
-    device: str = "auto",
     force: bool = False,
-    progress: bool = False,
-    allow_large: bool = False,
+    ctx: RunContext | None = None,
 ) -> RunResult:
     """Validate the config, reuse a finished identical run unless ``force``, else run and
     replace the directory by config.json, <table>.csv, <figure>.png, summary.json and
     manifest.json. A directory holding another run (experiment, config or code) is replaced
     only with ``force``; files featavg did not write, never; a config whose estimated memory
     or time exceeds the machine's (:func:`featavg.runs.guards.check`) runs only with
-    ``allow_large`` (all a :class:`~featavg.config.ConfigError` before anything runs). A
-    numerical fault raises :class:`~featavg.faults.RunFailed` and writes nothing."""
+    ``ctx.allow_large`` (all a :class:`~featavg.config.ConfigError` before anything runs). A
+    numerical fault raises :class:`~featavg.faults.RunFailed` and writes nothing.
+
+    ``ctx``: device, run store, progress (default: ``auto`` device, ``runs`` store). The run
+    goes to ``out``, else ``ctx.root/<experiment>-<hash>``; the models it trains are cached
+    in the run store of its directory (``out``'s parent for an explicit ``out``)."""
+    ctx = ctx if ctx is not None else open_context()
     exp = get_experiment(name)
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
-    directory = Path(out) if out is not None else runs.run_dir(name, cfg_json, root)
+    directory = Path(out) if out is not None else runs.run_dir(name, cfg_json, ctx.root)
     state = inspect_run(directory, name, cfg_json)
     if state.kind == "hit" and not force and state.summary is not None:
         return RunResult(state.summary, directory, cached=True)
@@ -170,24 +172,18 @@ def run_experiment(
         done = None if force else runs.cached_summary(directory, name, cfg_json)
         if done is not None:
             return RunResult(done, directory, cached=True)
-        dev = resolve_device(device)
-        guards.check(exp.name, guards.estimate(exp, [cfg]), dev, allow_large)
+        guards.check(exp.name, guards.estimate(exp, [cfg]), ctx.device, ctx.allow_large)
         start = time.perf_counter()
-        with runs.using_runs_root(root if out is None else directory.parent):
-            output = exp.run(cfg, dev, progress=progress)
+        output = exp.run(cfg, ctx if out is None else ctx.with_(root=directory.parent))
         verify_output(exp, cfg, output)
         check_finite(exp, output)
-        summary = _write_run(exp, cfg_json, output, directory, dev, time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        summary = _write_run(exp, cfg_json, output, directory, ctx.device, wall)
     return RunResult(summary, directory, cached=False)
 
 
 def run_experiment_batch(
-    name: str,
-    configs: list[BaseModel],
-    outs: Sequence[str | Path],
-    *,
-    device: str = "auto",
-    progress: bool = False,
+    name: str, configs: list[BaseModel], outs: Sequence[str | Path], ctx: RunContext
 ) -> list[RunResult]:
     """Run several configs of one experiment into their own directories, as one ensemble
     when the experiment supports it (``run_batch``: configs differing only in its
@@ -207,47 +203,32 @@ def run_experiment_batch(
         check_replaceable(state, f"run directory {out}", force=True)
     if exp.run_batch is not None and len(configs) > 1:
         try:
-            return _run_ensemble(exp, configs, outs, device, progress)
+            return _run_ensemble(exp, configs, outs, ctx)
         except RunFailed:
             pass  # one member failed the whole ensemble: find it by running each alone
-    return [_run_alone(name, c, o, device, progress) for c, o in zip(configs, outs, strict=True)]
+    return [_run_alone(name, c, o, ctx) for c, o in zip(configs, outs, strict=True)]
 
 
-def _run_alone(
-    name: str, cfg: BaseModel, out: str | Path, device: str, progress: bool
-) -> RunResult:
+def _run_alone(name: str, cfg: BaseModel, out: str | Path, ctx: RunContext) -> RunResult:
     """One config of a batch on its own; a :class:`RunFailed` becomes a failed result."""
     try:
         # resources were checked by the caller (the sweep, for every group at once)
-        return run_experiment(
-            name,
-            config=cfg,
-            out=out,
-            device=device,
-            force=True,
-            progress=progress,
-            allow_large=True,
-        )
+        return run_experiment(name, cfg, out=out, force=True, ctx=ctx.with_(allow_large=True))
     except RunFailed as err:
         summary = failure_summary(name, cfg.model_dump(mode="json"), one_line(err))
         return RunResult(summary, Path(out), cached=False, failed=summary["reason"])
 
 
 def _run_ensemble(
-    exp: Experiment,
-    configs: list[BaseModel],
-    outs: Sequence[str | Path],
-    device: str,
-    progress: bool,
+    exp: Experiment, configs: list[BaseModel], outs: Sequence[str | Path], ctx: RunContext
 ) -> list[RunResult]:
     """The configs as one ensemble (``exp.run_batch``); every output is checked before any
     is written, so a failure leaves every directory as it was."""
-    dev = resolve_device(device)
+    dev = ctx.device
     start = time.perf_counter()
     if exp.run_batch is None:  # the caller checked; a guard for the type checker
         raise TypeError(f"{exp.name}: no run_batch")
-    with runs.using_runs_root(Path(outs[0]).parent):
-        outputs = exp.run_batch(configs, dev, progress=progress)
+    outputs = exp.run_batch(configs, ctx.with_(root=Path(outs[0]).parent))
     wall = time.perf_counter() - start
     for cfg, output in zip(configs, outputs, strict=True):
         verify_output(exp, cfg, output)

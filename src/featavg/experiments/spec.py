@@ -77,15 +77,15 @@ class Claim:
 
 
 class ConfigRun(Protocol):
-    """``run(cfg, device, progress=False) -> ExperimentOutput``."""
+    """``run(cfg, ctx) -> ExperimentOutput`` (ctx: :class:`~featavg.runs.context.RunContext`)."""
 
-    def __call__(self, cfg: Any, device: Any, progress: bool = False) -> Any: ...
+    def __call__(self, cfg: Any, ctx: Any) -> Any: ...
 
 
 class BatchRun(Protocol):
-    """``run_batch(cfgs, device, progress=False) -> list[ExperimentOutput]``."""
+    """``run_batch(cfgs, ctx) -> list[ExperimentOutput]``."""
 
-    def __call__(self, cfgs: list[Any], device: Any, progress: bool = False) -> list[Any]: ...
+    def __call__(self, cfgs: list[Any], ctx: Any) -> list[Any]: ...
 
 
 def no_checks(cfg: Any) -> list[Check]:

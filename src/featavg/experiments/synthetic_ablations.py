@@ -35,6 +35,7 @@ from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclas
 from featavg.metrics.intervals import plural
 from featavg.models.two_layer import binary_ensemble, multiclass_ensemble
 from featavg.plots.ablations import ablation_grid
+from featavg.runs.context import RunContext
 from featavg.training import accuracy, train_many
 from featavg.training.adversarial import adversarially_train
 
@@ -256,10 +257,9 @@ def _notes(
     return notes
 
 
-def run(
-    cfg: SyntheticAblationsConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticAblationsConfig, ctx: RunContext) -> ExperimentOutput:
     """Train every setting (batched by n), then the adversarial ones; table + heatmaps."""
+    device, progress = ctx.device, ctx.progress
     seeds = replicate_seeds(cfg)
     all_settings = settings(cfg)
     # in the order of settings(), whatever order the groups train in

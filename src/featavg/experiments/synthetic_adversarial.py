@@ -38,6 +38,7 @@ from featavg.metrics.curves import radius50_grid
 from featavg.metrics.intervals import plural
 from featavg.models.two_layer import NetConfig
 from featavg.plots.adversarial import adversarial_figure
+from featavg.runs.context import RunContext
 from featavg.training import TrainConfig, accuracy
 from featavg.training.adversarial import RandomStart, adversarially_train
 
@@ -94,10 +95,9 @@ def decoupled_fraction(
     return ((best > threshold) & own).float().mean(-1)
 
 
-def run(
-    cfg: SyntheticAdversarialConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticAdversarialConfig, ctx: RunContext) -> ExperimentOutput:
     """Train one member per (seed, eps) in a single ensemble; alignment and robustness."""
+    device, progress = ctx.device, ctx.progress
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     n_eps = len(cfg.eps)
     radii = attack_radii(cfg.attack, cfg.data.d)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
 from featavg.experiments.spec import Check, Claim, Experiment
 from featavg.experiments.synthetic_common import (
@@ -26,6 +24,7 @@ from featavg.experiments.tolerances import COS_MAX_TOL, COS_MEAN_TOL, INV_SQRT_L
 from featavg.metrics.alignment import cosine_matrix, theory_cos_same_class
 from featavg.metrics.intervals import COSINE, seeds_note
 from featavg.plots.alignment import alignment_dynamics, alignment_heatmaps
+from featavg.runs.context import RunContext
 from featavg.training import Record, accuracy
 
 
@@ -43,19 +42,15 @@ def _history_rows(records: list[Record], net: str, seeds: list[int]) -> list[dic
     return rows
 
 
-def run(
-    cfg: SyntheticAlignmentConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticAlignmentConfig, ctx: RunContext) -> ExperimentOutput:
     """Train both nets for every replicate; return numbers, per-step table and figures."""
-    return run_batch([cfg], device, progress)[0]
+    return run_batch([cfg], ctx)[0]
 
 
-def run_batch(
-    cfgs: list[SyntheticAlignmentConfig], device: torch.device, progress: bool = False
-) -> list[ExperimentOutput]:
+def run_batch(cfgs: list[SyntheticAlignmentConfig], ctx: RunContext) -> list[ExperimentOutput]:
     """:func:`run` for configs differing only in the learning rate and init std (a sweep's
     cells), trained as one ensemble; one output per config."""
-    pairs = train_pairs(cfgs, device, progress)
+    pairs = train_pairs(cfgs, ctx.device, ctx.progress)
     return [_summarise(cfg, pair) for cfg, pair in zip(cfgs, pairs, strict=True)]
 
 

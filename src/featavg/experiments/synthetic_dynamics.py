@@ -34,6 +34,7 @@ from featavg.metrics.curves import crossing_radius, median_radius
 from featavg.metrics.intervals import COSINE, POSITIVE, plural
 from featavg.models import TwoLayerEnsemble, TwoLayerNet, sum_form_net
 from featavg.plots.dynamics import dynamics_figure
+from featavg.runs.context import RunContext
 from featavg.training import Record, TrainConfig
 from featavg.training.two_layer_gd import TwoLayerRecordHook
 
@@ -168,10 +169,9 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> E
     return make
 
 
-def run(
-    cfg: SyntheticDynamicsConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticDynamicsConfig, ctx: RunContext) -> ExperimentOutput:
     """Train with per-record alignment and robustness measurements."""
+    device, progress = ctx.device, ctx.progress
     pair = train_pair(cfg, device, progress, extra_metrics=_robustness_metrics(cfg, device))
     seeds, rec_b, rec_m = pair.seeds, pair.records_binary, pair.records_multiclass
     n = cfg.n_attack

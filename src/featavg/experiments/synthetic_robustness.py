@@ -43,6 +43,7 @@ from featavg.metrics.intervals import PROPORTION, plural
 from featavg.models import TwoLayerNet
 from featavg.plots import Band
 from featavg.plots.robustness import robustness_curves
+from featavg.runs.context import RunContext
 
 
 class SyntheticRobustnessConfig(SyntheticRunConfig):
@@ -81,10 +82,9 @@ def _band(per_seed: list[torch.Tensor]) -> Band:
     return band(torch.stack(per_seed).T.tolist(), PROPORTION)
 
 
-def run(
-    cfg: SyntheticRobustnessConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticRobustnessConfig, ctx: RunContext) -> ExperimentOutput:
     """Train, attack every replicate with PGD / exact / analytic attacks, summarise."""
+    device, progress = ctx.device, ctx.progress
     pair = train_pair(cfg, device, progress, record_alignment=False)
     data, n_att = pair.data, cfg.n_attack or cfg.data.n_test
     radii_grid = attack_radii(cfg.attack, cfg.data.d)

@@ -35,6 +35,7 @@ from featavg.experiments.tolerances import SLOPE_TOL
 from featavg.metrics.curves import crossing_radius, loglog_slope, median_radius
 from featavg.metrics.intervals import plural
 from featavg.plots.scaling import scaling_figure
+from featavg.runs.context import RunContext
 
 THEORY_SLOPE_K = {"binary": -0.5, "multiclass": 0.0, "derived_sum": -0.5, "derived_argmax": 0.0}
 
@@ -170,10 +171,9 @@ def _name(key: str) -> str:
     return key.replace("_pgd_", "_")
 
 
-def run(
-    cfg: SyntheticScalingConfig, device: torch.device, progress: bool = False
-) -> ExperimentOutput:
+def run(cfg: SyntheticScalingConfig, ctx: RunContext) -> ExperimentOutput:
     """Both sweeps, slopes with intervals, one figure per sweep, a table of every point."""
+    device, progress = ctx.device, ctx.progress
     k_results = [_setting(cfg, cfg.d_for_k, k, device, progress) for k in cfg.ks]
     d_results = [_setting(cfg, d, cfg.k_for_d, device, progress) for d in cfg.ds]
     per_seed = {_name(k): v for k, v in _slopes(cfg.ks, k_results, "slope_k").items()}

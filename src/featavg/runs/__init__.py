@@ -15,7 +15,7 @@ refuse or replace, claim, compute, stage, manifest, serve the hit. The pieces:
 Importing this package does not import torch.
 """
 
-from featavg.runs.context import runs_root, using_runs_root
+from featavg.runs.context import RunContext, open_context
 from featavg.runs.files import (
     MAX_JSON_BYTES,
     is_plain_name,
@@ -48,6 +48,7 @@ from featavg.runs.staging import (
 from featavg.runs.state import cached_summary
 
 __all__ = [
+    "RunContext",
     "DEFAULT_ROOT",
     "MANIFEST",
     "MAX_JSON_BYTES",
@@ -58,17 +59,16 @@ __all__ = [
     "fingerprint_tree",
     "git_commit",
     "is_plain_name",
+    "open_context",
     "open_regular",
     "provenance",
     "read_json_object",
     "read_regular",
     "run_dir",
     "run_token",
-    "runs_root",
     "sha256_file",
     "source_fingerprint",
     "staged_dir",
-    "using_runs_root",
     "write_bytes",
     "write_csv",
     "write_figure",

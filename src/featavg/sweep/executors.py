@@ -83,6 +83,7 @@ def run_cells(
     (:func:`~featavg.sweep.sharing.finished_elsewhere`). Without ``seen`` every cell is
     computed."""
     from featavg.experiments.runner import run_experiment_batch
+    from featavg.runs.context import open_context
 
     models = _models(experiment, configs)
     configs = [m.model_dump(mode="json") for m in models]
@@ -90,12 +91,9 @@ def run_cells(
         summaries = finished_elsewhere(experiment, configs, outs, seen)
         todo = [i for i, summary in enumerate(summaries) if summary is None]
         if todo:
+            ctx = open_context(device, progress=progress)
             results = run_experiment_batch(
-                experiment,
-                [models[i] for i in todo],
-                [outs[i] for i in todo],
-                device=device,
-                progress=progress,
+                experiment, [models[i] for i in todo], [outs[i] for i in todo], ctx
             )
             for i, result in zip(todo, results, strict=True):
                 summaries[i] = result.summary
