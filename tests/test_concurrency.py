@@ -17,9 +17,10 @@ from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
 from featavg.runs.context import open_context
+from featavg.runs.door import lock_names
 from featavg.sweep import run_sweep
 from featavg.sweep.plan import plan_sweep
-from featavg.sweep.sharing import claims
+from featavg.sweep.sharing import cell_slot
 
 EXP = "synthetic-robustness"
 TINY = dict(EXPERIMENTS[EXP].tiny)
@@ -181,7 +182,7 @@ def test_same_and_overlapping_sweeps_compute_each_cell_once(tmp_path):
     same, overlap = {"net.m": [2]}, {"net.m": [2, 3]}  # one cell shared
     first = tmp_path / "a"
     _, _, cells = plan_sweep(SWEEP_EXP, same, overrides=SMALL, out=first)
-    held = claims(SWEEP_EXP, [c.config for c in cells], [str(c.directory) for c in cells])
+    held = lock_names([cell_slot(SWEEP_EXP, c.config, c.directory) for c in cells])
     with run_lock.claim(*held):
         other = subprocess.Popen(
             [sys.executable, "-c", SWEEPER, json.dumps(same), str(first), json.dumps(SMALL)],

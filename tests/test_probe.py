@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from featavg.api import probe
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
 from featavg.metrics.feature_alignment import class_means as reference_class_means
-from featavg.probing import probe
 from featavg.probing.capture import unit_weights
 from featavg.probing.measures import linear_probe
 

@@ -1,5 +1,6 @@
 """The thread policy (featavg.threads): --threads, its default, fresh processes, workers."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -143,7 +144,8 @@ def report_worker_threads(
     outs: list[str],
     device: str,
     progress: bool = False,
-    seen: list | None = None,
+    seen: list[str | None] | None = None,
+    force: bool = False,
 ) -> list[dict]:
     """Stands in for run_cells inside a pool worker: what the worker was configured with."""
     return [
@@ -159,6 +161,9 @@ def report_worker_threads(
 def test_process_pool_workers_get_their_share(monkeypatch, tmp_path):
     import featavg.sweep.executors as executors
 
+    # a stand-in with another signature would fail inside the worker, far from its cause
+    params = inspect.signature(executors.run_cells).parameters
+    assert list(inspect.signature(report_worker_threads).parameters) == list(params)
     monkeypatch.setattr(executors, "run_cells", report_worker_threads)
     monkeypatch.setattr(threads, "_in_force", 6)  # as if --threads 6: 2 workers get 3 each
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)

@@ -371,10 +371,10 @@ MODEL_TAMPERS = {
 @pytest.fixture
 def data_once(monkeypatch):
     """Load the dataset once per test (2-3 s each time otherwise), as every call would."""
-    from featavg import trained_models
+    from featavg.trained_models import cache
 
     loaded = {}
-    real = trained_models.load_job_data
+    real = cache.load_job_data
 
     def load(cfg):
         key = cfg.model_dump_json()
@@ -382,7 +382,7 @@ def data_once(monkeypatch):
             loaded[key] = real(cfg)
         return loaded[key]
 
-    monkeypatch.setattr(trained_models, "load_job_data", load)
+    monkeypatch.setattr(cache, "load_job_data", load)
 
 
 @pytest.mark.slow  # trains the MLP on Fashion-MNIST six times (well under a second each)

@@ -185,12 +185,39 @@ def probe(
 ) -> ProbeResult:
     """``featavg probe``: feature averaging in any ``nn.Module`` at the layer ``layer`` (a
     ``named_modules()`` name): class means of its input, cosines with its units, the
-    averaging index, a linear probe of the fine labels. ``options`` and the result:
-    :func:`featavg.probing.core.probe` and :class:`~featavg.probing.core.ProbeResult`.
+    averaging index, a linear probe of the fine labels.
+
+    ``options``: the measurement settings of :class:`~featavg.probing.options.ProbeOptions`
+    (class_means, centre, num_classes, class_names, probe_points, grad_points, robust_eps,
+    robust_points, batch_size, seed) and how it runs, :class:`~featavg.probing.options.ProbeRun`
+    (root or out: keep it in a cached run directory; force, device, progress, model_info).
+    The result: :class:`~featavg.probing.core.ProbeResult`.
 
         r = featavg.probe(model, dataset, grouping="parity", layer="net.fc", root="runs")
         r.summary["averaging_index"], r.group_cosines
     """
-    from featavg.probing.core import probe as _probe
+    import dataclasses
 
-    return _probe(model, data, fine_labels, grouping, layer=layer, **options)
+    from featavg.config import ConfigError
+    from featavg.probing.cached import probe_cached
+    from featavg.probing.options import ProbeOptions, ProbeRun
+
+    run_keys = {f.name for f in dataclasses.fields(ProbeRun)}
+    option_keys = {f.name for f in dataclasses.fields(ProbeOptions)}
+    unknown = sorted(set(options) - run_keys - option_keys)
+    if unknown:
+        allowed = ", ".join(sorted(run_keys | option_keys))
+        raise ConfigError(f"probe: unknown option {unknown[0]!r}; allowed: {allowed}")
+    how = {k: v for k, v in options.items() if k in run_keys}
+    for key in ("root", "out"):
+        if how.get(key) is not None:
+            how[key] = Path(how[key])
+    return probe_cached(
+        model,
+        data,
+        grouping,
+        layer=layer,
+        fine_labels=fine_labels,
+        options=ProbeOptions(**{k: v for k, v in options.items() if k in option_keys}),
+        how=ProbeRun(**how),
+    )

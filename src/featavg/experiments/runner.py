@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,7 @@ from featavg.experiments.spec import Experiment
 from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
 from featavg.runs import guards
 from featavg.runs.context import RunContext, open_context
-from featavg.runs.lock import claim
-from featavg.runs.state import check_replaceable, inspect_run
+from featavg.runs.door import SUMMARIES, Failed, Made, Served, Slot, cached_run, cached_runs
 
 # Summary keys (shell patterns on the innermost dict key) whose values may legitimately be
 # inf or NaN, stored as null: a radius that is never crossed on the grid or a point that
@@ -110,19 +108,6 @@ def check_finite(exp: Experiment, output: ExperimentOutput) -> None:
         )
 
 
-@dataclass
-class RunResult:
-    """summary: the contents of summary.json; directory: the run directory; cached: whether
-    the summary came from an earlier identical run. failed: the one-line reason a config of
-    a batch failed (:func:`run_experiment_batch`; its summary is then a
-    :func:`~featavg.faults.failure_summary` and nothing was written); None for a result."""
-
-    summary: dict[str, Any]
-    directory: Path
-    cached: bool
-    failed: str | None = None
-
-
 def _finite(obj: Any) -> Any:
     """Replace non-finite floats by None: JSON holds numbers or an explicit null, never NaN.
     By the time a summary is written only the legitimately undefined values of
@@ -134,6 +119,12 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+#: what a run returns: ``summary`` (summary.json), ``directory``, ``cached`` (an earlier
+#: identical run reused) and ``failed`` (the one-line reason a config of a batch failed:
+#: its summary is then a :func:`~featavg.faults.failure_summary` and nothing was written)
+RunResult = Served[dict[str, Any]]
 
 
 def run_experiment(
@@ -148,9 +139,11 @@ def run_experiment(
 ) -> RunResult:
     """Validate the config, reuse a finished identical run unless ``force``, else run and
     replace the directory by config.json, <table>.csv, <figure>.png, summary.json and
-    manifest.json. A directory holding another run (experiment, config or code) is replaced
-    only with ``force``; files featavg did not write, never; a config whose estimated memory
-    or time exceeds the machine's (:func:`featavg.runs.guards.check`) runs only with
+    manifest.json, through the run store's one door (:func:`featavg.runs.door.cached_run`:
+    claimed, so two processes asking for one run compute it once). A directory holding
+    another run (experiment, config or code) is replaced only with ``force``; files featavg
+    did not write or a directory of another kind, never; a config whose estimated memory or
+    time exceeds the machine's (:func:`featavg.runs.guards.check`) runs only with
     ``ctx.allow_large`` (all a :class:`~featavg.config.ConfigError` before anything runs). A
     numerical fault raises :class:`~featavg.faults.RunFailed` and writes nothing.
 
@@ -162,96 +155,109 @@ def run_experiment(
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
     directory = Path(out) if out is not None else runs.run_dir(name, cfg_json, ctx.root)
-    state = inspect_run(directory, name, cfg_json)
-    if state.kind == "hit" and not force and state.summary is not None:
-        return RunResult(state.summary, directory, cached=True)
     where = f"--out {directory}" if out is not None else f"run directory {directory}"
-    check_replaceable(state, where, force)
+    run_ctx = ctx if out is None else ctx.with_(root=directory.parent)
+    slot = Slot(name, cfg_json, directory, where)
+    return cached_run(SUMMARIES, slot, lambda _: _make_one(exp, cfg, run_ctx), force=force)
 
-    with claim(directory):  # one process computes a run; one that waited finds it finished
-        done = None if force else runs.cached_summary(directory, name, cfg_json)
-        if done is not None:
-            return RunResult(done, directory, cached=True)
-        guards.check(exp.name, guards.estimate(exp, [cfg]), ctx.device, ctx.allow_large)
-        start = time.perf_counter()
-        output = exp.run(cfg, ctx if out is None else ctx.with_(root=directory.parent))
-        verify_output(exp, cfg, output)
-        check_finite(exp, output)
-        wall = time.perf_counter() - start
-        summary = _write_run(exp, cfg_json, output, directory, ctx.device, wall)
-    return RunResult(summary, directory, cached=False)
+
+def run_slots(
+    name: str,
+    configs: Sequence[BaseModel],
+    slots: Sequence[Slot],
+    ctx: RunContext,
+    *,
+    force: bool = False,
+) -> list[RunResult]:
+    """Run several configs of one experiment into their ``slots`` (e.g. a sweep's cells,
+    with their content keys and the other places of the store they may be finished in),
+    through the one door: hits served (all recomputed with ``force``), the rest as ONE
+    ensemble when the experiment supports it (``run_batch``: configs differing only in its
+    ``batch_fields``), else one after another. Resources are the caller's to check (the
+    sweep does, for every group at once). Each run's provenance records the batch size and
+    the batch's wall time.
+
+    A config whose run fails (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning
+    rate) does not stop the others: when the ensemble fails, each config is rerun alone,
+    and a failing one gets ``failed`` (its one-line reason) with a
+    :func:`~featavg.faults.failure_summary`; nothing is written into its directory."""
+    exp = get_experiment(name)
+    config_of = {slot.directory: cfg for slot, cfg in zip(slots, configs, strict=True)}
+
+    def make(todo: list[Slot]) -> list[Made[dict[str, Any]] | Failed]:
+        cfgs = [config_of[slot.directory] for slot in todo]
+        if exp.run_batch is not None and len(cfgs) > 1:
+            try:
+                return list(_make_ensemble(exp, cfgs, ctx))
+            except RunFailed:
+                pass  # one member failed the whole ensemble: find it by running each alone
+        return [_make_alone(exp, cfg, ctx) for cfg in cfgs]
+
+    return cached_runs(SUMMARIES, slots, make, force=force)
 
 
 def run_experiment_batch(
     name: str, configs: list[BaseModel], outs: Sequence[str | Path], ctx: RunContext
 ) -> list[RunResult]:
-    """Run several configs of one experiment into their own directories, as one ensemble
-    when the experiment supports it (``run_batch``: configs differing only in its
-    ``batch_fields``), else one after another. Always recomputes (the caller decides what
-    is cached, and checks resources: :func:`featavg.sweep.run_sweep` does, before the sweep
-    starts) and replaces what the directories hold, except files featavg did not write
-    (:func:`~featavg.runs.state.check_replaceable`). Each run's provenance records the batch
-    size and the batch's wall time.
-
-    A config whose run fails (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning
-    rate) does not stop the others: when the ensemble fails, each config is rerun alone,
-    and a failing one gets ``RunResult.failed`` (its one-line reason) with a
-    :func:`~featavg.faults.failure_summary`; nothing is written into its directory."""
-    exp = get_experiment(name)
-    for cfg, out in zip(configs, outs, strict=True):
-        state = inspect_run(Path(out), name, cfg.model_dump(mode="json"))
-        check_replaceable(state, f"run directory {out}", force=True)
-    if exp.run_batch is not None and len(configs) > 1:
-        try:
-            return _run_ensemble(exp, configs, outs, ctx)
-        except RunFailed:
-            pass  # one member failed the whole ensemble: find it by running each alone
-    return [_run_alone(name, c, o, ctx) for c, o in zip(configs, outs, strict=True)]
+    """:func:`run_slots` into the directories ``outs``, always recomputed (what they hold is
+    replaced, except files featavg did not write), trained models cached in ``ctx.root``."""
+    slots = [
+        Slot(name, cfg.model_dump(mode="json"), Path(out), replace=True)
+        for cfg, out in zip(configs, outs, strict=True)
+    ]
+    return run_slots(name, configs, slots, ctx, force=True)
 
 
-def _run_alone(name: str, cfg: BaseModel, out: str | Path, ctx: RunContext) -> RunResult:
-    """One config of a batch on its own; a :class:`RunFailed` becomes a failed result."""
+def _make_one(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]]:
+    """Check resources, run, check the output; the files to write (nothing written yet)."""
+    guards.check(exp.name, guards.estimate(exp, [cfg]), ctx.device, ctx.allow_large)
+    start = time.perf_counter()
+    output = exp.run(cfg, ctx)
+    verify_output(exp, cfg, output)
+    check_finite(exp, output)
+    wall = time.perf_counter() - start
+    return made_run(exp, cfg.model_dump(mode="json"), output, ctx.device, wall)
+
+
+def _make_alone(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]] | Failed:
+    """One config of a batch on its own; a :class:`RunFailed` becomes a :class:`Failed`."""
     try:
         # resources were checked by the caller (the sweep, for every group at once)
-        return run_experiment(name, cfg, out=out, force=True, ctx=ctx.with_(allow_large=True))
+        return _make_one(exp, cfg, ctx.with_(allow_large=True))
     except RunFailed as err:
-        summary = failure_summary(name, cfg.model_dump(mode="json"), one_line(err))
-        return RunResult(summary, Path(out), cached=False, failed=summary["reason"])
+        summary = failure_summary(exp.name, cfg.model_dump(mode="json"), one_line(err))
+        return Failed(summary["reason"], summary)
 
 
-def _run_ensemble(
-    exp: Experiment, configs: list[BaseModel], outs: Sequence[str | Path], ctx: RunContext
-) -> list[RunResult]:
+def _make_ensemble(
+    exp: Experiment, configs: list[BaseModel], ctx: RunContext
+) -> list[Made[dict[str, Any]]]:
     """The configs as one ensemble (``exp.run_batch``); every output is checked before any
-    is written, so a failure leaves every directory as it was."""
-    dev = ctx.device
-    start = time.perf_counter()
+    is returned, so a failure leaves every directory as it was."""
     if exp.run_batch is None:  # the caller checked; a guard for the type checker
         raise TypeError(f"{exp.name}: no run_batch")
-    outputs = exp.run_batch(configs, ctx.with_(root=Path(outs[0]).parent))
+    start = time.perf_counter()
+    outputs = exp.run_batch(configs, ctx)
     wall = time.perf_counter() - start
     for cfg, output in zip(configs, outputs, strict=True):
         verify_output(exp, cfg, output)
         check_finite(exp, output)
-    results = []
-    for cfg, out, output in zip(configs, outs, outputs, strict=True):
-        cfg_json = cfg.model_dump(mode="json")
-        summary = _write_run(exp, cfg_json, output, Path(out), dev, wall, batch=len(configs))
-        results.append(RunResult(summary, Path(out), cached=False))
-    return results
+    return [
+        made_run(exp, cfg.model_dump(mode="json"), output, ctx.device, wall, batch=len(configs))
+        for cfg, output in zip(configs, outputs, strict=True)
+    ]
 
 
-def _write_run(
+def made_run(
     exp: Experiment,
     cfg_json: dict[str, Any],
     output: ExperimentOutput,
-    directory: Path,
     dev: torch.device,
     wall: float,
     batch: int = 1,
-) -> dict[str, Any]:
-    """Replace ``directory`` whole by config.json, <table>.csv, <figure>.png, summary.json
-    and (last) manifest.json, written beside it first (:func:`featavg.runs.staged_dir`)."""
+) -> Made[dict[str, Any]]:
+    """The summary of a run and the writer of its other files (config.json, <table>.csv,
+    <figure>.png); the door stages them, adds summary.json and manifest.json last."""
     seeds = [cfg_json.get("seed", 0) + i for i in range(cfg_json.get("seeds", 1))]
     provenance = runs.provenance(dev, wall, seeds)
     if batch > 1:
@@ -264,12 +270,12 @@ def _write_run(
         "config": cfg_json,
         "provenance": provenance,
     }
-    with runs.staged_dir(directory) as new:
+
+    def write(new: Path) -> None:
         runs.write_json(new / "config.json", cfg_json)
         for table, rows in output.tables.items():
             runs.write_csv(new / f"{table}.csv", rows)
         for figure, fig in output.figures.items():
             runs.write_figure(new / f"{figure}.png", fig)
-        runs.write_json(new / "summary.json", summary)
-        runs.write_manifest(new)
-    return summary
+
+    return Made(summary, write, summary)

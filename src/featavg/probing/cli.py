@@ -22,6 +22,7 @@ from featavg.device import DEFAULT_DEVICE, DEVICES
 
 if TYPE_CHECKING:
     from featavg.data.images import ImageDataset
+    from featavg.probing.options import ProbeOptions
 
 # the summary numbers printed after a run, in this order (those present)
 SHOWN = (
@@ -108,15 +109,34 @@ def _data(name: str, args: argparse.Namespace) -> ImageDataset:
     )
 
 
+def _options(args: argparse.Namespace) -> ProbeOptions:
+    """The measurement options from the flags, checked before anything is loaded."""
+    from featavg.probing.options import ProbeOptions
+
+    return ProbeOptions(
+        centre=args.centre,
+        probe_points=args.probe_points,
+        grad_points=args.grad_points,
+        robust_eps=_eps(args.robust_eps),
+        robust_points=args.robust_points,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+
+
 def probe_command(args: argparse.Namespace) -> int:
     """Run ``featavg probe`` (see the module docstring); returns the exit code."""
+    from pathlib import Path
+
     from featavg.data.groupings import Grouping
     from featavg.device import resolve_device
+    from featavg.probing.options import ProbeRun
     from featavg.threads import configure
 
+    options = _options(args)  # bad flags fail before any model or data is loaded
     configure(args.threads)
     dev = resolve_device(args.device)
-    from featavg.probing.core import probe
+    from featavg.probing.cached import probe_cached
     from featavg.probing.loading import load_model
 
     if args.factory is None and args.checkpoint is None:
@@ -144,35 +164,56 @@ def probe_command(args: argparse.Namespace) -> int:
     if args.grouping is None and trained.get("grouping"):
         g = trained["grouping"]
         grouping = Grouping(str(g["name"]), tuple(int(v) for v in g["groups"]))
-    result = probe(
-        loaded.model,
-        data,
-        grouping=grouping,
-        layer=args.layer,
-        centre=args.centre,
-        class_names=data.classes,
-        probe_points=args.probe_points,
-        grad_points=args.grad_points,
-        robust_eps=_eps(args.robust_eps),
-        robust_points=args.robust_points,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        root=args.root,
-        out=args.out,
+    how = ProbeRun(
+        root=Path(args.root),
+        out=Path(args.out) if args.out is not None else None,
         force=args.force,
         progress=not args.quiet,
         model_info=loaded.info,
     )
-    s = result.summary
+    result = probe_cached(
+        loaded.model,
+        data,
+        grouping,
+        layer=args.layer,
+        options=replace(options, class_names=data.classes),
+        how=how,
+    )
     if not args.quiet:
-        if s.get("stand_in"):
-            print(f"data: {s['stand_in']}")
-        print(
-            f"layer {s['layer']!r} ({s['layer_kind']}), {s['units']} units, "
-            f"{s['model_outputs']} model"
-        )
-        for key in SHOWN:
-            if key in s:
-                print(f"  {key:30s} {s[key]:.4f}")
+        print("\n".join(result_lines(result.summary, weights_loaded=args.checkpoint is not None)))
     print(f"probe: {'cached' if result.cached else 'done'} -> {result.directory}/summary.json")
     return 0
+
+
+def result_lines(s: dict[str, Any], *, weights_loaded: bool = True) -> list[str]:
+    """What ``featavg probe`` prints: the data (with its stand-in label), the layer, the
+    averaging index beside its two references (also on the measured class means), the
+    accuracies and cosines, and the notes that qualify them."""
+    lines = []
+    if not weights_loaded:
+        lines.append(
+            "notice: no weights loaded (no --checkpoint): this probes the factory's model as "
+            "it comes, untrained unless the factory loads weights itself"
+        )
+    if s.get("stand_in"):
+        lines.append(f"data: {s['stand_in']}")
+    lines.append(
+        f"layer {s['layer']!r} ({s['layer_kind']}), {s['units']} units, {s['model_outputs']} model"
+    )
+    if "averaging_index" in s:
+        lines.append(
+            f"  averaging index {s['averaging_index']:.3f}  (exact average of a group's "
+            f"features: {s.get('index_exact_average', 1.0):.3f}, one feature: "
+            f"{s.get('index_single_feature', float('nan')):.3f}; on the measured class means: "
+            f"{s.get('index_exact_average_measured_means', float('nan')):.3f} and "
+            f"{s.get('index_single_feature_measured_means', float('nan')):.3f})"
+        )
+    for key in SHOWN:
+        if key in s and key not in (
+            "averaging_index",
+            "index_exact_average",
+            "index_single_feature",
+        ):
+            lines.append(f"  {key:30s} {s[key]:.4f}")
+    lines += [f"  note: {n}" for n in s.get("notes", []) if "says little" in n]
+    return lines

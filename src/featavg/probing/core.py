@@ -1,4 +1,9 @@
-"""``featavg.probe``: measure feature averaging in any PyTorch model, at any layer."""
+"""The probe itself: measure feature averaging in any PyTorch model, at any layer.
+
+:func:`probe` measures and returns a :class:`ProbeResult`, nothing else: no file is read or
+written. Caching it in a run directory is :func:`featavg.probing.cached.probe_cached`'s job
+(the API's ``featavg.probe(..., root=...)`` and ``featavg probe``), through the run store's
+one door."""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -15,13 +20,18 @@ from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping, get_grouping, validate_groups
 from featavg.device import resolve_device
+from featavg.faults import NumericalFault
 from featavg.metrics.feature_alignment import group_mean_cosines, unit_class_cosines
-from featavg.probing import measures, run
+from featavg.probing import measures
 from featavg.probing.capture import Capture, capture, find_layer, layer_kind, unit_weights
-from featavg.probing.data import ProbeData, ProbeInput, as_probe_data, tensor_fingerprint
+from featavg.probing.data import ProbeData, ProbeInput, as_probe_data
+from featavg.probing.options import ProbeOptions
 from featavg.probing.outputs import Measured, build_outputs
 from featavg.probing.robust import robustness
 from featavg.seeding import generator
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -30,7 +40,9 @@ class ProbeResult:
     (U, k) cos(w_r, mu_j); ``group_cosines`` (R, k) the Fig. 2c/d cells (rows: the outputs
     served, ``group_rows``); ``units``: one record per unit (output, group, rule, A_r, ...);
     ``class_means`` (k, D) float64 (None when read back from a cached run); ``directory``
-    (None: nothing written) and ``cached``: whether an earlier identical run was reused."""
+    (None: nothing written) and ``cached``: whether an earlier identical run was reused;
+    ``tables`` and ``figure``: what a run directory of it holds (None when read back);
+    ``data_fingerprint``: the content hash of the data probed."""
 
     summary: dict[str, Any]
     cosines: torch.Tensor
@@ -40,6 +52,9 @@ class ProbeResult:
     class_means: torch.Tensor | None
     directory: Path | None
     cached: bool
+    tables: dict[str, list[dict[str, Any]]] | None = None
+    figure: Figure | None = None
+    data_fingerprint: str = ""
 
 
 def _grouping(spec: Grouping | str | Sequence[int], k: int) -> Grouping:
@@ -105,29 +120,81 @@ def _probe_sets(
     return fit.kept_x[tr], fit.kept_y[tr], fit.kept_x[te], fit.kept_y[te]
 
 
+@dataclass
+class ProbePlan:
+    """A probe's inputs brought to one form, before anything is measured: ``dev`` (the
+    model is there), ``pdata``, ``hashing`` (a one-shot iterable's running hash), ``k``,
+    ``group``, the probed ``module`` (its ``kind`` and unit ``weights``)."""
+
+    model: nn.Module
+    layer: str
+    dev: torch.device
+    pdata: ProbeData
+    hashing: Any
+    k: int
+    group: Grouping
+    module: nn.Module
+    kind: str
+    weights: torch.Tensor
+
+
+def plan_probe(
+    model: nn.Module,
+    data: ProbeInput,
+    grouping: Grouping | str | Sequence[int],
+    *,
+    layer: str,
+    fine_labels: torch.Tensor | None = None,
+    options: ProbeOptions,
+    device: str | None = None,
+) -> ProbePlan:
+    """Check and resolve the probe's inputs (a one-line ConfigError otherwise; non-finite
+    unit weights are a :class:`~featavg.faults.NumericalFault`); the model is moved to
+    ``device`` when given."""
+    dev = _model_device(model, device)
+    pdata, hashing = as_probe_data(data, fine_labels, options.batch_size)
+    k = _num_classes(grouping, options.num_classes, options.class_means, pdata)
+    group = _grouping(grouping, k)
+    module = find_layer(model, layer)
+    kind = layer_kind(module)
+    weights = unit_weights(module)
+    if not bool(torch.isfinite(weights).all()):
+        raise NumericalFault(
+            f"layer {layer!r}: its weights hold NaN or inf (a diverged or damaged model): "
+            "a numerical fault, nothing measured"
+        )
+    means = options.class_means
+    if means is not None and tuple(means.shape) != (k, weights.shape[1]):
+        raise ConfigError(
+            f"class_means: need shape ({k}, {weights.shape[1]}) (classes, the layer's input "
+            f"width), got {tuple(means.shape)}"
+        )
+    return ProbePlan(model, layer, dev, pdata, hashing, k, group, module, kind, weights)
+
+
+def measurement_identity(
+    plan: ProbePlan, options: ProbeOptions, data_fingerprint: str
+) -> dict[str, Any]:
+    """What a probe measured, as JSON: the layer, the grouping, the data's fingerprint and
+    the options (a cached probe's identity adds the model's)."""
+    return {
+        "data_fingerprint": data_fingerprint,
+        "layer": plan.layer,
+        "grouping": plan.group.describe(),
+        **options.identity(),
+    }
+
+
 def probe(
     model: nn.Module,
     data: ProbeInput,
-    fine_labels: torch.Tensor | None = None,
     grouping: Grouping | str | Sequence[int] = "parity",
     *,
     layer: str,
-    class_means: torch.Tensor | None = None,
-    centre: bool = False,
-    num_classes: int | None = None,
-    class_names: Sequence[str] | None = None,
-    probe_points: int = 2048,
-    grad_points: int = 2048,
-    robust_eps: Sequence[float] | None = None,
-    robust_points: int = 500,
-    batch_size: int = 256,
-    seed: int = 0,
+    fine_labels: torch.Tensor | None = None,
+    options: ProbeOptions | None = None,
     device: str | None = None,
-    root: str | Path | None = None,
-    out: str | Path | None = None,
-    force: bool = False,
     progress: bool = False,
-    model_info: dict[str, Any] | None = None,
 ) -> ProbeResult:
     """Measure feature averaging at ``layer`` of ``model`` (any ``nn.Module`` returning
     logits (B, O): O = G coarse groups, O = k fine classes, or O = 1, a margin, when G = 2).
@@ -137,95 +204,62 @@ def probe(
     :mod:`featavg.probing.data`); y are fine labels 0..k-1. ``grouping``: a Grouping, a spec
     (parity, halves, a file, "0,1,...") or k group ids; J_s = the classes of group s.
     ``layer``: a name from ``model.named_modules()`` (nn.Linear, a groups=1 conv, or a module
-    with a 2-D weight). ``class_means`` (k, D): use these mu_j instead of measuring them (e.g.
-    the cluster centers of the synthetic data); else mu_j = mean of the layer's input over
-    the class's points (conv: averaged over space), minus the global mean if ``centre``
-    (measured means only).
-    ``probe_points``: at most this many features per split for the linear probe (a seeded
-    uniform subsample); ``grad_points``: the first points whose gradients assign units to
-    outputs; ``robust_eps``: also the model's L2 robust-accuracy curve (incremental PGD, 7
-    steps of eps/4, :func:`featavg.attacks.robustness_curve.robustness_curve`) on the first
-    ``robust_points`` evaluation points, radii in the model's input units. ``device``: None
-    keeps the model where it is, else the model is moved there. With ``root`` (the run goes
-    to ``<root>/probe-<hash>``) or ``out`` (that directory) the results are written and an
-    identical earlier run is reused unless ``force``; with neither, nothing is written.
-    ``model_info``: JSON-able facts about where the model came from (part of its identity).
+    with a 2-D weight). ``options`` (:class:`~featavg.probing.options.ProbeOptions`): given
+    class means instead of measured ones, centring, the point budgets, an optional
+    robustness curve (incremental PGD, 7 steps of eps/4, on the first ``robust_points``
+    evaluation points, radii in the model's input units), the seed. ``device``: None keeps
+    the model where it is, else the model is moved there.
 
-    Returns a :class:`ProbeResult`; the measurements are documented in
-    :mod:`featavg.probing.measures`. Bad input raises a one-line ConfigError.
+    Returns a :class:`ProbeResult` (nothing is written); the measurements are documented in
+    :mod:`featavg.probing.measures`. Bad input raises a one-line ConfigError; a model whose
+    weights, activations or logits are not finite a
+    :class:`~featavg.faults.NumericalFault` (before the expensive part).
     """
+    options = options if options is not None else ProbeOptions()
+    plan = plan_probe(
+        model, data, grouping, layer=layer, fine_labels=fine_labels, options=options,
+        device=device,
+    )  # fmt: skip
+    return measure(plan, options, progress)
+
+
+def measure(plan: ProbePlan, options: ProbeOptions, progress: bool = False) -> ProbeResult:
+    """Run the probe of ``plan`` (see :func:`probe`)."""
     start = time.perf_counter()
-    for name, value, low in (("probe_points", probe_points, 10), ("grad_points", grad_points, 1)):
-        if value < low:
-            raise ConfigError(f"{name}: must be >= {low}, got {value}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
-    dev = _model_device(model, device)
-    pdata, hashing = as_probe_data(data, fine_labels, batch_size)
-    k = _num_classes(grouping, num_classes, class_means, pdata)
-    group = _grouping(grouping, k)
-    module = find_layer(model, layer)
-    kind = layer_kind(module)
-    weights = unit_weights(module)
-    if class_means is not None and tuple(class_means.shape) != (k, weights.shape[1]):
-        raise ConfigError(
-            f"class_means: need shape ({k}, {weights.shape[1]}) (classes, the layer's input "
-            f"width), got {tuple(class_means.shape)}"
-        )
-    options = {
-        "layer": layer,
-        "grouping": group.describe(),
-        "class_means": None if class_means is None else tensor_fingerprint(class_means),
-        "centre": centre,
-        "probe_points": probe_points,
-        "grad_points": grad_points,
-        "robust_eps": None if robust_eps is None else [float(e) for e in robust_eps],
-        "robust_points": robust_points if robust_eps is not None else None,
-        "seed": seed,
-    }
-    model_id = {"fingerprint": run.model_fingerprint(model), **(model_info or {})}
-
-    def identity(fingerprint: str) -> dict[str, Any]:
-        return {"model": model_id, "data_fingerprint": fingerprint, **options}
-
-    if (out is not None or root is not None) and pdata.fingerprint is not None:
-        hit = _cached(
-            _directory(identity(pdata.fingerprint), root, out), identity(pdata.fingerprint), force
-        )
-        if hit is not None:
-            return hit
-
-    groups = torch.tensor(group.groups)
+    model, dev, pdata = plan.model, plan.dev, plan.pdata
+    groups = torch.tensor(plan.group.groups)
+    keep, seed = options.probe_points, options.seed
     fit = capture(
-        model, module, pdata.fit(), groups, device=dev, grad_points=grad_points,
-        keep=probe_points, seed=seed, stream="probe/keep/fit", progress=progress,
+        model, plan.module, pdata.fit(), groups, device=dev, grad_points=options.grad_points,
+        keep=keep, seed=seed, stream="probe/keep/fit", progress=progress,
         desc="probe: fit data",
     )  # fmt: skip
     held = None
     if pdata.held_out is not None:
         held = capture(
-            model, module, pdata.held_out(), groups, device=dev, grad_points=0,
-            keep=probe_points, seed=seed, stream="probe/keep/held-out", progress=progress,
+            model, plan.module, pdata.held_out(), groups, device=dev, grad_points=0,
+            keep=keep, seed=seed, stream="probe/keep/held-out", progress=progress,
             desc="probe: held-out data",
         )  # fmt: skip
-    means = _means(fit, class_means, centre)
-    m = _measure(fit, held, means, weights, groups, k, seed, dev)
+    means = _means(fit, options.class_means, options.centre)
+    m = _measure(fit, held, means, plan.weights, groups, plan.k, seed, dev)
     robust = None
-    if robust_eps is not None:
+    if options.robust_eps is not None:
         robust = robustness(
-            model, pdata, group, m.fine, robust_eps, robust_points, dev, seed, progress
-        )
-    cfg = identity(pdata.fingerprint or (hashing.fingerprint() if hashing else ""))
+            model, pdata, plan.group, m.fine, list(options.robust_eps), options.robust_points,
+            dev, seed, progress,
+        )  # fmt: skip
+    fingerprint = pdata.fingerprint or (plan.hashing.fingerprint() if plan.hashing else "")
     ctx = {
-        "cfg": cfg,
-        "layer": layer,
-        "kind": kind,
+        "cfg": measurement_identity(plan, options, fingerprint),
+        "layer": plan.layer,
+        "kind": plan.kind,
         "data": pdata,
-        "group": group,
-        "class_names": class_names,
+        "group": plan.group,
+        "class_names": options.class_names,
         "class_means_source": "given"
-        if class_means is not None
-        else ("centred" if centre else "computed"),
+        if options.class_means is not None
+        else ("centred" if options.centre else "computed"),
         "evaluated_on": "held-out" if held is not None else "fit",
         "fit_points": fit.n,
         "grad_points": fit.grad_points,
@@ -233,23 +267,10 @@ def probe(
         "provenance": runs.provenance(dev, time.perf_counter() - start, [seed]),
     }
     summary, tables, figure = build_outputs(m, ctx)
-    directory = None
-    if out is not None or root is not None:
-        from featavg.runs.state import check_replaceable, inspect_run
-
-        directory = _directory(cfg, root, out)
-        state = inspect_run(directory, run.EXPERIMENT, cfg)
-        check_replaceable(state, f"probe directory {directory}", force)
-        run.write_probe_run(directory, summary, tables, figure)
     return ProbeResult(
         summary, m.cos, m.group_cos, tables["group_cosines"], tables["units"], means.cpu(),
-        directory, False,
+        None, False, tables, figure, fingerprint,
     )  # fmt: skip
-
-
-def _directory(cfg: dict[str, Any], root: str | Path | None, out: str | Path | None) -> Path:
-    """``out`` itself, else ``<root>/probe-<hash>``."""
-    return Path(out) if out is not None else run.probe_directory(cfg, root or runs.DEFAULT_ROOT)
 
 
 def _measure(
@@ -282,25 +303,3 @@ def _measure(
         numbers, cos, group_mean_cosines(cos, rows), rows, outputs, rules, index,
         weights.cpu(), groups, fine, logit_layer,
     )  # fmt: skip
-
-
-def _cached(directory: Path, cfg: dict[str, Any], force: bool) -> ProbeResult | None:
-    """The finished run in ``directory`` when it is this very probe (and not ``force``)."""
-    from featavg.runs.state import check_replaceable, inspect_run
-
-    state = inspect_run(directory, run.EXPERIMENT, cfg)
-    if state.kind == "hit" and not force and state.summary is not None:
-        units_lead, cos = run.read_matrix(directory / "cosines.csv")
-        rows_lead, cells = run.read_matrix(directory / "group_cosines.csv")
-        return ProbeResult(
-            state.summary,
-            torch.tensor(cos, dtype=torch.float64),
-            torch.tensor(cells, dtype=torch.float64),
-            rows_lead,
-            run.read_rows(directory / "units.csv"),
-            None,
-            directory,
-            True,
-        )
-    check_replaceable(state, f"probe directory {directory}", force)
-    return None

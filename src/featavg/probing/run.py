@@ -15,6 +15,8 @@ so a directory is whole or absent):
 * ``heatmap.png``; ``robustness.csv`` when a robustness curve was asked for;
 * ``manifest.json``: the sha256 of every other file (written last).
 
+The door that keeps these directories is :func:`featavg.probing.cached.probe_cached`.
+
 ``featavg report`` shows such a directory like any run: :data:`CLAIM` and :data:`FIGURES`
 hold the section's text for it. Importing this module does not import torch.
 """
@@ -31,7 +33,6 @@ from featavg.experiments.spec import Claim
 
 if TYPE_CHECKING:
     import torch
-    from matplotlib.figure import Figure
     from torch import nn
 
 EXPERIMENT = "probe"
@@ -97,19 +98,3 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     """The records of a CSV file (strings)."""
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def write_probe_run(
-    directory: Path,
-    summary: dict[str, Any],
-    tables: dict[str, list[dict[str, Any]]],
-    figure: Figure,
-) -> None:
-    """Write the run directory whole: ``<name>.csv`` per table, heatmap.png, summary.json,
-    then manifest.json."""
-    with runs.staged_dir(directory) as new:
-        for name, rows in tables.items():
-            runs.write_csv(new / f"{name}.csv", rows)
-        runs.write_figure(new / "heatmap.png", figure)
-        runs.write_json(new / "summary.json", summary)
-        runs.write_manifest(new)

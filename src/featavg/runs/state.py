@@ -10,6 +10,9 @@
   extra table, figure or config): recomputed in place, it is the same run;
 * ``other`` (another experiment or config), ``stale`` (made by other code) and
   ``unfinished`` (result files without a readable summary): replaced only with ``force``;
+* ``alien``: a finished directory of another kind (a trained model where a run or a probe
+  should go, a probe where a model should go: :func:`family`): never replaced, ``force``
+  or not (``force`` means "recompute", never "replace something else");
 * ``foreign``: anything the runner did not write (a sub-directory, a file that is not a
   result, a symbolic link, a FIFO or device among the files): never replaced, ``force`` or
   not, so a mistyped ``--out`` cannot delete a user's files. Hidden files (temporary files
@@ -40,7 +43,18 @@ from featavg.runs.staging import MANIFEST
 # suffixes of the files a run writes (besides those its manifest lists)
 RESULT_SUFFIXES = frozenset({".json", ".csv", ".png", ".pdf", ".svg"})
 
-Kind = Literal["absent", "hit", "damaged", "other", "stale", "unfinished", "foreign", "unusable"]
+Kind = Literal[
+    "absent", "hit", "damaged", "other", "stale", "unfinished", "alien", "foreign", "unusable"
+]
+
+# what kind of directory a summary's "experiment" names (anything else: an experiment run)
+FAMILIES = {"train": "trained model", "probe": "probe"}
+
+
+def family(kind: object) -> str:
+    """The family of a directory made by ``kind`` (its summary's ``experiment``): a
+    "trained model" (``train``), a "probe", or an experiment "run" (any other name)."""
+    return FAMILIES.get(kind, "run") if isinstance(kind, str) else "run"
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,8 @@ def _classify(
             return RunState("damaged", f"this run with {what} (its manifest lists the files)")
         return RunState("unfinished", f"an unfinished run ({what})")
     name = summary.get("experiment")
+    if name != experiment and family(name) != family(experiment):
+        return RunState("alien", f"a featavg {family(name)} directory", summary)
     if name != experiment:
         return RunState("other", f"a run of {out_paths.shown(str(name))}", summary)
     if summary.get("config") != config:
@@ -195,17 +211,23 @@ def _inspect(directory: Path, experiment: str, config: dict[str, Any]) -> RunSta
     return state
 
 
-def check_replaceable(state: RunState, where: str, force: bool) -> None:
+def check_replaceable(
+    state: RunState, where: str, force: bool, remedy: str = "choose another directory"
+) -> None:
     """Raise a one-line :class:`ConfigError` (``where``: e.g. ``--out DIR``) when a run may
-    not replace what ``state`` describes: foreign files always, another experiment or
-    config, other code or an unfinished run unless ``force``; a place no run can go
-    (``unusable``) always."""
+    not replace what ``state`` describes: foreign files and a directory of another kind
+    always, another experiment or config, other code or an unfinished run unless
+    ``force``; a place no run can go (``unusable``) always. ``remedy``: what the user can
+    do instead, naming a flag that exists for the command (e.g. "choose another --root")."""
     if state.kind == "unusable":
-        raise ConfigError(f"{where}: {state.detail}; choose another directory")
-    if state.kind == "foreign" or state.foreign:
+        raise ConfigError(f"{where}: {state.detail}; {remedy}")
+    if state.kind == "alien":
         raise ConfigError(
-            f"{where}: holds {state.detail}; refusing to replace it, choose another directory"
+            f"{where}: holds {state.detail}; --force recomputes, it never replaces a directory "
+            f"of another kind: {remedy}"
         )
+    if state.kind == "foreign" or state.foreign:
+        raise ConfigError(f"{where}: holds {state.detail}; refusing to replace it, {remedy}")
     if state.kind in ("other", "stale", "unfinished") and not force:
         raise ConfigError(f"{where}: holds {state.detail}; pass --force to replace it")
 

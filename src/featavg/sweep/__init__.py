@@ -127,6 +127,7 @@ def run_sweep(
         summary = None if force else runs.cached_summary(cell.directory, experiment, cell.config)
         if summary is not None:
             cell.summary, cell.cached = summary, True
+        cell.force, cell.seen = force, runs.run_token(cell.directory) if force else None
     # finished cells are never redone: a group resumed after an interruption trains only
     # its unfinished cells (as a smaller ensemble, equal to an uninterrupted run up to
     # float rounding, ~1e-10 relative)

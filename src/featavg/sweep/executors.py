@@ -36,12 +36,11 @@ from typing import Any, Protocol
 from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.faults import is_failure
-from featavg.runs import lock as run_lock
+from featavg.runs import door, lock
+from featavg.runs.door import SUMMARY, Failed, Made, Slot, install
 from featavg.runs.lifeline import init_worker
-from featavg.runs.state import check_replaceable, inspect_run
 from featavg.sweep import sharing
 from featavg.sweep.plan import SweepCell
-from featavg.sweep.sharing import finished_elsewhere, tokens
 from featavg.threads import worker_threads
 
 DASK_MISSING = "executor: dask needs the optional dependency: pip install 'featavg[dask]'"
@@ -71,33 +70,30 @@ def run_cells(
     device: str,
     progress: bool = False,
     seen: list[str | None] | None = None,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Run a group of cells into their directories (one ensemble when the experiment can
-    batch them) and return their summaries. Module-level, so process-pool workers (spawn)
-    and Dask workers can import it.
+    batch them) through the run store's one door, and return their summaries. Module-level,
+    so process-pool workers and Dask workers can import it.
 
-    The cells are claimed for the run (:func:`featavg.sweep.sharing.claims`, waiting for
-    another process at work on one). ``seen``: :func:`~featavg.sweep.sharing.tokens` of the
-    cells when the sweep started; a cell another process has finished since, in its
-    directory or elsewhere in the store, is served from there, not computed again
-    (:func:`~featavg.sweep.sharing.finished_elsewhere`). Without ``seen`` every cell is
-    computed."""
-    from featavg.experiments.runner import run_experiment_batch
+    Each cell is a :func:`~featavg.sweep.sharing.cell_slot`: claimed with its content key
+    (waiting for another process at work on it), served when another process has finished
+    it meanwhile, in its directory or elsewhere in the store, else computed. ``force``
+    recomputes finished cells, except one another process replaced since ``seen`` (its
+    :func:`~featavg.runs.run_token` when the sweep started). Trained models go to the run
+    store's ``models`` cache."""
+    from featavg.experiments.runner import run_slots
     from featavg.runs.context import open_context
 
     models = _models(experiment, configs)
     configs = [m.model_dump(mode="json") for m in models]
-    with run_lock.claim(*sharing.claims(experiment, configs, outs)):
-        summaries = finished_elsewhere(experiment, configs, outs, seen)
-        todo = [i for i, summary in enumerate(summaries) if summary is None]
-        if todo:
-            ctx = open_context(device, progress=progress)
-            results = run_experiment_batch(
-                experiment, [models[i] for i in todo], [outs[i] for i in todo], ctx
-            )
-            for i, result in zip(todo, results, strict=True):
-                summaries[i] = result.summary
-    return [summary for summary in summaries if summary is not None]
+    baselines = seen if seen is not None else [None] * len(outs)
+    slots = [
+        sharing.cell_slot(experiment, c, Path(o), b)
+        for c, o, b in zip(configs, outs, baselines, strict=True)
+    ]
+    ctx = open_context(device, sharing.models_store(Path(outs[0])), progress=progress)
+    return [r.summary for r in run_slots(experiment, models, slots, ctx, force=force)]
 
 
 def run_cells_detached(
@@ -106,10 +102,10 @@ def run_cells_detached(
     """:func:`run_cells` into scratch directories; returns each cell's files (name -> bytes).
 
     Dask workers need not share our filesystem, so they send the files back and the client
-    writes them into the cell directories."""
+    writes them into the cell directories (:func:`store_files`)."""
     with tempfile.TemporaryDirectory(prefix="featavg-cells-") as tmp:
         outs = [str(Path(tmp) / str(i)) for i in range(len(configs))]
-        summaries = run_cells(experiment, configs, outs, device)
+        summaries = run_cells(experiment, configs, outs, device, force=True)
         return [
             {FAILED: json.dumps(s).encode()}  # a failed cell wrote nothing: send its reason
             if is_failure(s)
@@ -122,15 +118,32 @@ def run_cells_detached(
 FAILED = "failed.json"
 
 
+def detached_result(files: dict[str, bytes]) -> Made[dict[str, Any]] | Failed:
+    """A detached cell's files as the door installs them: its summary, and a writer of the
+    other files (the door writes summary.json and the manifest, the same bytes); a failed
+    cell's :class:`~featavg.runs.door.Failed`."""
+    if FAILED in files:
+        failure: dict[str, Any] = json.loads(files[FAILED])
+        return Failed(str(failure.get("reason", "")), failure)
+    bad = [name for name in files if not runs.is_plain_name(name)]
+    if bad:  # a worker's file names become paths: never "../x", "/x" or hidden
+        raise ValueError(f"run files: not plain file names: {bad[0]!r}")
+    summary: dict[str, Any] = json.loads(files[SUMMARY])
+
+    def write(new: Path) -> None:
+        for name, data in files.items():
+            if name not in (SUMMARY, runs.MANIFEST):
+                runs.write_bytes(new / name, data)
+
+    return Made(summary, write, summary)
+
+
 def store_files(directory: Path, files: dict[str, bytes]) -> dict[str, Any]:
     """Replace the cell directory whole by a detached cell's files (staged beside it and
-    renamed into place, as the runner does: never a mix of two runs); returns the summary.
+    renamed into place, as every run is: never a mix of two runs); returns the summary.
     A failed cell's failure summary is returned and nothing is written."""
-    if FAILED in files:
-        summary: dict[str, Any] = json.loads(files[FAILED])
-        return summary
-    runs.write_run_files(directory, files)
-    return json.loads(files["summary.json"])
+    slot = Slot("", {}, Path(directory))
+    return install(slot, detached_result(files)).summary
 
 
 # ---------------------------------------------------------------- the executors
@@ -143,10 +156,10 @@ class LocalExecutor:
     progress: bool = False
 
     def run(self, experiment: str, groups: list[list[SweepCell]], device: str, done: Done) -> None:
-        seen = [tokens(experiment, group) for group in groups]
-        for group, before in zip(groups, seen, strict=True):
+        for group in groups:
             configs, outs = [c.config for c in group], [str(c.directory) for c in group]
-            summaries = run_cells(experiment, configs, outs, device, self.progress, before)
+            seen, force = [c.seen for c in group], any(c.force for c in group)
+            summaries = run_cells(experiment, configs, outs, device, self.progress, seen, force)
             for cell, summary in zip(group, summaries, strict=True):
                 done(cell, summary)
 
@@ -193,7 +206,8 @@ class ProcessExecutor:
                     [str(c.directory) for c in group],
                     device,
                     False,
-                    tokens(experiment, group),
+                    [c.seen for c in group],
+                    any(c.force for c in group),
                 ): group
                 for group in groups
             }
@@ -230,27 +244,25 @@ class DaskExecutor:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"--scheduler {self.scheduler}: cannot connect: {msg}") from None
         cells = [cell for group in groups for cell in group]
-        seen = dict(zip((id(c) for c in cells), tokens(experiment, cells), strict=True))
-        outs = [str(c.directory) for c in cells]
-        held = sharing.claims(experiment, [c.config for c in cells], outs)
+        slot_of = {
+            id(c): sharing.cell_slot(experiment, c.config, c.directory, c.seen) for c in cells
+        }
+        force = any(c.force for c in cells)
         # the workers write nowhere we read: this process claims every cell it will write
-        # (all at once, in one order, so overlapping sweeps cannot deadlock) and writes them
-        with client, run_lock.claim(*held):
+        # (all at once, in one order, so overlapping sweeps cannot deadlock) and installs
+        # what they send back through the one door
+        with client, lock.claim(*door.lock_names(list(slot_of.values()))):
             todo = []
             for group in groups:
-                found = finished_elsewhere(
-                    experiment,
-                    [c.config for c in group],
-                    [str(c.directory) for c in group],
-                    [seen[id(c)] for c in group],
-                )
-                for cell, summary in zip(group, found, strict=True):
-                    if summary is not None:
-                        done(cell, summary)
-                left = [c for c, summary in zip(group, found, strict=True) if summary is None]
-                for cell in left:  # as the runner does: never over files featavg did not write
-                    state = inspect_run(cell.directory, experiment, cell.config)
-                    check_replaceable(state, f"run directory {cell.directory}", force=True)
+                left = []
+                for cell in group:
+                    slot = slot_of[id(cell)]
+                    hit, seen = door.lookup(door.SUMMARIES, slot, force)
+                    hit = hit or door.finished_meanwhile(door.SUMMARIES, slot, force, seen)
+                    if hit is not None:
+                        done(cell, hit.summary)
+                    else:
+                        left.append(cell)
                 if left:
                     todo.append(left)
             futures = {
@@ -268,7 +280,8 @@ class DaskExecutor:
             try:
                 for future in distributed.as_completed(list(futures), loop=client.loop):
                     for cell, files in zip(futures[future], future.result(), strict=True):
-                        done(cell, store_files(cell.directory, files))
+                        served = door.install(slot_of[id(cell)], detached_result(files))
+                        done(cell, served.summary)
             except BaseException:
                 client.cancel(list(futures))
                 raise

@@ -18,13 +18,17 @@ from featavg.sweep.grid import cell_label, cell_name
 @dataclass
 class SweepCell:
     """One grid point: its grid ``values``, its full validated ``config`` (JSON), its run
-    ``directory``, and, once run, the ``summary`` and whether it was ``cached``."""
+    ``directory``, and, once run, the ``summary`` and whether it was ``cached``. ``force``:
+    recompute it even when finished (``--force``), unless another process replaced the run
+    ``seen`` there when the sweep started (its run token)."""
 
     values: dict[str, Any]
     config: dict[str, Any]
     directory: Path
     summary: dict[str, Any] | None = None
     cached: bool = False
+    force: bool = False
+    seen: str | None = None
 
     @property
     def name(self) -> str:
