@@ -38,6 +38,7 @@ import torch
 
 from featavg.config import ConfigError, deep_merge
 from featavg.experiments import synthetic_common
+from featavg.experiments.costs import negligible
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import EXPERIMENTS, register, unregister
 from featavg.experiments.runner import run_experiment
@@ -148,10 +149,11 @@ def non_finite_results(tmp: Path, rng: random.Random, count: int) -> None:
         key, value = rng.choice(keys), rng.choice([math.nan, math.inf, -math.inf])
         numbers: dict[str, Any] = {"per_seed": {key: [0.5, value]}} if i % 2 else {key: value}
 
-        def run(cfg: Any, device: Any, progress: bool = False, numbers=numbers) -> Any:
+        def run(cfg: Any, ctx: Any, numbers=numbers) -> Any:
             return ExperimentOutput(numbers=dict(numbers))
 
-        exp = Experiment("guards-fake", "fake", SyntheticRunConfig, run, Claim("f", "f"), {})
+        fake = Claim("f", "f")
+        exp = Experiment("guards-fake", "fake", SyntheticRunConfig, run, negligible, fake, {})
         register(exp)
         try:
             attempt("non-finite result", "guards-fake", {"seed": i}, True, tmp)
@@ -339,13 +341,12 @@ import json, os, sys, threading, time
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.config import build_config
-from featavg.runs.guards import estimate
 def rss():  # resident bytes now (ru_maxrss would count import-time peaks)
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 name, overrides, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 exp = get_experiment(name)
-est = estimate(exp, [build_config(exp.config_cls, overrides)])
+est = exp.estimate([build_config(exp.config_cls, overrides)])
 before, peak, running = rss(), [0], [True]
 def watch():
     while running[0]:
@@ -402,7 +403,13 @@ def controls(tmp: Path, full: bool) -> None:
         if name.startswith("synthetic"):
             attempt(f"control {name} tiny", name, dict(exp.tiny), False, tmp)
             if full:
-                attempt(f"control {name} reproduce", name, dict(exp.reproduce or {}), False, tmp)
+                attempt(
+                    f"control {name} reproduce",
+                    name,
+                    exp.preset("reproduce") if "reproduce" in exp.presets else {},
+                    False,
+                    tmp,
+                )
 
 
 DRAW = synthetic_common.sample_synthetic_stacked

@@ -215,7 +215,7 @@ def test_presets_resolve_and_validate(name):
         assert cfg.attack.radii[0] == 0.0
     # the default is the quick preset (a laptop run)
     assert build_config(exp.config_cls, exp.preset("quick")) == exp.config_cls()
-    assert exp.reproduce is None
+    assert "reproduce" not in exp.presets and "reproduce-real" in exp.presets
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,6 +15,7 @@ from featavg.cli import main
 from featavg.config import deep_merge
 from featavg.data.synthetic import SyntheticConfig, check_dataset, sample_synthetic
 from featavg.experiments import runner, synthetic_common
+from featavg.experiments.costs import negligible
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import register, unregister
 from featavg.experiments.runner import non_finite_results, run_experiment
@@ -168,6 +169,7 @@ def _fake_experiment(numbers):
         description="returns fixed numbers",
         config_cls=SyntheticRunConfig,
         run=run,
+        cost=negligible,
         claim=Claim("fake", "fake"),
         figures={},
     )

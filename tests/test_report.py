@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from featavg.config import ConfigError
+from featavg.experiments.costs import negligible
 from featavg.experiments.spec import Check, Claim, Experiment, GridCheck
 from featavg.report import add_report_parser, discover, report_command, write_report
 from featavg.report.view import fmt
@@ -284,7 +285,8 @@ FAKE = Experiment(
     name="fake-exp",
     description="a fake experiment",
     config_cls=FakeConfig,
-    run=lambda cfg, device, progress=False: None,
+    run=lambda cfg, ctx: None,
+    cost=negligible,
     claim=Claim("Fake claim title", "The paper says <i>this</i>.", "We add that."),
     figures={"second": "Declared second", "first": "Declared first"},
     checks=lambda cfg: [

@@ -12,7 +12,7 @@ TINY_DATA = {"d": 60, "k": 4, "n_train": 80, "n_test": 40}
 def test_reproduce_plan_comes_from_the_experiments():
     plan = reproduce_plan()
     assert [name for name, _ in plan] == [
-        n for n, e in EXPERIMENTS.items() if e.reproduce is not None
+        n for n, e in EXPERIMENTS.items() if "reproduce" in e.presets
     ]
     assert dict(plan)["synthetic-robustness"] == {"seeds": 10}
 
@@ -58,10 +58,10 @@ def test_real_plan_adds_the_real_experiments_after_the_synthetic_ones():
     assert set(REAL_EXPERIMENTS) <= set(names[len(default) :])
     assert not set(REAL_EXPERIMENTS) & {name for name, _ in default}
     for name in REAL_EXPERIMENTS:
-        assert dict(full)[name] == dict(EXPERIMENTS[name].reproduce_real)
+        assert dict(full)[name] == EXPERIMENTS[name].preset("reproduce-real")
 
 
-def test_real_plan_follows_the_reproduce_real_field():
+def test_real_plan_follows_the_reproduce_real_preset():
     # a user's experiment with a reproduce_real preset only: in the --real plan alone
     from dataclasses import replace
 
@@ -70,8 +70,7 @@ def test_real_plan_follows_the_reproduce_real_field():
     fake = replace(
         EXPERIMENTS["synthetic-alignment"],
         name="zz-real-fake",
-        reproduce=None,
-        reproduce_real={"seeds": 2},
+        presets={"reproduce-real": {"seeds": 2}, "tiny": {}},
     )
     register(fake)
     try:

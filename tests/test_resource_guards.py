@@ -18,8 +18,9 @@ from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.runs import guards
 from featavg.runs.context import open_context
-from featavg.runs.guards import ResourceEstimate, check, check_grid, estimate
+from featavg.runs.guards import ResourceEstimate, check, check_grid
 from featavg.sweep import plan, run_sweep
+from featavg.trained_models.cost import training_estimate
 
 EXP = "synthetic-alignment"
 SMALL = {"data": {"d": 60, "k": 4, "n_train": 80, "n_test": 40}, "train": {"steps": 20}}
@@ -30,9 +31,7 @@ CPU = torch.device("cpu")
 
 def _estimate(name: str, overrides: dict) -> ResourceEstimate:
     exp = get_experiment(name)
-    est = estimate(exp, [build_config(exp.config_cls, overrides)])
-    assert est is not None
-    return est
+    return exp.estimate([build_config(exp.config_cls, overrides)])
 
 
 @pytest.fixture
@@ -62,8 +61,7 @@ def test_every_experiment_has_an_estimate_and_its_defaults_fit_a_laptop():
 
     for name, exp in EXPERIMENTS.items():
         for overrides in (dict(exp.tiny), {}):
-            est = estimate(exp, [build_config(exp.config_cls, overrides)])
-            assert est is not None, name
+            est = exp.estimate([build_config(exp.config_cls, overrides)])
             assert 0 < est.memory < 4 * 2**30, (name, guards.gib(est.memory))
             assert 0 < est.seconds(CPU) < 3600, (name, est.seconds(CPU))
 
@@ -188,7 +186,7 @@ def test_the_training_estimate_follows_batch_model_epochs_and_data():
     from featavg.training.image_sgd import SGDConfig
 
     def est(dataset="cifar10", models=("resnet18-cifar",), **sgd):
-        return guards.training_estimate(dataset, None, None, list(models), SGDConfig(**sgd))
+        return training_estimate(dataset, None, None, list(models), SGDConfig(**sgd))
 
     base = est()
     assert est(batch_size=1024).memory > base.memory

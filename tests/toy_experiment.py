@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from featavg.experiments.costs import negligible
 from featavg.experiments.output import ExperimentOutput, aggregate
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.plots import new_figure
 from featavg.runs.context import RunContext
 from featavg.seeding import generator
@@ -49,13 +50,13 @@ EXPERIMENT = Experiment(
     description="toy: ||x||^2 / d of Gaussian vectors against 1",
     config_cls=ToyNormsConfig,
     run=run,
+    cost=negligible,
     claim=Claim("Gaussian norms (toy)", "E||x||^2 = d for x ~ N(0, I_d).", "Nothing new."),
     figures={"hist": "Histogram of ||x||^2 / d."},
     tables={"draws": ("seed", "draw", "ratio")},
     checks=lambda cfg: [
         Check("mean ||x||^2 / d", "norm_ratio", "theory_norm_ratio", "1", 0.2, note="toy")
     ],
-    reproduce={"seeds": 2},
-    tiny={"n": 20},
+    presets={REPRODUCE: {"seeds": 2}, TINY: {"n": 20}},
     runtime="<1 s",
 )

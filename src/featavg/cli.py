@@ -239,7 +239,7 @@ def _add_train_parser(sub: Any) -> None:
 # ---------------------------------------------------------------- commands
 
 
-def _overrides(args: argparse.Namespace, exp: Experiment) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, exp: Experiment[Any]) -> dict[str, Any]:
     """The preset, then --set and --seeds on top (a --config file sits in between)."""
     overrides = parse_overrides(args.overrides)
     if args.seeds is not None:
@@ -247,7 +247,9 @@ def _overrides(args: argparse.Namespace, exp: Experiment) -> dict[str, Any]:
     return _with_preset(exp, args.preset, overrides)
 
 
-def _with_preset(exp: Experiment, preset: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def _with_preset(
+    exp: Experiment[Any], preset: str | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
     """Preset overrides with ``overrides`` merged on top. A --config file is applied after
     both by build_config, so it overrides the preset too only where --set does not."""
     from featavg.config import deep_merge
@@ -274,8 +276,10 @@ def _show_config(args: argparse.Namespace) -> int:
                 "--reproduce: shows the preset `featavg reproduce` runs, which takes no "
                 "--set, --config or --seeds; drop them"
             )
-        preset = exp.reproduce
-        cfg = build_config(exp.config_cls, dict(preset)) if preset is not None else None
+        from featavg.experiments.spec import REPRODUCE
+
+        has = REPRODUCE in exp.presets
+        cfg = build_config(exp.config_cls, exp.preset(REPRODUCE)) if has else None
         print("\n".join(reproduce_lines(exp, cfg)))
         if cfg is None:
             return 0

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
-from featavg.experiments.spec import Experiment
+from featavg.experiments.spec import REPRODUCE, Experiment
 
 # annotated_types constraint attribute -> how it reads
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -134,12 +134,12 @@ def _set_args(sets: list[str]) -> list[str]:
     return [arg for item in sets for arg in ("--set", item)]
 
 
-def reproduce_lines(exp: Experiment, cfg: BaseModel | None) -> list[str]:
+def reproduce_lines(exp: Experiment[Any], cfg: BaseModel | None) -> list[str]:
     """What ``featavg reproduce`` runs for ``exp``: its overrides, the equivalent
     ``featavg run`` command and the replicate seeds of the effective config ``cfg``."""
-    if exp.reproduce is None or cfg is None:
+    if REPRODUCE not in exp.presets or cfg is None:
         return [f"featavg reproduce does not run {exp.name} (no reproduce preset)"]
-    sets = [f"{k}={_set_value(v)}" for k, v in flatten(exp.reproduce).items()]
+    sets = [f"{k}={_set_value(v)}" for k, v in flatten(exp.preset(REPRODUCE)).items()]
     lines = [
         f"featavg reproduce runs {exp.name} with: {', '.join(sets) or 'the defaults'}",
         "  the same as: " + shlex.join(["featavg", "run", exp.name, *_set_args(sets)]),

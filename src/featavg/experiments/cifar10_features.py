@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.feature_heads import run_features
 from featavg.experiments.image_common import (
     ImageAttackSection,
@@ -38,7 +39,7 @@ from featavg.experiments.image_robustness import (
     robustness_summary_keys,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Check, Claim, Experiment
 from featavg.models.backbone_file import BACKBONE_ARCHS
 from featavg.runs.context import RunContext
 from featavg.training.image_sgd import SGDConfig
@@ -265,6 +266,7 @@ EXPERIMENT = Experiment(
     "backbone (backbone=PATH or trained here); default = --preset quick (CPU minutes)",
     config_cls=Cifar10FeaturesConfig,
     run=run,
+    cost=image_run_estimate,
     claim=CLAIM,
     figures={
         "heatmap": "Mean cos(w_r, μ_j) over the units r of each unit group (rows: R_s of the "
@@ -282,14 +284,15 @@ EXPERIMENT = Experiment(
     },
     checks=checks,
     summary_keys=summary_keys,
-    reproduce=None,
-    reproduce_real={},
-    tiny={
-        "train": {"model": "cnn", "train_size": 300, "test_size": 100, "sgd": {"epochs": 1}},
-        "head": {"sgd": {"epochs": 2}},
-        "attack": {"points": 20, "radii": [0.0, 1.0, 4.0], "steps": 3},
+    presets={
+        **PRESETS,
+        REPRODUCE_REAL: {},  # the default: the quick preset
+        TINY: {
+            "train": {"model": "cnn", "train_size": 300, "test_size": 100, "sgd": {"epochs": 1}},
+            "head": {"sgd": {"epochs": 2}},
+            "attack": {"points": 20, "radii": [0.0, 1.0, 4.0], "steps": 3},
+        },
     },
-    presets=PRESETS,
     runtime="quick (default): ~1 min on 2 CPU cores; paper: a GPU job (the backbone "
     "training, unless backbone=PATH, and 21 radii x 20 PGD steps through ResNet-18 on 10k "
     "points)",

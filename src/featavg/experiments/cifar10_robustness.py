@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import Field
 
+from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
     ImageAttackSection,
     ImageRobustnessConfig,
@@ -40,7 +41,7 @@ from featavg.experiments.image_robustness import (
     run_robustness,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
 from featavg.runs.context import RunContext
 
 # the paper's figure: 0..0.8; the archived script: 0.2..4.0 (we add 0, the clean accuracy)
@@ -139,18 +140,20 @@ EXPERIMENT = Experiment(
     "binary vs 10-class; default = --preset quick; presets authors, standard, paper (GPU)",
     config_cls=Cifar10RobustnessConfig,
     run=run,
+    cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L2"),
     tables=ROBUSTNESS_TABLES,
     checks=robustness_checks,
     summary_keys=robustness_summary_keys,
-    reproduce=None,
-    reproduce_real={},  # `featavg reproduce --real`: the default = the quick preset
-    tiny={
-        "train": {"train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
-        "attack": {"points": 100, "radii": [0.0, 0.2, 0.5, 1.0]},
+    presets={
+        **PRESETS,
+        REPRODUCE_REAL: {},  # the default: the quick preset
+        TINY: {
+            "train": {"train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
+            "attack": {"points": 100, "radii": [0.0, 0.2, 0.5, 1.0]},
+        },
     },
-    presets=PRESETS,
     runtime="quick (default): ~1 min on 2 CPU cores; authors / standard / paper: 200 epochs "
     "of ResNet-18 per model (GPU hours)",
     data="CIFAR-10 (set train.data_dir; without it: a synthetic stand-in, labelled as such)",

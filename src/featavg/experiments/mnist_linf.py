@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
     ImageAttackSection,
     ImageRobustnessConfig,
@@ -31,7 +32,7 @@ from featavg.experiments.mnist_robustness import PRESETS as L2_PRESETS
 from featavg.experiments.mnist_robustness import QUICK_ATTACK as L2_QUICK_ATTACK
 from featavg.experiments.mnist_robustness import QUICK_TRAIN
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
 from featavg.runs.context import RunContext
 
 # radii 0.004 j, j = 0..25, normalised units (SPEC §3.1, L-inf)
@@ -88,18 +89,20 @@ EXPERIMENT = Experiment(
     "ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
     config_cls=MnistLinfConfig,
     run=run,
+    cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L∞"),
     tables=ROBUSTNESS_TABLES,
     checks=robustness_checks,
     summary_keys=robustness_summary_keys,
-    reproduce=None,
-    reproduce_real={},  # `featavg reproduce --real`: the default = the quick preset
-    tiny={
-        "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
-        "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
+    presets={
+        **PRESETS,
+        REPRODUCE_REAL: {},  # the default: the quick preset
+        TINY: {
+            "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
+            "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
+        },
     },
-    presets=PRESETS,
     runtime="quick (default): ~1.5 min on 2 CPU cores, ~1 min when mnist-robustness trained "
     "the models (73 s measured so, at load 4); paper: ~55 min of training on 2 cores plus "
     "~10M ResNet-18 input gradients (meant for a GPU)",

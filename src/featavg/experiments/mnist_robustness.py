@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
+from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
     ImageAttackSection,
     ImageRobustnessConfig,
@@ -31,7 +32,7 @@ from featavg.experiments.image_robustness import (
     run_robustness,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
 from featavg.runs.context import RunContext
 
 # radii 0, 0.1, ..., 2.0 in normalised units (SPEC §3.1)
@@ -103,18 +104,20 @@ EXPERIMENT = Experiment(
     "10-class ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
     config_cls=MnistRobustnessConfig,
     run=run,
+    cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L2"),
     tables=ROBUSTNESS_TABLES,
     checks=robustness_checks,
     summary_keys=robustness_summary_keys,
-    reproduce=None,
-    reproduce_real={},  # `featavg reproduce --real`: the default = the quick preset
-    tiny={
-        "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
-        "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
+    presets={
+        **PRESETS,
+        REPRODUCE_REAL: {},  # the default: the quick preset
+        TINY: {
+            "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
+            "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
+        },
     },
-    presets=PRESETS,
     runtime="quick (default): 98 s measured on 2 near-idle CPU cores (65 s training both "
     "models, the rest attacks); paper: ~55 min of training on 2 cores plus ~7M ResNet-18 "
     "input gradients for the per-radius and fmn+descend curves (meant for a GPU)",

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 from featavg.config import ConfigError
-from featavg.experiments.spec import Experiment
+from featavg.experiments.spec import REPRODUCE, REPRODUCE_REAL, Experiment
 
 MODULES = (
     "featavg.experiments.synthetic_alignment",
@@ -27,10 +27,10 @@ MODULES = (
     "featavg.experiments.cifar10_features",
 )
 
-EXPERIMENTS: dict[str, Experiment] = {}
+EXPERIMENTS: dict[str, Experiment[Any]] = {}
 
 
-def register(experiment: Experiment) -> Experiment:
+def register(experiment: Experiment[Any]) -> Experiment[Any]:
     """Add an experiment (e.g. from a user's own module) under its name; returns it.
     A second experiment under a taken name is refused."""
     if not isinstance(experiment, Experiment):
@@ -51,7 +51,7 @@ for _module in MODULES:
     register(importlib.import_module(_module).EXPERIMENT)
 
 
-def get_experiment(name: str) -> Experiment:
+def get_experiment(name: str) -> Experiment[Any]:
     """The registered experiment, or a ConfigError listing the valid names."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment: unknown {name!r}; allowed: {', '.join(EXPERIMENTS)}")
@@ -60,14 +60,14 @@ def get_experiment(name: str) -> Experiment:
 
 def reproduce_plan(real: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """(name, overrides) of every experiment ``featavg reproduce`` runs, in registry order:
-    those with a ``reproduce`` preset (the synthetic ones, a minute in all). ``real``
-    (``featavg reproduce --real``): then, after them, those with a ``reproduce_real`` preset
-    (the real-data experiments: trained image models, CPU minutes to hours)."""
-    plan = [(e.name, dict(e.reproduce)) for e in EXPERIMENTS.values() if e.reproduce is not None]
-    if real:
-        plan += [
-            (e.name, dict(e.reproduce_real))
-            for e in EXPERIMENTS.values()
-            if e.reproduce_real is not None
-        ]
-    return plan
+    those with a :data:`~featavg.experiments.spec.REPRODUCE` preset (the synthetic ones, a
+    couple of minutes in all). ``real`` (``featavg reproduce --real``): then, after them,
+    those with a :data:`~featavg.experiments.spec.REPRODUCE_REAL` preset (the real-data
+    experiments: trained image models, CPU minutes to hours)."""
+    names = [REPRODUCE, REPRODUCE_REAL] if real else [REPRODUCE]
+    return [
+        (e.name, e.preset(name))
+        for name in names
+        for e in EXPERIMENTS.values()
+        if name in e.presets
+    ]

@@ -54,7 +54,7 @@ class UndeclaredOutput(RuntimeError):
     in the experiment: the report would otherwise lose a check)."""
 
 
-def missing_outputs(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -> list[str]:
+def missing_outputs(exp: Experiment[Any], cfg: BaseModel, output: ExperimentOutput) -> list[str]:
     """What the experiment declares for ``cfg`` and ``output`` lacks: summary keys (of its
     checks, ``summary_keys`` and grid), figures, tables and their columns."""
     missing = [f"summary key {k}" for k in exp.declared_keys(cfg) if k not in output.numbers]
@@ -69,7 +69,7 @@ def missing_outputs(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -
     return missing
 
 
-def verify_output(exp: Experiment, cfg: BaseModel, output: ExperimentOutput) -> None:
+def verify_output(exp: Experiment[Any], cfg: BaseModel, output: ExperimentOutput) -> None:
     """Raise :class:`UndeclaredOutput` listing everything :func:`missing_outputs` finds."""
     missing = missing_outputs(exp, cfg, output)
     if missing:
@@ -96,7 +96,7 @@ def non_finite_results(numbers: dict[str, Any]) -> list[str]:
     return found
 
 
-def check_finite(exp: Experiment, output: ExperimentOutput) -> None:
+def check_finite(exp: Experiment[Any], output: ExperimentOutput) -> None:
     """Raise :class:`~featavg.faults.NumericalFault` naming the non-finite results of
     ``output`` that are not legitimately undefined (:func:`non_finite_results`)."""
     bad = non_finite_results(output.numbers)
@@ -208,9 +208,9 @@ def run_experiment_batch(
     return run_slots(name, configs, slots, ctx, force=True)
 
 
-def _make_one(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]]:
+def _make_one(exp: Experiment[Any], cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]]:
     """Check resources, run, check the output; the files to write (nothing written yet)."""
-    guards.check(exp.name, guards.estimate(exp, [cfg]), ctx.device, ctx.allow_large)
+    guards.check(exp.name, exp.estimate([cfg]), ctx.device, ctx.allow_large)
     start = time.perf_counter()
     output = exp.run(cfg, ctx)
     verify_output(exp, cfg, output)
@@ -219,7 +219,9 @@ def _make_one(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[str
     return made_run(exp, cfg.model_dump(mode="json"), output, ctx.device, wall)
 
 
-def _make_alone(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]] | Failed:
+def _make_alone(
+    exp: Experiment[Any], cfg: BaseModel, ctx: RunContext
+) -> Made[dict[str, Any]] | Failed:
     """One config of a batch on its own; a :class:`RunFailed` becomes a :class:`Failed`."""
     try:
         # resources were checked by the caller (the sweep, for every group at once)
@@ -230,7 +232,7 @@ def _make_alone(exp: Experiment, cfg: BaseModel, ctx: RunContext) -> Made[dict[s
 
 
 def _make_ensemble(
-    exp: Experiment, configs: list[BaseModel], ctx: RunContext
+    exp: Experiment[Any], configs: list[BaseModel], ctx: RunContext
 ) -> list[Made[dict[str, Any]]]:
     """The configs as one ensemble (``exp.run_batch``); every output is checked before any
     is returned, so a failure leaves every directory as it was."""
@@ -249,7 +251,7 @@ def _make_ensemble(
 
 
 def made_run(
-    exp: Experiment,
+    exp: Experiment[Any],
     cfg_json: dict[str, Any],
     output: ExperimentOutput,
     dev: torch.device,

@@ -6,8 +6,10 @@ An experiment module defines its config class, its ``run`` and a module-level
 * the claim (the paper's statement, what we add) and the captions of its figures;
 * its checks: measured summary keys beside a closed-form value and a tolerance;
 * the tables it writes and the columns each must have (the first table is the main one);
-* its ``featavg reproduce`` preset and a seconds-long ``tiny`` config for tests;
-* its data needs, expected run time, and the fields a sweep may batch into one ensemble.
+* its presets: ``featavg reproduce``'s, a seconds-long ``tiny`` one for tests, and the
+  user's (``paper``, ``quick``);
+* what a run costs (memory, time: checked before it runs), its data needs, expected run
+  time, and the fields a sweep may batch into one ensemble.
 
 The registry, ``reproduce``, the API's main table, the report (order, prose, checks) and
 the test that runs every experiment on its tiny config all read these objects, so adding an
@@ -19,13 +21,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from featavg.config import ConfigError
 
 if TYPE_CHECKING:
+    from featavg.experiments.output import ExperimentOutput
+    from featavg.runs.context import RunContext
     from featavg.runs.guards import ResourceEstimate
 
 
@@ -76,18 +80,6 @@ class Claim:
     beyond: str = ""
 
 
-class ConfigRun(Protocol):
-    """``run(cfg, ctx) -> ExperimentOutput`` (ctx: :class:`~featavg.runs.context.RunContext`)."""
-
-    def __call__(self, cfg: Any, ctx: Any) -> Any: ...
-
-
-class BatchRun(Protocol):
-    """``run_batch(cfgs, ctx) -> list[ExperimentOutput]``."""
-
-    def __call__(self, cfgs: list[Any], ctx: Any) -> list[Any]: ...
-
-
 def no_checks(cfg: Any) -> list[Check]:
     """The default: an experiment without closed-form checks."""
     return []
@@ -98,55 +90,60 @@ def no_keys(cfg: Any) -> tuple[str, ...]:
     return ()
 
 
+C = TypeVar("C", bound=BaseModel)
+
+#: the named presets featavg itself reads: ``featavg reproduce`` runs every experiment that
+#: has REPRODUCE (the synthetic ones, a couple of minutes in all), ``featavg reproduce
+#: --real`` also those with REPRODUCE_REAL (trained image models, CPU minutes each); the
+#: tests run every experiment on TINY (seconds). A preset that is absent means "not part of
+#: it"; ``{}`` means "with the defaults".
+REPRODUCE, REPRODUCE_REAL, TINY = "reproduce", "reproduce-real", "tiny"
+
+
 @dataclass(frozen=True)
-class Experiment:
-    """Everything featavg knows about one experiment (see the module docstring).
+class Experiment(Generic[C]):
+    """Everything featavg knows about one experiment (see the module docstring), generic
+    in its config class ``C`` so that a type checker links the config to its run.
 
     name: the CLI name; description: one line for ``featavg list``; config_cls: its frozen
-    pydantic config (defaults = the paper); run: the experiment itself.
-    figures: figure name (its PNG without suffix) -> caption, in report order.
-    tables: table name (its CSV without suffix) -> columns every row set must have; the
-    first is the main table (``featavg.run(...).metrics``).
+    pydantic config (defaults = the paper, or a CPU-sized protocol for real data);
+    run(cfg, ctx): the experiment itself (ctx: :class:`~featavg.runs.context.RunContext`);
+    cost(cfg): a coarse estimate of the memory and time a run of ``cfg`` needs
+    (:class:`~featavg.runs.guards.ResourceEstimate`: every knob that scales the work enters
+    it), checked before it runs. figures: figure name (its PNG without suffix) -> caption,
+    in report order. tables: table name (its CSV without suffix) -> columns every row set
+    must have; the first is the main table (``featavg.run(...).metrics``).
     checks(cfg): the rows of "key numbers beside the theory" for a config.
     summary_keys(cfg): further summary keys the run must write (beyond the checks').
     grid: a verdict column for a table of settings in the summary.
-    reproduce: the overrides ``featavg reproduce`` runs it with; None leaves it out.
-    reproduce_real: the overrides ``featavg reproduce --real`` runs a real-data experiment
-    with (None: not part of it); real-data experiments set ``reproduce=None``, so the
-    synthetic ``featavg reproduce`` (``make demo``) stays a minute.
     presets: named overrides a user picks with ``--preset NAME`` (e.g. ``paper``: the
-    authors' recipe, meant for a GPU; ``quick``: the same protocol in CPU minutes).
-    tiny: overrides that make a run take seconds (the tests run every experiment so).
+    authors' recipe, meant for a GPU; ``quick``: the same protocol in CPU minutes), and the
+    ones featavg reads itself: :data:`REPRODUCE`, :data:`REPRODUCE_REAL`, :data:`TINY`.
     runtime: wall time on 2 CPU cores at the default config; data: what data it needs.
     run_batch / batch_fields: several configs differing only in ``batch_fields`` (dotted)
     run as one ensemble (sweeps use it).
     paper_refs: ids of the paper's figures this experiment reproduces, in the data file of
     :mod:`featavg.reference` (e.g. ``("fig2ab",)``); the report shows their published values
     beside the run's.
-    resources(cfg): a coarse estimate of the memory and time a run of ``cfg`` needs, checked
-    before it runs (:mod:`featavg.runs.guards`); None: the generic estimate there.
     """
 
     name: str
     description: str
-    config_cls: type[BaseModel]
-    run: ConfigRun
+    config_cls: type[C]
+    run: Callable[[C, RunContext], ExperimentOutput]
+    cost: Callable[[C], ResourceEstimate]
     claim: Claim
     figures: Mapping[str, str]
     tables: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    checks: Callable[[Any], list[Check]] = no_checks
-    summary_keys: Callable[[Any], Sequence[str]] = no_keys
+    checks: Callable[[C], list[Check]] = no_checks
+    summary_keys: Callable[[C], Sequence[str]] = no_keys
     grid: GridCheck | None = None
-    reproduce: Mapping[str, Any] | None = field(default_factory=dict)
-    tiny: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     runtime: str = "unknown"
     data: str = "none (synthetic)"
-    run_batch: BatchRun | None = None
+    run_batch: Callable[[list[C], RunContext], list[ExperimentOutput]] | None = None
     batch_fields: tuple[str, ...] = ()
     paper_refs: tuple[str, ...] = ()
-    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    reproduce_real: Mapping[str, Any] | None = None
-    resources: Callable[[Any], ResourceEstimate | None] | None = None
 
     def preset(self, name: str | None) -> dict[str, Any]:
         """The overrides of preset ``name`` ({} for None); a ConfigError naming the allowed
@@ -159,11 +156,24 @@ class Experiment:
         return copy.deepcopy(dict(self.presets[name]))
 
     @property
+    def tiny(self) -> dict[str, Any]:
+        """The :data:`TINY` preset: a run of seconds (every experiment has one)."""
+        return self.preset(TINY)
+
+    def estimate(self, cfgs: Sequence[C]) -> ResourceEstimate:
+        """What running ``cfgs`` as one ensemble needs: their costs added."""
+        parts = [self.cost(c) for c in cfgs]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+
+    @property
     def main_table(self) -> str | None:
         """The table ``featavg.run(...).metrics`` returns."""
         return next(iter(self.tables), None)
 
-    def declared_keys(self, cfg: Any) -> list[str]:
+    def declared_keys(self, cfg: C) -> list[str]:
         """Every summary key a run of ``cfg`` must write: the checks' and ``summary_keys``',
         plus the grid check's entry (each once, in that order)."""
         keys: list[str] = []

@@ -27,8 +27,9 @@ from pydantic import Field, model_validator
 from featavg.config import shown
 from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticConfig, norm_ladder, sample_synthetic_stacked
+from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate
-from featavg.experiments.spec import Claim, Experiment, GridCheck
+from featavg.experiments.spec import REPRODUCE, TINY, Claim, Experiment, GridCheck
 from featavg.experiments.synthetic_common import TINY_DATA, SyntheticRunConfig, replicate_seeds
 from featavg.experiments.tolerances import COS_MEAN_TOL, INV_SQRT_LABEL
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
@@ -36,6 +37,7 @@ from featavg.metrics.intervals import plural
 from featavg.models.two_layer import binary_ensemble, multiclass_ensemble
 from featavg.plots.ablations import ablation_grid
 from featavg.runs.context import RunContext
+from featavg.runs.guards import ResourceEstimate
 from featavg.training import accuracy, train_many
 from featavg.training.adversarial import adversarially_train
 
@@ -338,12 +340,30 @@ CLAIM = Claim(
     "Adversarial training decoupling the features is the paper's own finding.",
 )
 
+
+def cost(cfg: SyntheticAblationsConfig) -> ResourceEstimate:
+    """One ensemble of every setting at the base n, one per larger n (and n, lr pair), then
+    the adversarially trained nets (7 PGD steps per GD step)."""
+    data, net, seeds = cfg.data, cfg.net, cfg.seeds
+    units = 2 * net.m + data.k * net.h
+    count = 1 + len(cfg.init_stds) + cfg.he_init + len(cfg.lrs) + len(cfg.noise_stds)
+    count += len(cfg.max_cosines) + len(cfg.norm_ranges)
+    jobs = [Job(seeds * count, data.n_train, data.n_test, data.d, units)]
+    jobs += [Job(seeds, n, data.n_test, data.d, units) for n in cfg.ns]
+    jobs += [Job(seeds, n, data.n_test, data.d, units) for n, _ in cfg.n_lrs]
+    if cfg.adversarial_eps:
+        s = seeds * len(cfg.adversarial_eps)
+        jobs.append(Job(s, data.n_train, data.n_test, data.d, 2 * cfg.adversarial_m, 0, 0, 7))
+    return synthetic_estimate(jobs, cfg.train)
+
+
 EXPERIMENT = Experiment(
     name="synthetic-ablations",
     description="paper appendix ablations: init std, He init, lr, n, SNR, near-orthogonality, "
     "norms, adv.",
     config_cls=SyntheticAblationsConfig,
     run=run,
+    cost=cost,
     claim=CLAIM,
     figures={"ablations": "Alignment heatmaps of every setting (binary and fine-grained nets)."},
     tables={"ablations": ("setting", "cos_same_class_mean_binary", "test_acc_binary")},
@@ -356,18 +376,21 @@ EXPERIMENT = Experiment(
         INV_SQRT_LABEL,
         COS_MEAN_TOL,
     ),
-    tiny={
-        "data": TINY_DATA,
-        "train": {"steps": 20},
-        "init_stds": [0.1],
-        "lrs": [],
-        "ns": [],
-        "noise_stds": [],
-        "max_cosines": [],
-        "norm_ranges": [],
-        "adversarial_eps": [3.0],
-        "adversarial_m": 2,
-        "adversarial_steps": 5,
+    presets={
+        REPRODUCE: {},
+        TINY: {
+            "data": TINY_DATA,
+            "train": {"steps": 20},
+            "init_stds": [0.1],
+            "lrs": [],
+            "ns": [],
+            "noise_stds": [],
+            "max_cosines": [],
+            "norm_ranges": [],
+            "adversarial_eps": [3.0],
+            "adversarial_m": 2,
+            "adversarial_steps": 5,
+        },
     },
     runtime="~25 s (1 seed)",
     paper_refs=("ablations",),

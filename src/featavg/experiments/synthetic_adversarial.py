@@ -23,8 +23,9 @@ from featavg import theory
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.config_checks import check_list
+from featavg.experiments.costs import Job, radius_count, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import AttackConfig, attack_radii
 from featavg.experiments.synthetic_common import TINY_DATA, SyntheticRunConfig
 from featavg.experiments.tolerances import (
@@ -39,6 +40,7 @@ from featavg.metrics.intervals import plural
 from featavg.models.two_layer import NetConfig
 from featavg.plots.adversarial import adversarial_figure
 from featavg.runs.context import RunContext
+from featavg.runs.guards import ResourceEstimate
 from featavg.training import TrainConfig, accuracy
 from featavg.training.adversarial import RandomStart, adversarially_train
 
@@ -299,11 +301,23 @@ CLAIM = Claim(
     "arm averages only partly at this config's step size (its check rows say why).",
 )
 
+
+def cost(cfg: SyntheticAdversarialConfig) -> ResourceEstimate:
+    """One ensemble of a member per (seed, eps), trained adversarially (``pgd_steps`` PGD
+    steps per GD step), then attacked on the test set."""
+    data, s = cfg.data, cfg.seeds * len(cfg.eps)
+    radii = radius_count(cfg)
+    units = 2 * cfg.net.m
+    job = Job(s, data.n_train, data.n_test, data.d, units, data.n_test, radii, cfg.pgd_steps)
+    return synthetic_estimate([job], cfg.train)
+
+
 EXPERIMENT = Experiment(
     name="synthetic-adversarial",
     description="L2 adversarial training (eps 0/20/40) of the 100-unit binary net: decoupling?",
     config_cls=SyntheticAdversarialConfig,
     run=run,
+    cost=cost,
     claim=CLAIM,
     figures={
         "adversarial": "Heatmaps of the nets trained at each eps, and their robust-accuracy curves."
@@ -314,13 +328,15 @@ EXPERIMENT = Experiment(
     },
     checks=checks,
     summary_keys=lambda cfg: ("curves", "notes"),
-    reproduce={"seeds": 5},
-    tiny={
-        "data": TINY_DATA,
-        "net": {"m": 2},
-        "train": {"steps": 5},
-        "eps": [0.0, 3.0],
-        "attack": {"radii": [0.0, 4.0]},
+    presets={
+        REPRODUCE: {"seeds": 5},
+        TINY: {
+            "data": TINY_DATA,
+            "net": {"m": 2},
+            "train": {"steps": 5},
+            "eps": [0.0, 3.0],
+            "attack": {"radii": [0.0, 4.0]},
+        },
     },
     runtime="~20 s (1 seed), ~2 min (5 seeds, reproduce)",
     paper_refs=("adv_training",),

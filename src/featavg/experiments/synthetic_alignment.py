@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from featavg.experiments.costs import pair_jobs, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.experiments.synthetic_common import (
     BATCH_FIELDS,
     TINY_DATA,
@@ -195,6 +196,7 @@ EXPERIMENT = Experiment(
     description="Fig. 2a/b: cosine heatmaps, binary (averaging) vs k-class (decoupling) net",
     config_cls=SyntheticAlignmentConfig,
     run=run,
+    cost=lambda cfg: synthetic_estimate(pair_jobs(cfg), cfg.train),
     claim=CLAIM,
     figures={
         "heatmap": "cos(w, μ_j) of every hidden unit (rows) with every cluster center "
@@ -206,7 +208,7 @@ EXPERIMENT = Experiment(
     tables={"metrics": ("net", "seed", "step", "loss", "train_acc", "cos_same_class_mean")},
     checks=checks,
     summary_keys=summary_keys,
-    tiny={"data": TINY_DATA, "train": {"steps": 20}},
+    presets={REPRODUCE: {}, TINY: {"data": TINY_DATA, "train": {"steps": 20}}},
     runtime="~2 s (1 seed), ~4 s (10 seeds)",
     run_batch=run_batch,
     batch_fields=BATCH_FIELDS,

@@ -20,8 +20,9 @@ from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
 from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticDataset
+from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import EXACT_MAX_UNITS, scale_to_d
 from featavg.experiments.synthetic_common import (
     TINY_DATA,
@@ -35,6 +36,7 @@ from featavg.metrics.intervals import COSINE, POSITIVE, plural
 from featavg.models import TwoLayerEnsemble, TwoLayerNet, sum_form_net
 from featavg.plots.dynamics import dynamics_figure
 from featavg.runs.context import RunContext
+from featavg.runs.guards import ResourceEstimate
 from featavg.training import Record, TrainConfig
 from featavg.training.two_layer_gd import TwoLayerRecordHook
 
@@ -282,11 +284,24 @@ CLAIM = Claim(
     "√(d/2).",
 )
 
+
+def cost(cfg: SyntheticDynamicsConfig) -> ResourceEstimate:
+    """Training with an attack of ``n_attack`` points at every radius of the grid at every
+    training record."""
+    data, net = cfg.data, cfg.net
+    units = 2 * net.m + data.k * net.h
+    points = cfg.n_attack or data.n_test
+    radii = len(cfg.radius_grid())
+    job = Job(cfg.seeds, data.n_train, data.n_test, data.d, units, points, radii, 0, True)
+    return synthetic_estimate([job], cfg.train)
+
+
 EXPERIMENT = Experiment(
     name="synthetic-dynamics",
     description="ours: alignment and PGD / exact radii over the course of training",
     config_cls=SyntheticDynamicsConfig,
     run=run,
+    cost=cost,
     claim=CLAIM,
     figures={"dynamics": "Alignment (top) and robustness radii (bottom) over the GD steps."},
     tables={
@@ -300,10 +315,13 @@ EXPERIMENT = Experiment(
         )
     },
     checks=checks,
-    tiny={
-        "data": TINY_DATA,
-        "train": {"steps": 5},
-        "n_attack": 20,
+    presets={
+        REPRODUCE: {},
+        TINY: {
+            "data": TINY_DATA,
+            "train": {"steps": 5},
+            "n_attack": 20,
+        },
     },
     runtime="~9 s (1 seed)",
 )

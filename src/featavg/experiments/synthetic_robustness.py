@@ -23,8 +23,9 @@ from featavg.attacks.two_layer.analytic import (
     line_search_flip_radius,
     margin_flip_on_ray,
 )
+from featavg.experiments.costs import pair_jobs, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate, band
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import (
     READOUT_NAMES,
     READOUT_THEORY,
@@ -281,6 +282,7 @@ EXPERIMENT = Experiment(
     description="Fig. 3 left: robust accuracy vs L2 radius (PGD + exact), binary vs k-class",
     config_cls=SyntheticRobustnessConfig,
     run=run,
+    cost=lambda cfg: synthetic_estimate(pair_jobs(cfg), cfg.train),
     claim=CLAIM,
     figures={
         "robustness": "Robust accuracy vs L2 radius: PGD (solid, upper bound on robust "
@@ -289,12 +291,14 @@ EXPERIMENT = Experiment(
     tables={"robustness": ("readout", "radius", "pgd_acc", "pgd_acc_lo", "pgd_acc_hi")},
     checks=checks,
     summary_keys=summary_keys,
-    reproduce={"seeds": 10},
-    tiny={
-        "data": TINY_DATA,
-        "train": {"steps": 20},
-        "seeds": 2,
-        "attack": {"radii": [0.0, 2.0, 4.0, 8.0]},
+    presets={
+        REPRODUCE: {"seeds": 10},
+        TINY: {
+            "data": TINY_DATA,
+            "train": {"steps": 20},
+            "seeds": 2,
+            "attack": {"radii": [0.0, 2.0, 4.0, 8.0]},
+        },
     },
     runtime="~2 s (1 seed), ~3.5 s (10 seeds)",
     paper_refs=("fig3_left", "theory_radius"),

@@ -21,8 +21,9 @@ from pydantic import Field, model_validator
 from featavg import theory
 from featavg.config_checks import check_list
 from featavg.data.synthetic import SyntheticConfig
+from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate
-from featavg.experiments.spec import Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment
 from featavg.experiments.synthetic_attack import (
     READOUT_NAMES,
     READOUTS,
@@ -36,6 +37,7 @@ from featavg.metrics.curves import crossing_radius, loglog_slope, median_radius
 from featavg.metrics.intervals import plural
 from featavg.plots.scaling import scaling_figure
 from featavg.runs.context import RunContext
+from featavg.runs.guards import ResourceEstimate
 
 THEORY_SLOPE_K = {"binary": -0.5, "multiclass": 0.0, "derived_sum": -0.5, "derived_argmax": 0.0}
 
@@ -305,11 +307,25 @@ CLAIM = Claim(
     "closed-form slope over the finite k grid is shown as well.",
 )
 
+
+def cost(cfg: SyntheticScalingConfig) -> ResourceEstimate:
+    """One training and attack job per setting of both sweeps (k at fixed d, d at fixed
+    k), run one after another."""
+    net, pts, points = cfg.net, cfg.points_per_cluster, cfg.n_test
+    settings = [(cfg.d_for_k, k) for k in cfg.ks] + [(d, cfg.k_for_d) for d in cfg.ds]
+    jobs = [
+        Job(cfg.seeds, pts * k, points, d, 2 * net.m + k * net.h, points, len(cfg.radii_rel))
+        for d, k in settings
+    ]
+    return synthetic_estimate(jobs, cfg.train)
+
+
 EXPERIMENT = Experiment(
     name="synthetic-scaling",
     description="ours: 50% radius vs k and vs d with fitted log-log slopes (theory -1/2 and 0)",
     config_cls=SyntheticScalingConfig,
     run=run,
+    cost=cost,
     claim=CLAIM,
     figures={
         "scaling_k": "Radius vs k (log-log) with the closed forms.",
@@ -318,15 +334,18 @@ EXPERIMENT = Experiment(
     tables={"scaling": ("sweep", "value", "series", "radius_mean", "radius_per_seed")},
     checks=checks,
     summary_keys=lambda cfg: ("points", "notes"),
-    tiny={
-        "ks": [2, 4],
-        "d_for_k": 60,
-        "ds": [30, 60],
-        "k_for_d": 4,
-        "points_per_cluster": 20,
-        "n_test": 20,
-        "seeds": 1,
-        "train": {"steps": 20},
+    presets={
+        REPRODUCE: {},
+        TINY: {
+            "ks": [2, 4],
+            "d_for_k": 60,
+            "ds": [30, 60],
+            "k_for_d": 4,
+            "points_per_cluster": 20,
+            "n_test": 20,
+            "seeds": 1,
+            "train": {"steps": 20},
+        },
     },
     runtime="~10 s (3 seeds)",
     paper_refs=("theory_radius",),

@@ -45,7 +45,7 @@ def is_stand_in(summary: dict[str, Any]) -> bool:
     return any(marker in text for marker in STAND_IN_MARKERS)
 
 
-def experiment_of(summary: dict[str, Any]) -> Experiment | None:
+def experiment_of(summary: dict[str, Any]) -> Experiment[Any] | None:
     """The registered experiment that wrote the summary (None if unknown)."""
     from featavg.experiments.registry import EXPERIMENTS
 

@@ -184,10 +184,7 @@ def _check_groups(
 
     exp = get_experiment(experiment)
     models = [[build_config(exp.config_cls, c.config) for c in group] for group in groups]
-    estimates = [guards.estimate(exp, cfgs) for cfgs in models]
-    if any(e is None for e in estimates):
-        return
-    known = sorted((e for e in estimates if e is not None), key=lambda e: -e.memory)
+    known = sorted((exp.estimate(cfgs) for cfgs in models), key=lambda e: -e.memory)
     at_once = known[: max(1, min(pool, len(known)))]
     workers = len(at_once) * guards.WORKER_OVERHEAD if pool else 0
     memory = sum(e.memory for e in at_once) + workers

@@ -18,6 +18,7 @@ from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
 from featavg.runs import guards
 from featavg.runs.door import Door, Made, Slot, cached_runs
+from featavg.trained_models.cost import training_estimate
 from featavg.trained_models.files import (
     MODEL_FILE,
     identity,
@@ -141,7 +142,7 @@ def train_models(
     def make(todo: list[Slot]) -> list[Made[TrainedModel]]:
         cfgs = [config_of[slot.directory] for slot in todo]
         first, names = cfgs[0], [resolve_model_name(c) for c in cfgs]
-        estimate = guards.training_estimate(
+        estimate = training_estimate(
             first.dataset, first.train_size, first.test_size, names, first.sgd
         )
         guards.check(f"train {'+'.join(names)}", estimate, ctx.device, ctx.allow_large)
