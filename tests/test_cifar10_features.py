@@ -22,16 +22,12 @@ from featavg.experiments.cifar10_features import EXPERIMENT, Cifar10FeaturesConf
 from featavg.experiments.runner import verify_output
 from featavg.models.backbone_file import load_backbone_file
 from featavg.models.builtin import build_model
-from featavg.models.heads import (
-    BlockHead,
-    FrozenBackboneClassifier,
-    block_matrix,
-    fit_heads_on_features,
-)
+from featavg.models.heads import BlockHead, FrozenBackboneClassifier, block_matrix
 from featavg.models.image_classifier import CIFAR_PRETRAINED, ImageClassifier
 from featavg.models.resnet import resnet18
 from featavg.runs.context import open_context
 from featavg.seeding import generator
+from featavg.training.heads import fit_heads_on_features
 from featavg.training.image_sgd import ImageSGD, SGDConfig
 
 HEAD_SGD = SGDConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=2, batch_size=16)

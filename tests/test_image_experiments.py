@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from featavg.attacks.incremental import CurveResult
+from featavg.attacks.readouts import READOUTS, SumReadout, build_readouts, membership_matrix
 from featavg.config import ConfigError, build_config
 from featavg.data.images import load_dataset
 from featavg.experiments.image_attack import (
@@ -31,7 +32,6 @@ from featavg.experiments.image_common import ImageAttackSection
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.models.image_classifier import CIFAR_AUTHORS, MNIST_HALF
-from featavg.models.readouts import READOUTS, SumReadout, build_readouts, membership_matrix
 from featavg.runs.context import open_context
 from featavg.trained_models import load_job_data
 

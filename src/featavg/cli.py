@@ -307,8 +307,8 @@ def _configure_threads(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
-    from featavg.headline import run_lines
     from featavg.runs.context import open_context
+    from featavg.terminal import run_lines
 
     _configure_threads(args)
     exp = get_experiment(args.experiment)

@@ -16,7 +16,6 @@ then the verdict rows of a table of settings (the ablations), e.g.::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from featavg.experiments.summary import is_number
@@ -169,24 +168,3 @@ def seeds_text(seeds: list[int]) -> str:
     consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
     which = f"{seeds[0]} .. {seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
     return f"{len(seeds)} seeds ({which})"
-
-
-def run_lines(summary: dict[str, Any], directory: Path, cached: bool) -> list[str]:
-    """What ``featavg run`` prints before its last line: what ran (seeds, device, time),
-    the headline table (:func:`headline_lines`) and the figure paths."""
-    from featavg.loading import figure_paths, run_seeds
-
-    name = str(summary.get("experiment"))
-    prov = summary.get("provenance") or {}
-    wall = prov.get("wall_time_s")
-    ran = f"{seeds_text(run_seeds(summary))} on {prov.get('device', '?')}"
-    if cached:
-        took = f" (took {wall:.1f} s)" if is_number(wall) else ""
-        lines = [f"{name}: cached run of {ran}{took}"]
-    else:
-        lines = [f"{name}: {ran}" + (f" in {wall:.1f} s" if is_number(wall) else "")]
-    lines += headline_lines(summary)
-    figures = figure_paths(directory, name)
-    lines.append("figures:" if figures else "figures: none")
-    lines += [f"  {path}" for path in figures.values()]
-    return lines

@@ -15,22 +15,23 @@ two groups (default ``halves``: classes 0-4 vs 5-9) and a 10-class head on the c
 Backbone: ``backbone=PATH`` (a huyvnphan-style state dict or a featavg ``model.pt``),
 else one trained here on fine labels (cached), labelled as such. Since the backbone is
 frozen and the heads see no augmentation, the heads train on features computed once
-(:func:`~featavg.models.heads.fit_heads_on_features`, the same SGD as training the whole
+(:func:`~featavg.training.heads.fit_heads_on_features`, the same SGD as training the whole
 classifier).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from featavg.experiments.costs import image_run_estimate
-from featavg.experiments.feature_heads import run_features
-from featavg.experiments.image_common import (
-    ImageAttackSection,
-    ImageRobustnessConfig,
-    ImageTrainSection,
+from featavg.experiments.feature_heads import (
+    PAPER_RADII,
+    PAPER_TRAIN,
+    QUICK_ATTACK,
+    QUICK_HEAD,
+    QUICK_TRAIN,
+    Cifar10FeaturesConfig,
+    run_features,
 )
 from featavg.experiments.image_robustness import (
     ROBUSTNESS_TABLES,
@@ -40,104 +41,7 @@ from featavg.experiments.image_robustness import (
 )
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import REPRODUCE_REAL, TINY, Check, Claim, Experiment
-from featavg.models.backbone_file import BACKBONE_ARCHS
 from featavg.runs.context import RunContext
-from featavg.training.image_sgd import SGDConfig
-
-# radii 0, 0.2, ..., 4.0 in normalised units (SPEC §3.3)
-PAPER_RADII = [round(0.2 * j, 10) for j in range(21)]
-
-# the default = the `quick` preset: a small CNN backbone trained here on the stand-in
-QUICK_TRAIN: dict[str, Any] = {
-    "dataset": "cifar10",
-    "model": "cnn",
-    "train_size": 5000,
-    "test_size": 1000,
-    "sgd": {"lr": 0.05, "schedule": "onecycle", "augment": "crop-flip", "epochs": 4},
-}
-QUICK_ATTACK: dict[str, Any] = {
-    "radii": PAPER_RADII,
-    "steps": 20,
-    "points": 200,
-    "method": "fmn+descend",
-}
-# the heads of the quick preset take as many SGD steps as the paper's (20 epochs of 50k
-# images at batch 128 = 7820 steps): 200 epochs of 5000 (7800), seconds on cached features
-QUICK_HEAD: dict[str, Any] = {"sgd": {"epochs": 200}}
-# SPEC §3.2 "standard" recipe for a ResNet-18 backbone trained here (the paper preset uses
-# it only when no backbone file is given; the authors' weights came from huyvnphan)
-PAPER_TRAIN: dict[str, Any] = {
-    "dataset": "cifar10",
-    "model": "resnet18-pretrained",
-    "train_size": None,
-    "test_size": None,
-    "sgd": {
-        "lr": 0.1,
-        "weight_decay": 5e-4,
-        "schedule": "cosine",
-        "augment": "crop-flip",
-        "epochs": 200,
-    },
-}
-
-
-def _head_sgd() -> SGDConfig:
-    # SPEC §3.3: only the first head layer trains, SGD 1e-3 / 0.9 / 5e-4, 20 epochs, batch 128
-    return SGDConfig(lr=1e-3, momentum=0.9, weight_decay=5e-4, epochs=20, batch_size=128)
-
-
-class HeadSection(BaseModel):
-    """The two block heads and how they train on the frozen features."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    width: int = Field(3, ge=1, description="hidden units per output (the paper: 3)")
-    sgd: SGDConfig = Field(
-        default_factory=_head_sgd,
-        description="SGD of the first head layer (schedule none, augment none: the heads "
-        "train on features computed once)",
-    )
-    feature_batch_size: int = Field(512, ge=1, description="images per feature batch")
-
-    @field_validator("sgd")
-    @classmethod
-    def _plain_sgd(cls, value: SGDConfig) -> SGDConfig:
-        if value.schedule != "none" or value.augment != "none":
-            raise ValueError("head sgd: schedule and augment must be 'none' (fixed features)")
-        return value
-
-
-class Cifar10FeaturesConfig(ImageRobustnessConfig):
-    """Config of ``cifar10-features``; defaults = the ``quick`` preset (CPU minutes).
-
-    ``train`` gives the data (for the heads, the class means and the attack) and, when no
-    ``backbone`` file is given, the backbone trained here on the fine labels."""
-
-    train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
-    attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
-    head: HeadSection = Field(
-        default_factory=lambda: HeadSection(sgd=_head_sgd().model_copy(update=QUICK_HEAD["sgd"]))
-    )
-    grouping: str = Field(
-        "halves",
-        description="coarse classes of the binary head: halves (0-4 vs 5-9, the paper's "
-        "heatmap), parity, a JSON/TOML file or 10 ints",
-    )
-    backbone: str | None = Field(
-        None,
-        description="backbone file: a huyvnphan/PyTorch_CIFAR10-style resnet18 state dict or "
-        "a featavg model.pt / model directory; None: train one here (cached)",
-    )
-    backbone_arch: Literal[BACKBONE_ARCHS] = Field(  # type: ignore[valid-type]
-        "resnet18-pretrained",
-        description="architecture a plain state dict loads into (huyvnphan: "
-        "resnet18-pretrained); a featavg model.pt says its own",
-    )
-    backbone_normalization: Literal["cifar-pretrained", "cifar-authors", "none"] = Field(
-        "cifar-pretrained",
-        description="input normalisation of a plain state dict (huyvnphan's weights expect "
-        "cifar-pretrained); a featavg model.pt says its own",
-    )
 
 
 def run(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutput:

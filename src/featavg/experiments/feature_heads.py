@@ -4,19 +4,22 @@ features, the Fig. 2c/d heatmaps and the transfer robustness curves.
 :func:`run_features` does it all: the backbone (a user file or one trained here on the fine
 labels, cached), the features phi computed once (the backbone is frozen in eval mode and
 the heads see no augmentation), both heads trained on them
-(:func:`~featavg.models.heads.fit_heads_on_features`), the cells cos(w_r, mu_j) averaged
+(:func:`~featavg.training.heads.fit_heads_on_features`), the cells cos(w_r, mu_j) averaged
 over unit groups against raw and centred class means, and every read-out of the two
 :class:`~featavg.models.heads.FrozenBackboneClassifier` s attacked through the whole
-network in the paper's normalised space (:mod:`.image_attack`). The experiment's
-declaration (config, presets, claim, checks) is :mod:`.cifar10_features`.
+network in the paper's normalised space (:mod:`.image_attack`). Its config
+(:class:`Cifar10FeaturesConfig`) is here too; the experiment's declaration (presets, claim,
+checks) is :mod:`.cifar10_features`, which imports this module (never the other way).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from featavg.attacks.readouts import build_readouts
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import ImageDataset
@@ -30,7 +33,13 @@ from featavg.experiments.image_attack import (
     curves_figure,
     pixel_units,
 )
-from featavg.experiments.image_common import Alignment, alignment_rows
+from featavg.experiments.image_common import (
+    Alignment,
+    ImageAttackSection,
+    ImageRobustnessConfig,
+    ImageTrainSection,
+    alignment_rows,
+)
 from featavg.experiments.output import ExperimentOutput
 from featavg.metrics.feature_alignment import (
     block_head_alignment,
@@ -38,21 +47,109 @@ from featavg.metrics.feature_alignment import (
     group_mean_cosines,
     unit_class_cosines,
 )
-from featavg.models.backbone_file import load_backbone_file
-from featavg.models.heads import (
-    BlockHead,
-    FrozenBackboneClassifier,
-    fit_heads_on_features,
-    frozen_features,
-)
+from featavg.models.backbone_file import BACKBONE_ARCHS, load_backbone_file
+from featavg.models.heads import BlockHead, FrozenBackboneClassifier, frozen_features
 from featavg.models.image_classifier import ImageClassifier
-from featavg.models.readouts import build_readouts
 from featavg.plots.feature_heatmaps import feature_heatmaps
 from featavg.runs.context import RunContext
 from featavg.seeding import generator as seeded_generator
+from featavg.training.heads import fit_heads_on_features
+from featavg.training.image_sgd import SGDConfig
 
-if TYPE_CHECKING:
-    from featavg.experiments.cifar10_features import Cifar10FeaturesConfig
+# radii 0, 0.2, ..., 4.0 in normalised units (SPEC §3.3)
+PAPER_RADII = [round(0.2 * j, 10) for j in range(21)]
+
+# the default = the `quick` preset: a small CNN backbone trained here on the stand-in
+QUICK_TRAIN: dict[str, Any] = {
+    "dataset": "cifar10",
+    "model": "cnn",
+    "train_size": 5000,
+    "test_size": 1000,
+    "sgd": {"lr": 0.05, "schedule": "onecycle", "augment": "crop-flip", "epochs": 4},
+}
+QUICK_ATTACK: dict[str, Any] = {
+    "radii": PAPER_RADII,
+    "steps": 20,
+    "points": 200,
+    "method": "fmn+descend",
+}
+# the heads of the quick preset take as many SGD steps as the paper's (20 epochs of 50k
+# images at batch 128 = 7820 steps): 200 epochs of 5000 (7800), seconds on cached features
+QUICK_HEAD: dict[str, Any] = {"sgd": {"epochs": 200}}
+# SPEC §3.2 "standard" recipe for a ResNet-18 backbone trained here (the paper preset uses
+# it only when no backbone file is given; the authors' weights came from huyvnphan)
+PAPER_TRAIN: dict[str, Any] = {
+    "dataset": "cifar10",
+    "model": "resnet18-pretrained",
+    "train_size": None,
+    "test_size": None,
+    "sgd": {
+        "lr": 0.1,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "augment": "crop-flip",
+        "epochs": 200,
+    },
+}
+
+
+def _head_sgd() -> SGDConfig:
+    # SPEC §3.3: only the first head layer trains, SGD 1e-3 / 0.9 / 5e-4, 20 epochs, batch 128
+    return SGDConfig(lr=1e-3, momentum=0.9, weight_decay=5e-4, epochs=20, batch_size=128)
+
+
+class HeadSection(BaseModel):
+    """The two block heads and how they train on the frozen features."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(3, ge=1, description="hidden units per output (the paper: 3)")
+    sgd: SGDConfig = Field(
+        default_factory=_head_sgd,
+        description="SGD of the first head layer (schedule none, augment none: the heads "
+        "train on features computed once)",
+    )
+    feature_batch_size: int = Field(512, ge=1, description="images per feature batch")
+
+    @field_validator("sgd")
+    @classmethod
+    def _plain_sgd(cls, value: SGDConfig) -> SGDConfig:
+        if value.schedule != "none" or value.augment != "none":
+            raise ValueError("head sgd: schedule and augment must be 'none' (fixed features)")
+        return value
+
+
+class Cifar10FeaturesConfig(ImageRobustnessConfig):
+    """Config of ``cifar10-features``; defaults = the ``quick`` preset (CPU minutes).
+
+    ``train`` gives the data (for the heads, the class means and the attack) and, when no
+    ``backbone`` file is given, the backbone trained here on the fine labels."""
+
+    train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
+    attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+    head: HeadSection = Field(
+        default_factory=lambda: HeadSection(sgd=_head_sgd().model_copy(update=QUICK_HEAD["sgd"]))
+    )
+    grouping: str = Field(
+        "halves",
+        description="coarse classes of the binary head: halves (0-4 vs 5-9, the paper's "
+        "heatmap), parity, a JSON/TOML file or 10 ints",
+    )
+    backbone: str | None = Field(
+        None,
+        description="backbone file: a huyvnphan/PyTorch_CIFAR10-style resnet18 state dict or "
+        "a featavg model.pt / model directory; None: train one here (cached)",
+    )
+    backbone_arch: Literal[BACKBONE_ARCHS] = Field(  # type: ignore[valid-type]
+        "resnet18-pretrained",
+        description="architecture a plain state dict loads into (huyvnphan: "
+        "resnet18-pretrained); a featavg model.pt says its own",
+    )
+    backbone_normalization: Literal["cifar-pretrained", "cifar-authors", "none"] = Field(
+        "cifar-pretrained",
+        description="input normalisation of a plain state dict (huyvnphan's weights expect "
+        "cifar-pretrained); a featavg model.pt says its own",
+    )
 
 
 def get_backbone(

@@ -1,4 +1,4 @@
-"""Robustness curves of the read-outs of :mod:`featavg.models.readouts`, in the paper's units,
+"""Robustness curves of the read-outs of :mod:`featavg.attacks.readouts`, in the paper's units,
 and what a summary states about them.
 
 The authors attack in the NORMALISED input space with no box clamp (SPEC §3.1, §3.2), so
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from featavg.attacks.incremental import CurveResult, eval_mode
+from featavg.attacks.readouts import READOUT_LABELS, Readout
 from featavg.attacks.robustness_curve import robustness_curve
 from featavg.data.images import ImageSplit
 from featavg.metrics.curves import crossing_radius
 from featavg.models.image_classifier import Normalization
-from featavg.models.readouts import READOUT_LABELS, Readout
 from featavg.plots.image_robustness import robustness_figure
 from featavg.progress import bar as progress_bar
 

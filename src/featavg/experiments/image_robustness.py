@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from featavg.attacks.readouts import READOUT_LABELS, READOUTS, build_readouts
 from featavg.experiments.image_attack import (
     attack_points,
     attack_readouts,
@@ -30,7 +31,6 @@ from featavg.experiments.image_common import (
 )
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Check
-from featavg.models.readouts import READOUT_LABELS, READOUTS, build_readouts
 from featavg.plots.image_robustness import alignment_figure
 from featavg.runs.context import RunContext
 from featavg.trained_models import TrainedModel

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, model_validator
 
 from featavg.config import shown
-from featavg.config_checks import check_list
+from featavg.config.checks import check_list
 from featavg.data.synthetic import SyntheticConfig, norm_ladder, sample_synthetic_stacked
 from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate

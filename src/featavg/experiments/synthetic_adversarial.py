@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from featavg import theory
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
-from featavg.config_checks import check_list
+from featavg.config.checks import check_list
 from featavg.experiments.costs import Job, radius_count, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate
 from featavg.experiments.spec import REPRODUCE, TINY, Check, Claim, Experiment

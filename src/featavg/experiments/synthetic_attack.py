@@ -26,7 +26,7 @@ from featavg import theory
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
-from featavg.config_checks import check_list
+from featavg.config.checks import check_list
 from featavg.experiments.synthetic_common import TrainedPair
 from featavg.models import TwoLayerNet, sum_form_net
 

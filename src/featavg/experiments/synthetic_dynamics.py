@@ -18,7 +18,7 @@ from featavg import theory
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
-from featavg.config_checks import check_list
+from featavg.config.checks import check_list
 from featavg.data.synthetic import SyntheticDataset
 from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate, record_band

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field, model_validator
 
 from featavg import theory
-from featavg.config_checks import check_list
+from featavg.config.checks import check_list
 from featavg.data.synthetic import SyntheticConfig
 from featavg.experiments.costs import Job, synthetic_estimate
 from featavg.experiments.output import ExperimentOutput, aggregate

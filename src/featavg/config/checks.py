@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from featavg.config import MAX_DEPTH, ConfigError, clip, shown
+from featavg.config.text import MAX_DEPTH, ConfigError, clip, shown
 
 MAX_NODES = 10_000  # a config has tens of values; a long radius grid a few hundred
 MAX_STRING = 4096  # PATH_MAX: the longest string any field (a path) can sensibly hold

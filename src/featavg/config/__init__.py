@@ -1,12 +1,12 @@
 """Typed experiment configs: overrides from the command line or a file, one-line errors.
 
 Every experiment has one frozen pydantic model; ``--set a.b=value`` and ``--config FILE``
-(TOML or YAML, read by :mod:`featavg.config_files`) are merged onto its defaults and
+(TOML or YAML, read by :mod:`featavg.config.files`) are merged onto its defaults and
 validated. A wrong key, type or range raises :class:`ConfigError` whose message is one short
 line naming the field and what is allowed; the CLI turns it into exit code 2. :func:`nest`
 turns dotted keys into the nested dicts all of this works on.
 
-Before pydantic sees a config, :mod:`featavg.config_checks` bounds its shape (depth, size,
+Before pydantic sees a config, :mod:`featavg.config.checks` bounds its shape (depth, size,
 string length) and refuses what pydantic would silently coerce: a boolean where a number is
 expected, a non-finite float, an integer beyond 64 bits, a non-JSON value such as a date.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,12 +27,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-M = TypeVar("M", bound=BaseModel)
+from featavg.config.text import (
+    MAX_DEPTH,
+    MAX_MESSAGE,
+    ConfigError,
+    clip,
+    error_line,
+    shown,
+)
 
-# an error line is at most this long: a value echoed back is shortened, never the whole input
-MAX_MESSAGE = 300
-# a dotted key has at most this many parts; a config at most this depth (sections + lists)
-MAX_DEPTH = 16
+M = TypeVar("M", bound=BaseModel)
 
 _NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 _NON_FINITE_TOKEN = re.compile(r"(?<![\w.])([+-]?)(nan|infinity|inf)(?![\w.])", re.IGNORECASE)
@@ -43,32 +46,6 @@ def _json_constant(match: re.Match[str]) -> str:
     """'-inf' -> '-Infinity', 'nan' -> 'NaN': the spellings JSON parsing accepts."""
     sign, word = match.group(1), match.group(2).lower()
     return "NaN" if word == "nan" else f"{'-' if sign == '-' else ''}Infinity"
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration error (one line, names the field)."""
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (``...`` marks the cut), for messages that
-    echo user input: a 100 kB string or a deeply nested list must not flood the terminal."""
-    short = reprlib.Repr()  # bounds the work as well as the text on huge nested values
-    short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 6, 6, limit
-    short.maxother = short.maxlong = limit
-    return clip(short.repr(value), limit)
-
-
-def clip(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters (``...`` marks the cut), control characters
-    (line breaks, terminal escapes) shown escaped: a key or value echoed in a message."""
-    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: 4 * limit])
-    return safe if len(safe) <= limit else safe[: limit - 3] + "..."
-
-
-def error_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text`` as one printable line of at most ``limit`` characters: line breaks become
-    spaces, other control characters (terminal escapes) are shown escaped, the rest cut."""
-    return clip(" ".join(text[: 4 * limit].split()), limit)
 
 
 def parse_value(text: str) -> Any:
@@ -180,8 +157,8 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (.toml) or YAML (.yaml/.yml) config file (see
-    :func:`featavg.config_files.load_config_file`)."""
-    from featavg.config_files import load_config_file as load
+    :func:`featavg.config.files.load_config_file`)."""
+    from featavg.config.files import load_config_file as load
 
     return load(path)
 
@@ -199,9 +176,9 @@ def _describe(err: ErrorDetails) -> str:
 def build_config(
     cls: type[M], overrides: Mapping[str, Any] | None = None, file: str | Path | None = None
 ) -> M:
-    """Defaults of ``cls`` <- file <- overrides, checked (:mod:`featavg.config_checks`) and
+    """Defaults of ``cls`` <- file <- overrides, checked (:mod:`featavg.config.checks`) and
     validated; raises :class:`ConfigError` naming the first bad field."""
-    from featavg.config_checks import check_input, check_validated, none_means_null
+    from featavg.config.checks import check_input, check_validated, none_means_null
 
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ConfigError(
@@ -237,3 +214,19 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     if model is None or not hasattr(model, "model_fields"):
         return ""
     return "; allowed: " + ", ".join(model.model_fields)
+
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_MESSAGE",
+    "ConfigError",
+    "build_config",
+    "clip",
+    "deep_merge",
+    "error_line",
+    "load_config_file",
+    "nest",
+    "parse_overrides",
+    "parse_value",
+    "shown",
+]

@@ -5,7 +5,7 @@ would never end), read up to :data:`MAX_FILE_BYTES`, decoded as UTF-8 and parsed
 loader: YAML tags that build Python objects are refused by ``safe_load``, a key given twice
 is refused (YAML would silently keep the last; TOML refuses it itself), and a YAML document
 with more than :data:`MAX_ALIASES` aliases is refused before it is built. The result then
-passes :func:`featavg.config_checks.check_input`, which bounds its expanded size (an alias
+passes :func:`featavg.config.checks.check_input`, which bounds its expanded size (an alias
 bomb of few aliases) and depth. Every failure is one :class:`ConfigError` line.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from featavg.config import MAX_DEPTH, ConfigError, shown
+from featavg.config.text import MAX_DEPTH, ConfigError, shown
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a config is a few hundred bytes
 MAX_ALIASES = 100
@@ -117,7 +117,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     level must be a table. Raises :class:`ConfigError` (one line) on anything else."""
     import tomllib  # lazy: only config files need the parsers
 
-    from featavg.config_checks import check_input
+    from featavg.config.checks import check_input
 
     if not isinstance(path, str | os.PathLike) or not str(path):
         raise ConfigError(f"--config: expected a file path, got {shown(path)}")
