@@ -366,3 +366,39 @@ def test_threads_option_is_applied_by_every_running_command(tmp_path, monkeypatc
     parser = build_parser()
     for argv in (["sweep", "x", "--grid", "seed=1"], ["reproduce"]):
         assert parser.parse_args([*argv, "--threads", "3"]).threads == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["run", "synthetic-alignmnt"], "did you mean 'synthetic-alignment'?"),
+        (["show-config", "mnist-robustness", "--preset", "quik"], "did you mean 'quick'?"),
+        (["show-config", "synthetic-alignment", "--set", "train.lrr=0.1"], "did you mean 'lr'?"),
+        (["show-config", "synthetic-alignment", "--set", "trian.lr=0.1"], "did you mean 'train'?"),
+    ],
+)
+def test_a_typo_gets_a_did_you_mean(argv, hint, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert hint in err and len(err.splitlines()) == 1
+
+
+def test_too_many_threads_are_refused_before_anything_runs(tmp_path, capsys):
+    # thousands of OpenMP threads segfault torch: refused with the allowed range
+    out = tmp_path / "run"
+    assert main(["run", "synthetic-alignment", *SMALL, "--threads", "2500", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--threads: need a whole number in 1.." in err and "got 2500" in err
+    assert not tmp_path.joinpath("run").exists() and not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from featavg import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "list", interrupted)
+    assert main(["list"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("featavg: interrupted") and len(err.splitlines()) == 1

@@ -318,3 +318,11 @@ def test_uninformative_index_note_gives_advice_that_fits_the_means(source, advic
     (note,) = [n for n in _notes(m, ctx) if "far from orthogonal" in n]
     assert "0.090" in note and advice in note
     assert ("--centre" in note) == (source == "computed")
+
+
+def test_a_wrong_layer_suggests_real_names_never_the_empty_one():
+    model, x, y = _small()
+    with pytest.raises(ConfigError) as err:
+        probe(model, x, y, "0,1,0,1", layer="3")
+    text = str(err.value)
+    assert "available: '0', '1', '2'" in text and "''" not in text

@@ -100,10 +100,21 @@ def default_threads() -> int:
     return explicit if explicit is not None else usable_cores()
 
 
+def max_threads() -> int:
+    """The most threads ``--threads`` accepts: 8 per core the machine has, at least 64.
+    More buys nothing, and thousands crash OpenMP (a segfault at 2500 threads, measured)."""
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
 def check_threads(threads: object) -> int:
-    """``threads`` as given to ``--threads``, or :class:`ConfigError` naming the option."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"--threads: need a whole number >= 1, got {threads!r}")
+    """``threads`` as given to ``--threads``, or :class:`ConfigError` naming the option and
+    the allowed range (1 .. :func:`max_threads`)."""
+    top = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= top:
+        raise ConfigError(
+            f"--threads: need a whole number in 1..{top} (8 per core of this machine), "
+            f"got {threads!r}"
+        )
     return threads
 
 

@@ -32,6 +32,7 @@ from featavg.config.text import (
     MAX_MESSAGE,
     ConfigError,
     clip,
+    did_you_mean,
     error_line,
     shown,
 )
@@ -213,7 +214,8 @@ def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         model = field.annotation if field is not None else None
     if model is None or not hasattr(model, "model_fields"):
         return ""
-    return "; allowed: " + ", ".join(model.model_fields)
+    hint = did_you_mean(loc[-1], model.model_fields)
+    return f"{hint}; allowed: " + ", ".join(model.model_fields)
 
 
 __all__ = [
@@ -223,6 +225,7 @@ __all__ = [
     "build_config",
     "clip",
     "deep_merge",
+    "did_you_mean",
     "error_line",
     "load_config_file",
     "nest",

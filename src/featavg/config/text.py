@@ -5,6 +5,7 @@ featavg: every module may raise it."""
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 # an error line is at most this long: a value echoed back is shortened, never the whole input
@@ -37,3 +38,14 @@ def error_line(text: str, limit: int = MAX_MESSAGE) -> str:
     """``text`` as one printable line of at most ``limit`` characters: line breaks become
     spaces, other control characters (terminal escapes) are shown escaped, the rest cut."""
     return clip(" ".join(text[: 4 * limit].split()), limit)
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word`` (difflib), else
+    ''. For messages that name a mistyped experiment, preset, key or layer."""
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from featavg.config import ConfigError
+from featavg.config import ConfigError, did_you_mean
 from featavg.experiments.spec import REPRODUCE, REPRODUCE_REAL, Experiment
 
 MODULES = (
@@ -54,7 +54,8 @@ for _module in MODULES:
 def get_experiment(name: str) -> Experiment[Any]:
     """The registered experiment, or a ConfigError listing the valid names."""
     if name not in EXPERIMENTS:
-        raise ConfigError(f"experiment: unknown {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+        hint = did_you_mean(name, EXPERIMENTS)
+        raise ConfigError(f"experiment: unknown {name!r}{hint}; allowed: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 

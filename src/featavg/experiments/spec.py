@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from featavg.config import ConfigError
+from featavg.config import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from featavg.experiments.output import ExperimentOutput
@@ -152,7 +152,10 @@ class Experiment(Generic[C]):
             return {}
         if name not in self.presets:
             allowed = ", ".join(self.presets) or "none (this experiment has no presets)"
-            raise ConfigError(f"--preset: {self.name} has no preset {name!r}; allowed: {allowed}")
+            hint = did_you_mean(name, self.presets)
+            raise ConfigError(
+                f"--preset: {self.name} has no preset {name!r}{hint}; allowed: {allowed}"
+            )
         return copy.deepcopy(dict(self.presets[name]))
 
     @property

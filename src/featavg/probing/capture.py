@@ -41,7 +41,7 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name in modules:
         return modules[name]
-    names = list(modules)
+    names = [n for n in modules if n]  # "" (the model itself) is no name to suggest
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     ordered = close + [n for n in names if n not in close]
     shown = ", ".join(repr(n) for n in ordered[:SHOWN_LAYERS])

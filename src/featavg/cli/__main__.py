@@ -1,0 +1,5 @@
+"""``python -m featavg.cli ...``: the ``featavg`` command."""
+
+from featavg.cli import entry
+
+entry()
