@@ -164,6 +164,48 @@ def test_a_process_waiting_for_a_run_serves_it_as_a_hit(tmp_path):
     assert not (tmp_path / runs.STAGING).exists() and not (tmp_path / run_lock.LOCKS).exists()
 
 
+# a training through the API that prints whether its model was a cache hit
+TRAINER = """
+import json, sys
+from featavg.runs import open_context
+from featavg.trained_models import job_config, train_model
+trained = train_model(job_config(None, json.loads(sys.argv[1])), open_context("cpu", sys.argv[2]))
+print(json.dumps({"cached": trained.cached, "directory": str(trained.directory)}))
+"""
+MODEL = {
+    "dataset": "fashion-mnist",
+    "model": "mlp",
+    "train_size": 200,
+    "test_size": 100,
+    "sgd": {"epochs": 1},
+}
+
+
+@pytest.mark.slow
+def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
+    """Trained models go through the same door as runs: while this process trains a model
+    (holding its claim), another process asking for it waits, then is served the model
+    this one wrote (it never trains it too)."""
+    from featavg.trained_models import job_config, load_job_data, model_directory, train_model
+
+    cfg = job_config(None, MODEL)
+    directory = model_directory(cfg, load_job_data(cfg), tmp_path / "models")
+    with run_lock.claim(directory):
+        other = subprocess.Popen(
+            [sys.executable, "-c", TRAINER, json.dumps(MODEL), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            env=_env(),
+        )
+        assert _blocked_on_a_lock(other.pid), "the other process never waited for the model"
+        mine = train_model(cfg, open_context("cpu", tmp_path))
+        assert not mine.cached and mine.directory == directory
+    stdout, _ = other.communicate(timeout=300)
+    assert other.returncode == 0
+    served = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert served == {"cached": True, "directory": str(directory)}
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [directory.name]
+
+
 SWEEPER = """
 import json, sys
 from featavg.sweep import run_sweep
