@@ -1,16 +1,18 @@
 """``featavg report``: one self-contained report.html over finished runs and sweeps.
 
 A run directory is finished when it holds summary.json (written last by the runner); a
-sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below. With
-no run directories given, every run and sweep directly under ``root`` is found and runs are
-put in the registry's order (:data:`featavg.experiments.registry.EXPERIMENTS`, then unknown
-experiments by name).
+sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below.
+With no run directories given, every run and sweep directly
+under ``root`` is found and runs are put in the registry's order
+(:data:`featavg.experiments.registry.EXPERIMENTS`, then unknown experiments by name).
 
 Layout: :mod:`featavg.report.checks` holds each number against the theory its experiment
-declares; :mod:`~featavg.report.view`, :mod:`~featavg.report.view_run` (with
-:mod:`~featavg.report.view_real`: the stand-in label and the per-radius "which model is more
-robust" table of real-data runs) and :mod:`~featavg.report.view_sweep` turn runs and sweeps
-into display strings;
+declares, with its verdict; :mod:`~featavg.report.view` holds the view model;
+:mod:`~featavg.report.view_summary` builds the summary box at the top,
+:mod:`~featavg.report.view_run` a run's section (its checks' tables:
+:mod:`~featavg.report.view_checks`; its setup beside the paper's:
+:mod:`~featavg.report.view_setup` and :mod:`~featavg.report.paper`; real-data parts:
+:mod:`~featavg.report.view_real`), :mod:`~featavg.report.view_sweep` a sweep's; and
 :mod:`~featavg.report.render` renders them through the Jinja2 templates in ``templates/``.
 """
 
@@ -49,13 +51,14 @@ def _load_run(path: Path, sweep: str | None = None) -> RunPage:
         raise ConfigError(f"report: run directory not found: {path}")
     if not summary_path.is_file():
         raise ConfigError(f"report: {path}: no summary.json (not a finished run directory)")
+    mtime = summary_path.stat().st_mtime
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"report: {summary_path}: unreadable ({err})") from None
     if not isinstance(summary, dict):
         raise ConfigError(f"report: {summary_path}: expected a JSON object")
-    return RunPage(path, summary, summary_path.stat().st_mtime, sweep=sweep)
+    return RunPage(path, summary, mtime, sweep=sweep)
 
 
 def _read_spec(sweep: Path) -> dict[str, Any] | None:
