@@ -123,7 +123,11 @@ def _results(sweep: SweepPage) -> tuple[str, Table | None, list[str]]:
     """(heading, the table of sweep.csv, notes); nothing of a refused sweep's own files."""
     if sweep.error:
         return "", None, []
-    notes: list[str] = []
+    notes = []
+    if not sweep.verified:
+        notes.append(
+            "sweep.csv and sweep.png carry no manifest: each cell below is checked against its own."
+        )
     try:
         records = read_csv(sweep.directory / "sweep.csv")
     except CSV_ERRORS as err:
