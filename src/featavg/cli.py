@@ -415,12 +415,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from featavg.api import reproduce
+    """Run the plan, write the page, end with the headline of its verdicts and the commands
+    that open the page and call featavg (:func:`featavg.reproduction.headline`)."""
+    from featavg.device import resolve_device
+    from featavg.reproduction import headline, reproduce
 
     _configure_threads(args)
+    resolve_device(args.device)  # checked first, cached runs included
     start = time.perf_counter()
-    report = reproduce(args.out, args.device, args.force, progress=not args.quiet, real=args.real)
-    print(f"reproduce: done in {time.perf_counter() - start:.1f} s -> {report}")
+    results, report = reproduce(
+        args.out, args.device, args.force, progress=not args.quiet, real=args.real
+    )
+    elapsed = time.perf_counter() - start
+    print("\n".join(headline([r.directory for r in results], report, elapsed)))
     return 0
 
 
