@@ -150,6 +150,7 @@ class RunView:
     figures: list[Figure]
     comparison: Comparison | None  # real data: is the 10-class model the more robust?
     problems: list[str]  # checks that could not be made (shown as problems)
+    numbers_heading: str  # "Key numbers beside the theory", or without it when none has one
     checks: Table | None
     measured: Table | None  # declared numbers without a closed form
     grids: list[Table]

@@ -16,6 +16,7 @@ from featavg.report.checks import (
     DEVIATES,
     EXPECTED,
     MISSING,
+    NO_THEORY,
     ChecksUnavailable,
     check_rows,
     claim_of,
@@ -151,6 +152,8 @@ def run_view(run: RunPage) -> RunView:
         )
         rows = []
     grids, grid_folds, grid_problems = grid_tables(s)
+    exp = experiment_of(s)
+    theory = any(r.status != NO_THEORY for r in rows) or (exp is not None and exp.grid is not None)
     folds = [f for f in [all_numbers(s)] if f is not None] + grid_folds + record_folds(s)
     csvs, notes = csv_folds(run.directory)
     return RunView(
@@ -169,6 +172,7 @@ def run_view(run: RunPage) -> RunView:
         figures=figures(run.directory, captions),
         comparison=comparison_view(s),
         problems=problems + grid_problems,
+        numbers_heading="Key numbers" + (" beside the theory" if theory else ""),
         checks=check_table(s, rows),
         measured=measured_table(s, rows),
         grids=grids,
