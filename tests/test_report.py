@@ -1,6 +1,7 @@
 """The HTML report: one self-contained page, a section per run, theory beside each number."""
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -68,10 +69,30 @@ def plain(text: str) -> str:
 
 
 def row_of(text: str, key: str) -> str:
-    """The table row whose quantity is the summary key ``key``."""
-    match = re.search(rf"<tr><td>[^<]*<br><code>{key}</code>.*?</tr>", plain(text), flags=re.S)
+    """The table row whose quantity is the summary key ``key`` (its label, with the key one
+    click away)."""
+    pattern = rf'<tr><td><details class="more"><summary>[^<]*</summary><code>{key}</code>.*?</tr>'
+    match = re.search(pattern, plain(text), flags=re.S)
     assert match, key
     return match.group(0)
+
+
+def summary_box(text: str) -> str:
+    """The summary box at the top of the page."""
+    start = text.index('<section class="summary"')
+    return text[start : text.index("</section>", start)]
+
+
+def seal(directory):
+    """Write the run's manifest.json (sha256 of every other file) as featavg does, computed
+    here independently: a hand-made or edited directory is then a whole run again."""
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json"
+    }
+    (directory / "manifest.json").write_text(json.dumps({"files": files}))
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +111,14 @@ def runs(tmp_path_factory):
 
 
 def copy_run(src, dst, **changes):
-    """A copy of a run directory with top-level summary entries replaced."""
+    """A copy of a run directory with top-level summary entries replaced (a run that wrote
+    them: its manifest is written again)."""
     shutil.copytree(src, dst)
     path = dst / "summary.json"
     summary = json.loads(path.read_text())
     summary.update(changes)
     path.write_text(json.dumps(summary))
-    return dst
+    return seal(dst)
 
 
 def test_report_sections_figures_theory_and_self_contained(runs, tmp_path):
@@ -136,10 +158,13 @@ def test_report_sections_figures_theory_and_self_contained(runs, tmp_path):
     for url in checker.urls:
         if url.startswith("#"):
             assert url[1:] in anchors
-    # header, contents, config, provenance, footer
+    # header, summary box, config, provenance, footer
     assert "featavg report" in text and "2 runs" in text
-    assert '<nav class="toc">' in text
-    assert "<summary>Config</summary>" in text and "git commit" in text
+    box = summary_box(text)
+    assert box.count('<a href="#run-') == 2
+    assert "<summary>Config and provenance</summary>" in text
+    commit = s_rob["provenance"]["git_commit"][:12]
+    assert f"git {commit}" in text and text.count('class="note prov"') == 2  # one line each
     assert "featavg report RUN_DIR" in text
 
 
@@ -162,8 +187,7 @@ def test_stand_in_banner_and_escaping(runs, tmp_path):
     check_html(text)
     secs = sections(text)
     assert 'class="banner"' in secs[0] and 'class="banner"' not in secs[1]
-    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
-    assert toc.count("stand-in data") == 1
+    assert summary_box(text).count("stand-in data") == 1
     assert "<b>seeded</b>" not in text and "&lt;b&gt;seeded&lt;/b&gt;" in text
     assert "&amp; &#34;x&#34;" in text
 
@@ -330,14 +354,14 @@ def fake_run(directory, pngs=("extra", "first", "second"), **changes):
     for name in pngs:
         (directory / f"{name}.png").write_bytes(PNG)
     (directory / "curve.csv").write_text("radius,acc\n0,1.0\n2,0.5\n")
-    return directory
+    return seal(directory)
 
 
 def test_fake_run_checks_missing_rows_grid_and_figures(fake_registry, tmp_path):
     text = write_report([fake_run(tmp_path / "run")], out=tmp_path / "r.html").read_text()
     check_html(text)
     (sec,) = sections(text)
-    assert "<h2>Fake claim title</h2>" in sec and "What the paper claims" in sec
+    assert "<h2>Fake claim title</h2>" in sec and "<strong>What the paper claims.</strong>" in sec
     assert "The paper says &lt;i&gt;this&lt;/i&gt;." in sec and "We add that." in sec
     # declared figures first, in the declared order, then the rest; captions beside them
     assert re.findall(r'alt="([^"]+)"', sec) == ["second", "first", "extra"]
@@ -348,32 +372,34 @@ def test_fake_run_checks_missing_rows_grid_and_figures(fake_registry, tmp_path):
     row = row_of(sec, "radius")  # its theory key is not in the summary: shown, as a problem
     assert '<td class="missing">missing from the summary: theory_radius</td>' in row
     # the grid check: a verdict per setting, intervals beside the values
-    assert "Agreement with 1/√k<br><code>cos</code>" in sec
-    assert "0.9<br><small>[0.8, 1]</small>" in sec and '<td class="dev">deviates' in sec
+    assert "<th>Verdict against 1/√k</th><th><code>cos</code></th>" in sec
+    assert "0.9 <small>[0.8, 1]</small>" in sec and '<td class="dev">deviates' in sec
     assert "<summary>All numbers (4)</summary>" in sec and "n/a" in sec
-    assert "<summary>Table <code>curve.csv</code> (2 rows)</summary>" in sec
-    assert "<summary>Config</summary>" in sec and "abc123" in sec and "1.5 s" in sec
-    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
+    assert "<summary>Table <code>curve.csv</code> <small>(2 rows)</small></summary>" in sec
+    assert "<summary>Config and provenance</summary>" in sec
+    assert "git abc123" in sec and "1.5 s" in sec
+    box = summary_box(text)
     for badge in ("2 agree", "1 deviate", "1 missing"):
-        assert badge in toc
-    assert "stand-in data" not in toc and 'class="banner"' not in sec
+        assert f">{badge}</span>" in box
+    assert "stand-in data" not in box and 'class="banner"' not in sec
 
 
 def test_fake_run_problems_are_shown_not_raised(fake_registry, tmp_path):
     bad_config = fake_run(tmp_path / "bad-config", config={"k": "many"})
     no_grid = fake_run(tmp_path / "no-grid", settings=..., stand_in=True, data="mine")
     (no_grid / "broken.csv").write_bytes(b"\xff\xfe\x00bad")
+    seal(no_grid)
     text = write_report([bad_config, no_grid], out=tmp_path / "r.html").read_text()
     check_html(text)
     first, second = sections(text)
     assert '<p class="problem" role="note">Checks unavailable: config field k' in first
-    assert "<br><code>acc</code>" not in first  # no check rows without the config
+    assert "<summary>accuracy</summary>" not in first  # no check rows without the config
     assert "missing from the summary: the settings table &#39;settings&#39;" in second
     assert "broken.csv: unreadable" in second
     assert 'class="banner"' in second and "<em>mine</em>" in second  # the stand_in flag
-    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
-    assert "1 missing" in toc and "2 missing" in toc  # the config; theory_radius and the grid
-    assert toc.count("stand-in data") == 1
+    box = summary_box(text)
+    assert ">1 missing<" in box and ">2 missing<" in box  # the config; theory_radius, the grid
+    assert box.count("stand-in data") == 1
 
 
 def test_fake_escaping_and_self_contained(fake_registry, tmp_path):
@@ -386,6 +412,7 @@ def test_fake_escaping_and_self_contained(fake_registry, tmp_path):
         points=[{"name": evil, "v": 1}],
     )
     (run / "curve.csv").write_text(f"name,v\n{evil},1\n")
+    seal(run)
     text = write_report([run], out=tmp_path / "r.html").read_text()
     checker = check_html(text)
     assert text.count("<script") == 1  # the page's own print script, nothing else
@@ -446,8 +473,10 @@ def test_titles_name_the_fields_that_differ_from_the_defaults(runs, tmp_path):
     tiny = "data.d=60, data.k=4, data.n_train=80, data.n_test=40, train.steps=20"
     assert titles[0].endswith(f") ({tiny})")
     assert titles[1].endswith(f") ({tiny}, seeds=3, … 1 more in the config)")  # attack.radii
-    toc = text[text.index('<nav class="toc">') : text.index("</nav>")]
-    assert all(t in toc for t in titles)
+    box = summary_box(text)  # the claims in one line each, linked to their sections
+    for title, anchor in zip(titles, ("run-1", "run-2"), strict=True):
+        claim = title[: title.rindex(" (")]
+        assert f'<a href="#{anchor}">{claim}</a>' in box
 
 
 def test_fake_titles_default_and_overridden(fake_registry, tmp_path):
@@ -469,12 +498,13 @@ def test_check_table_puts_the_verdict_before_the_numbers(fake_registry, tmp_path
         re.findall(r"<th>(.*?)</th>", t) for t in re.findall(r"<table>.*?</table>", text, re.S)
     ]
     checks = next(h for h in heads if h and h[0] == "Quantity")
-    assert checks == ["Quantity", "Agreement", "Measured (mean, 95% interval)", "Theory"]
-    # seven metrics in tables of at most four, the verdict beside the setting's name
-    grids = [h for h in heads if h and h[0].startswith("settings")]
+    assert checks == ["Quantity", "Verdict", "Measured (mean, 95% interval)", "Theory"]
+    # seven metrics: four beside the verdict, the other three folded
+    grids = [h for h in heads if h and h[0] == "settings"]
     assert [len(h) for h in grids] == [6, 4]
-    assert grids[0][1].startswith("Agreement with") and grids[1][0] == "settings (continued)"
-    assert "Note" not in checks  # the check's note sits under its quantity
+    assert grids[0][1] == "Verdict against 1/√k" and "<code>cos</code>" in grids[0][2]
+    assert "<summary>settings: 3 more columns</summary>" in text
+    assert "Note" not in checks  # the check's note is one click away, under its quantity
     row = row_of(text, "acc")
     assert row.index('class="ok"') < row.index("0.52")
 
@@ -485,8 +515,9 @@ def test_print_opens_only_small_folds(runs, tmp_path):
     assert 'querySelectorAll("details.print-open:not([open])")' in script
     assert 'querySelectorAll("details")' not in script
     folds = re.findall(r"<details([^>]*)><summary>(.*?)</summary>", text, re.S)
-    opened = {plain(summary) for attrs, summary in folds if 'class="print-open"' in attrs}
-    assert opened == {"Config"}  # one per run section
+    opened = {plain(summary) for attrs, summary in folds if "print-open" in attrs}
+    assert "Config and provenance" in opened  # one per run section, and the run's notes
+    assert opened <= {"Config and provenance"} | {s for s in opened if s.startswith("About")}
     closed = [summary for attrs, summary in folds if "print-open" not in attrs]
     assert any("All numbers" in s for s in closed)
     assert sum("Table <code>" in s for s in closed) >= 2  # every CSV stays folded

@@ -106,7 +106,7 @@ def test_a_malformed_data_file_is_a_one_line_config_error(tmp_path, entry, messa
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
-# --- the report block -----------------------------------------------------------------------
+# --- the report block: the run's setup beside the paper's ------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -117,45 +117,43 @@ def tiny_alignment(tmp_path_factory):
     return run_experiment("synthetic-alignment", overrides=TINY, out=out).directory
 
 
-def test_paper_block_shows_values_sources_and_differences(tiny_alignment, tmp_path):
+def setup_block(section: str) -> str:
+    start = section.index('<div class="setup">')
+    return plain(section[start : section.index('<p class="note prov">', start)])
+
+
+def test_setup_block_names_every_setting_that_differs_and_the_statements(tiny_alignment, tmp_path):
     text = write_report([tiny_alignment], out=tmp_path / "r.html").read_text(encoding="utf-8")
     check_html(text)
     (sec,) = sections(text)
-    block = plain(sec[sec.index("<h3>The paper beside us</h3>") :])
+    block = setup_block(sec)
     fig = raw_data()["figures"]["fig2ab"]
-    sources = raw_data()["sources"]
+    differs = block[
+        block.index("Differs from the paper:") : block.index("</p>", block.index("Differs"))
+    ]
+    same = block[block.index("As in the paper:") : block.index("</p>", block.index("As in the"))]
+    # the tiny run overrides d, n and the steps (TINY), not the learning rate or m: by hand
+    assert "input dimension d: 60 (the paper: 3072)" in differs
+    assert "training points n: 80 (the paper: 1000)" in differs
+    assert "full-batch GD steps: 20 (the paper: 100)" in differs
+    assert "learning rate: 0.001" in same and "learning rate" not in differs
+    assert "clusters k: 4 (the paper: 10)" in differs
+    settings = [e for e in fig["entries"] if e["kind"] == "setting" and "config" in e]
+    for e in settings:  # every setting of the figure is in exactly one of the two lines
+        label = str(escape(e["label"]))
+        assert (label + ":" in differs) != (label + ":" in same), e["id"]
+    # what the paper states, folded, with this run's numbers and the known differences
     assert str(escape(fig["title"])) in block
-    # every entry is shown with its source: the figure's, named once, or its own
-    assert str(escape(f"{sources[fig['source']]['text']}, {fig['where']}")) in block
-
-    def row(label):
-        match = re.search(rf"<tr><td>{re.escape(label)}</td>.*?</tr>", block, flags=re.S)
-        assert match, label
-        return match.group(0)
-
-    for e in fig["entries"]:
-        r = row(str(escape(e["label"])))
-        citation = f"{sources[e['source']]['text']}, {e['where']}"
-        own = (e["source"], e["where"]) != (fig["source"], fig["where"])
-        assert (f"<small>{escape('Source: ' + citation)}</small>" in r) == own, e["id"]
-        assert own or "Source:" not in r, e["id"]
     assert "arXiv 2410.10322 v2 (1 Mar 2025), abstract, sentence 4" in block
-
-    # settings against this run's config: the tiny run overrides d and the steps, not lr
-    assert '3072</td><td>60<br><code>data.d</code></td><td class="dev">differs' in row(
-        "input dimension d"
-    )
-    assert '<td class="dev">differs' in row("full-batch GD steps")
-    assert '<td class="ok">same' in row("learning rate")
-    # a value the paper gives only as a heatmap: "not given", and our number beside it
-    r = row("binary net: same-class cosine")
-    assert "not given" in r and "nothing to compare: the paper gives no number" in r
-    assert "cos_same_class_mean_binary = " in r
-    assert "<strong>Where we differ, and why</strong>" in block
+    assert "This run: cos_same_class_mean_binary = " in block
     assert str(escape(fig["differences"][0])) in block
+    # no table of dashes: the paper gives no number for this figure, said in one line
+    assert "<table>" not in block and "The paper gives no number in these figures" in block
+    # nothing an outside reader cannot follow: no internal section numbers or names
+    assert "specification" not in text and "§" not in block and "experiment table" not in block
 
 
-def test_paper_block_compares_numbers_and_reports_unknown_figures(monkeypatch, tmp_path):
+def test_setup_block_compares_numbers_and_reports_unknown_figures(monkeypatch, tmp_path):
     path = tmp_path / "values.toml"
     path.write_text(
         '[sources.p]\ntext = "Paper, Table 9"\nkind = "paper"\n'
@@ -165,9 +163,11 @@ def test_paper_block_compares_numbers_and_reports_unknown_figures(monkeypatch, t
         '[[figures.figx.entries]]\nid = "k"\nlabel = "k same"\nkind = "setting"\nvalue = 4\n'
         'config = "k"\nsource = "p"\nwhere = "Fig. X"\n'
         '[[figures.figx.entries]]\nid = "k8"\nlabel = "k other"\nkind = "setting"\nvalue = 8\n'
-        'config = "k"\nsource = "q"\nwhere = "§2"\n'
+        'config = "k"\nsource = "q"\nwhere = "§2"\nnote = "we chose 4"\n'
         '[[figures.figx.entries]]\nid = "nope"\nlabel = "no field"\nkind = "setting"\n'
         'value = 1\nconfig = "net.m"\nsource = "p"\nwhere = "Fig. X"\n'
+        '[[figures.figx.entries]]\nid = "stmt"\nlabel = "a claim"\nkind = "statement"\n'
+        'statement = "Units average."\nours = ["acc"]\nsource = "q"\nwhere = "§4"\n'
         '[[figures.figx.entries]]\nid = "acc"\nlabel = "acc close"\nkind = "result"\n'
         'value = 0.5\ntol = 0.05\nours = ["acc"]\nsource = "p"\nwhere = "Fig. X"\n'
         '[[figures.figx.entries]]\nid = "acc2"\nlabel = "acc far"\nkind = "result"\n'
@@ -182,6 +182,7 @@ def test_paper_block_compares_numbers_and_reports_unknown_figures(monkeypatch, t
         return figures[fid]
 
     monkeypatch.setattr("featavg.report.paper.paper_figure", lookup)
+    monkeypatch.setattr("featavg.report.view_summary.paper_figure", lookup)
     exp = replace(FAKE, paper_refs=("figx", "missing"))
     registry = types.ModuleType("featavg.experiments.registry")
     registry.EXPERIMENTS = {"fake-exp": exp}
@@ -190,21 +191,25 @@ def test_paper_block_compares_numbers_and_reports_unknown_figures(monkeypatch, t
     text = write_report([fake_run(tmp_path / "run")], out=tmp_path / "r.html").read_text()
     check_html(text)
     (sec,) = sections(text)
-    block = plain(sec[sec.index("The paper beside us") :])
+    block = setup_block(sec)
+    assert "<strong>As in the paper:</strong> k same: 4." in block
+    assert "k other: 4 (the paper: 8; we chose 4)" in block
+    assert "no field: 1 in the paper (not a setting here)" in block
     rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", block)}
-    assert '<td class="ok">same</td>' in rows["k same"]
-    assert '<td class="dev">differs</td>' in rows["k other"]
-    assert "Source: Spec summary (not the paper), §2" in rows["k other"]
-    assert "Source:" not in rows["k same"]  # the figure's own source, named above the table
-    assert "not a field of this run&#39;s config" in rows["no field"]
     assert '<td class="ok">agrees (Δ +0.02; tolerance ±0.05)' in rows["acc close"]
     assert "acc = 0.52 [0.5, 0.54]" in rows["acc close"]
     assert "≈ 0.9" in rows["acc far"]
     assert '<td class="dev">differs (Δ -0.38; tolerance ±0.1)' in rows["acc far"]
     assert "we think: fewer steps" in rows["acc far"]
-    assert "Source of every row that names no other: Paper, Table 9, Fig. X" in block
-    assert "<li>We use exact radii.</li>" in block
+    # a summary we worked from is named as such, without its internal location
+    assert "a claim: Units average. (source: the paper, as summarised for us" in block
+    assert "§4" not in block and "Spec summary" not in block
+    assert "<summary>Fig. X <small>(Paper, Table 9, Fig. X)</small></summary>" in block
+    assert "<li>Where we differ: We use exact radii.</li>" in block
     assert '<p class="problem" role="note">paper reference &#39;missing&#39;' in block
+    # the summary box puts the paper's published number beside the key number
+    box = text[text.index('<section class="summary"') : text.index("</section>")]
+    assert "<td>0.5</td>" in box  # the first published number naming acc, the key check
 
 
 def test_no_paper_block_without_references(tmp_path, monkeypatch):
@@ -212,4 +217,5 @@ def test_no_paper_block_without_references(tmp_path, monkeypatch):
     registry.EXPERIMENTS = {"fake-exp": FAKE}
     monkeypatch.setitem(sys.modules, "featavg.experiments.registry", registry)
     text = write_report([fake_run(tmp_path / "run")], out=tmp_path / "r.html").read_text()
-    assert "The paper beside us" not in text
+    assert "As in the paper" not in text and "Differs from the paper" not in text
+    assert "The paper gives no number" not in text

@@ -59,7 +59,9 @@ def sections(text):
 
 
 def toc_of(text):
-    return text[text.index('<nav class="toc">') : text.index("</nav>")]
+    """The summary box at the top: a line per run, with its badges."""
+    start = text.index('<section class="summary"')
+    return text[start : text.index("</section>", start)]
 
 
 def render(tmp_path, *dirs):
@@ -95,6 +97,7 @@ def test_explicit_null_stand_in_means_the_real_data(tmp_path):
     legacy_summary = (legacy / "summary.json").read_text()
     assert '"stand_in": null' in legacy_summary  # written by real_run: remove it below
     (legacy / "summary.json").write_text(legacy_summary.replace('"stand_in": null,', ""))
+    runs.write_manifest(legacy)  # an older run, whole: its manifest vouches for this summary
     text, (first, second), toc = render(tmp_path, chosen, legacy)
     assert 'class="banner"' in second and "<em>Fashion-MNIST stand-in</em>" in second
     assert toc.count("stand-in data") == 1

@@ -81,15 +81,16 @@ def test_real_plan_follows_the_reproduce_real_preset():
 
 
 def test_cli_reproduce_real_flag_reaches_the_api(monkeypatch, tmp_path):
-    from featavg import api, cli
+    from featavg import cli, reproduction
 
     calls = []
 
     def fake_reproduce(out, device, force, progress=True, real=False):
         calls.append(real)
-        return tmp_path / "reproduce.html"
+        return [], tmp_path / "reproduce.html"  # (run results, the page), as reproduce returns
 
-    monkeypatch.setattr(api, "reproduce", fake_reproduce)
+    # the CLI calls featavg.reproduction.reproduce (it needs the run results for its headline)
+    monkeypatch.setattr(reproduction, "reproduce", fake_reproduce)
     args = ["reproduce", "--out", str(tmp_path), "--quiet", "--threads", "1"]
     assert cli.main([*args, "--real"]) == 0
     assert cli.main(args) == 0

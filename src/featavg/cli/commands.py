@@ -184,10 +184,18 @@ def report(args: argparse.Namespace) -> int:
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    from featavg.api import reproduce
+    """Run the plan, write the page, end with the headline of its verdicts and the commands
+    that open the page and call featavg (:func:`featavg.reproduction.headline`)."""
+    from featavg.device import resolve_device
+    from featavg.reproduction import headline
+    from featavg.reproduction import reproduce as reproduce_all
 
     _configure_threads(args)
+    resolve_device(args.device)  # checked first, cached runs included
     start = time.perf_counter()
-    report = reproduce(args.out, args.device, args.force, progress=not args.quiet, real=args.real)
-    print(f"reproduce: done in {time.perf_counter() - start:.1f} s -> {report}")
+    results, report = reproduce_all(
+        args.out, args.device, args.force, progress=not args.quiet, real=args.real
+    )
+    elapsed = time.perf_counter() - start
+    print("\n".join(headline([r.directory for r in results], report, elapsed)))
     return 0

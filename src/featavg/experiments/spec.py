@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -34,6 +34,20 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """A deviation from the closed form that the paper or our own closed forms predict.
+
+    reason: why, in words a reader of the report can follow (the paper's statement, or the
+    regime the closed form assumes and this setting leaves). side: where the measured value
+    is predicted to lie against the theory, "above", "below" or "either"; a deviation on
+    the other side is not explained by the reason and stays an unexpected one.
+    """
+
+    reason: str
+    side: Literal["above", "below", "either"] = "either"
+
+
+@dataclass(frozen=True)
 class Check:
     """One row of "key numbers beside the theory".
 
@@ -41,6 +55,8 @@ class Check:
     theory: the closed-form value (computed from the config), or the name of the summary
     key that holds it (a ``theory_...`` entry the run writes), or None (reported without a
     verdict). tol: the tolerance, absolute or (``relative``) a fraction of |theory|.
+    expected: set when the paper or our closed forms predict that this value deviates from
+    ``theory`` (the report then says "deviates as expected", with the reason).
     """
 
     label: str
@@ -50,17 +66,24 @@ class Check:
     tol: float = 0.0
     relative: bool = False
     note: str = ""
+    expected: Expected | None = None
 
     def keys(self) -> tuple[str, ...]:
         """The summary keys this check reads."""
         return (self.key, self.theory) if isinstance(self.theory, str) else (self.key,)
 
 
+def no_expected(cfg: Any) -> Mapping[str, Expected]:
+    """The default of a grid check: no setting is predicted to deviate."""
+    return {}
+
+
 @dataclass(frozen=True)
 class GridCheck:
     """Verdict column of a table of settings (e.g. the ablations): in the summary entry
     ``entry`` ({setting: {metric: value}}), ``metric`` of every row against the row's
-    ``row_theory`` key, else the summary's ``theory_key``."""
+    ``row_theory`` key, else the summary's ``theory_key``. ``expected(cfg)``: the settings
+    (by name) whose deviation the paper or our closed forms predict, with the reason."""
 
     entry: str
     metric: str
@@ -68,6 +91,7 @@ class GridCheck:
     theory_key: str
     theory_label: str
     tol: float
+    expected: Callable[[Any], Mapping[str, Expected]] = no_expected
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from featavg.plots import Band, new_figure
+from featavg.plots import THEORY_STYLES, Band, new_figure
 
 
 def heatmap_panel(
@@ -86,9 +86,9 @@ def alignment_dynamics(
     for label, (mean, lo, hi) in curves.items():
         (line,) = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
-    for label, value in theory.items():
-        ax.axhline(value, ls="--", lw=1, color="gray")
-        ax.annotate(label, (steps[-1], value), fontsize=8, ha="right", va="bottom")
+    for i, (label, value) in enumerate(theory.items()):  # named in the legend, not on a curve
+        style = THEORY_STYLES[i % len(THEORY_STYLES)]
+        ax.axhline(value, ls=style, lw=1, color="0.35", label=f"theory: {label}")
     ax.set_xlabel("gradient step")
     ax.set_ylabel("cosine")
     ax.set_ylim(-0.05, 1.05)

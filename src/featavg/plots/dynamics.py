@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from featavg.plots import Band, new_figure
+from featavg.plots import THEORY_STYLES, Band, new_figure
 
 
 def dynamics_figure(
@@ -27,16 +27,9 @@ def dynamics_figure(
             style = "--" if "PGD" in label else "-"
             (line,) = ax.plot(steps, mean, style, label=label)
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
-        for label, value in refs.items():
-            ax.axhline(value, color="gray", ls=":", lw=1)
-            ax.annotate(
-                f"theory {label}",
-                (steps[-1], value),
-                fontsize=7,
-                ha="right",
-                va="bottom",
-                color="dimgray",
-            )
+        for i, (label, value) in enumerate(refs.items()):  # in the legend, not on a curve
+            style = THEORY_STYLES[i % len(THEORY_STYLES)]
+            ax.axhline(value, color="0.35", ls=style, lw=1, label=f"theory {label}")
         ax.set_xscale("symlog", linthresh=1)  # everything happens in the first steps
         ax.set_xlim(0, steps[-1])
         ax.set_xlabel("gradient step (symlog)")

@@ -1,32 +1,39 @@
 """``featavg report``: one self-contained report.html over finished runs and sweeps.
 
 A run directory is finished when it holds summary.json (written last by the runner); a
-sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below. With
-no run directories given, every run and sweep directly under ``root`` is found and runs are
-put in the registry's order (:data:`featavg.experiments.registry.EXPERIMENTS`, then unknown
-experiments by name).
+sweep directory holds sweep.csv (and usually sweep.png) with its runs one level below.
+Every directory is checked against its manifest.json before anything of it is shown (the
+check :func:`featavg.load` makes): one whose files were changed, added or removed since
+the run wrote them is refused, and the report shows one line saying what is wrong in its
+place, never its numbers. With no run directories given, every run and sweep directly
+under ``root`` is found and runs are put in the registry's order
+(:data:`featavg.experiments.registry.EXPERIMENTS`, then unknown experiments by name).
 
 Layout: :mod:`featavg.report.checks` holds each number against the theory its experiment
-declares; :mod:`~featavg.report.view`, :mod:`~featavg.report.view_run` (with
-:mod:`~featavg.report.view_real`: the stand-in label and the per-radius "which model is more
-robust" table of real-data runs) and :mod:`~featavg.report.view_sweep` turn runs and sweeps
-into display strings;
+declares, with its verdict; :mod:`~featavg.report.view` holds the view model;
+:mod:`~featavg.report.view_summary` builds the summary box at the top,
+:mod:`~featavg.report.view_run` a run's section (its checks' tables:
+:mod:`~featavg.report.view_checks`; its setup beside the paper's:
+:mod:`~featavg.report.view_setup` and :mod:`~featavg.report.paper`; real-data parts:
+:mod:`~featavg.report.view_real`), :mod:`~featavg.report.view_sweep` a sweep's; and
 :mod:`~featavg.report.render` renders them through the Jinja2 templates in ``templates/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from featavg.config import ConfigError
+from featavg.report.checks import Tally, tally
 from featavg.report.view import RunPage, SweepPage
 from featavg.runs import write_bytes
 
-__all__ = ["add_report_parser", "discover", "report_command", "write_report"]
+__all__ = ["add_report_parser", "discover", "report_command", "run_tallies", "write_report"]
 
 
 def _is_run(path: Path) -> bool:
@@ -42,20 +49,78 @@ def _children(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _one_line(err: ConfigError) -> str:
+    """A refusal in one line, without the directory (the page names it beside)."""
+    text = " ".join(str(err).split()).removeprefix("run_dir: ")
+    for phrase in (" does not match ", " has no readable "):
+        _, found, rest = text.partition(phrase)
+        if found:
+            return found.strip() + " " + rest
+    return text
+
+
+def _refusal(path: Path) -> str:
+    """'' when every file of the run directory matches its manifest.json; else what is
+    wrong, in one line (the same check :func:`featavg.load` makes)."""
+    from featavg.loading import verify_run
+
+    try:
+        verify_run(path)
+    except ConfigError as err:
+        return _one_line(err)
+    return ""
+
+
+SWEEP_FILES = (".csv", ".json", ".png", ".pdf", ".svg")  # a sweep's own result files
+
+
+def _sweep_refusal(path: Path) -> str:
+    """'' when the sweep's own files (sweep.csv, sweep.json, sweep.png, ...) match its
+    manifest.json: each listed file there and unchanged, no unlisted result file beside
+    them; else what differs, in one line."""
+    try:
+        listed = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["files"]
+        listed = {str(k): str(v) for k, v in listed.items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return "has no readable manifest.json"
+    problems = []
+    for name, digest in listed.items():
+        file = path / name
+        if "/" in name or name.startswith(".") or not file.is_file() or file.is_symlink():
+            problems.append(f"{name} missing")
+        elif hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            problems.append(f"{name} changed")
+    problems += [
+        f"stray {p.name}"
+        for p in sorted(path.iterdir())
+        if p.is_file() and p.suffix in SWEEP_FILES and p.name not in listed
+        and p.name != "manifest.json" and not p.name.startswith(".")
+    ]  # fmt: skip
+    if not problems:
+        return ""
+    more = " ..." if len(problems) > 3 else ""
+    return f"does not match its manifest.json ({', '.join(problems[:3])}{more}); run it again"
+
+
 def _load_run(path: Path, sweep: str | None = None) -> RunPage:
-    """The run's summary; a missing or broken summary.json is a one-line ConfigError."""
+    """The run's summary, once the directory matches its manifest (else a refused page that
+    holds only why); a missing directory or summary.json is a one-line ConfigError."""
     summary_path = path / "summary.json"
     if not path.is_dir():
         raise ConfigError(f"report: run directory not found: {path}")
     if not summary_path.is_file():
         raise ConfigError(f"report: {path}: no summary.json (not a finished run directory)")
+    mtime = summary_path.stat().st_mtime
+    error = _refusal(path)
+    if error:
+        return RunPage(path, {}, mtime, sweep=sweep, error=error)
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"report: {summary_path}: unreadable ({err})") from None
     if not isinstance(summary, dict):
         raise ConfigError(f"report: {summary_path}: expected a JSON object")
-    return RunPage(path, summary, summary_path.stat().st_mtime, sweep=sweep)
+    return RunPage(path, summary, mtime, sweep=sweep)
 
 
 def _read_spec(sweep: Path) -> dict[str, Any] | None:
@@ -84,10 +149,16 @@ def _sweep_cells(sweep: Path, spec: dict[str, Any] | None) -> list[Path]:
 
 
 def _load_sweep(path: Path) -> SweepPage:
-    """A sweep and its finished cells (summarised in the sweep's section, not one each)."""
-    spec = _read_spec(path)
+    """A sweep and its finished cells (summarised in the sweep's section, not one each),
+    each cell checked against its manifest; the sweep's own files too when it has one (a
+    refused sweep shows its cells, found on disk, and nothing of its own files)."""
+    verified, error = False, ""
+    if (path / "manifest.json").exists():
+        error = _sweep_refusal(path)
+        verified = not error
+    spec = None if error else _read_spec(path)
     cells = [_load_run(p, sweep=path.name) for p in _sweep_cells(path, spec)]
-    return SweepPage(path, members=cells, spec=spec)
+    return SweepPage(path, members=cells, spec=spec, error=error, verified=verified)
 
 
 def _sweep_of(run_dir: Path) -> str | None:
@@ -148,6 +219,21 @@ def _collect(run_dirs: list[Path] | None, root: Path) -> tuple[list[RunPage], li
     for i, sweep in enumerate(sweeps, 1):
         sweep.anchor = f"sweep-{i}"
     return runs, sweeps
+
+
+def run_tallies(run_dirs: list[Path]) -> list[tuple[Path, str, Tally | None, str]]:
+    """(directory, experiment, its verdicts, why it is refused) per run directory, counted
+    exactly as the report counts them: the same manifest check, the same verdicts. A
+    refused directory has no verdicts (None) and the one-line reason; a missing directory
+    or summary.json is a ConfigError, as in :func:`write_report`."""
+    out: list[tuple[Path, str, Tally | None, str]] = []
+    for run in (_load_run(Path(p)) for p in run_dirs):
+        if run.error:
+            out.append((run.directory, "", None, run.error))
+        else:
+            name = str(run.summary.get("experiment", run.directory.name))
+            out.append((run.directory, name, tally(run.summary), ""))
+    return out
 
 
 def write_report(

@@ -6,6 +6,12 @@ run's config; here each is resolved against the run's summary into a :class:`Che
 the row stays, marked missing, and counts as a problem. Summary keys ``K`` with a
 ``theory_K`` beside them that no declared check covers get a generic row, so an experiment
 (or an unknown one, e.g. from a newer featavg) is checked with no further configuration.
+
+Every row ends in one of four verdicts (:data:`STATUSES`): it agrees with its closed form;
+it deviates as expected (the check declares an :class:`~featavg.experiments.spec.Expected`
+deviation, and the value lies on the predicted side); it deviates (unexpectedly); or it is
+missing. :func:`tally` counts them for a run: the report's summary and contents, and the
+last line of ``featavg reproduce``, all use it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from featavg.experiments.spec import Check, Claim, Experiment, GridCheck
+from featavg.experiments.spec import Check, Claim, Expected, Experiment, GridCheck
 from featavg.experiments.summary import is_number
 
 # Tolerance of the generic rows: unknown quantities, unknown scale (relative, absolute at 0).
@@ -64,6 +70,34 @@ def claim_of(name: str) -> tuple[Claim, dict[str, str], bool]:
     return exp.claim, dict(exp.figures), False
 
 
+# the verdicts of a check, in the order the report counts them
+AGREES, EXPECTED, DEVIATES, MISSING = "agrees", "deviates as expected", "deviates", "missing"
+NO_VALUE = "no value"  # a closed form, but no finite measured value to hold against it
+NO_THEORY = "no closed form"  # measured only
+STATUSES = (AGREES, EXPECTED, DEVIATES, MISSING)
+
+
+def status_of(
+    agrees: bool | None,
+    value: float | None,
+    theory: float | None,
+    expected: Expected | None,
+    missing: bool = False,
+) -> str:
+    """The verdict of a compared value: a deviation is "as expected" when the check declares
+    it and the value lies on the predicted side of the theory."""
+    if missing:
+        return MISSING
+    if agrees is None:
+        return NO_THEORY if theory is None else NO_VALUE
+    if agrees:
+        return AGREES
+    if expected is None or value is None or theory is None:
+        return DEVIATES
+    side = "above" if value > theory else "below"
+    return EXPECTED if expected.side in ("either", side) else DEVIATES
+
+
 @dataclass(frozen=True)
 class CheckRow:
     """A check resolved against one summary. ``missing``: summary keys the check reads that
@@ -77,14 +111,20 @@ class CheckRow:
     verdict: str
     missing: tuple[str, ...] = ()
 
+    @property
+    def status(self) -> str:
+        """One of :data:`STATUSES`, or :data:`NO_VALUE` / :data:`NO_THEORY`."""
+        expected = self.check.expected
+        return status_of(self.agrees, self.value, self.theory, expected, bool(self.missing))
+
 
 def _number(value: Any) -> float | None:
     return float(value) if is_number(value) else None
 
 
 def verdict(value: float | None, theory: float | None, check: Check) -> tuple[bool | None, str]:
-    """(agrees?, text) of a measured value against the theory within the check's tolerance;
-    None when there is nothing to compare."""
+    """(agrees?, the difference and the tolerance, e.g. '+3.1% (±15%)') of a
+    measured value against the theory; None (and why) when there is nothing to compare."""
     if theory is None:
         return None, "— (no closed form)"
     if value is None or not math.isfinite(value):
@@ -95,9 +135,9 @@ def verdict(value: float | None, theory: float | None, check: Check) -> tuple[bo
             return None, "—"
         rel = diff / abs(theory)
         ok = abs(rel) <= check.tol
-        return ok, f"{'agrees' if ok else 'deviates'} ({rel:+.1%}; tolerance ±{check.tol:.0%})"
+        return ok, f"{rel:+.1%} (±{check.tol:.0%})"
     ok = abs(diff) <= check.tol
-    return ok, f"{'agrees' if ok else 'deviates'} (Δ {diff:+.3g}; tolerance ±{check.tol:g})"
+    return ok, f"Δ {diff:+.3g} (±{check.tol:g})"
 
 
 def resolve(check: Check, summary: dict[str, Any]) -> CheckRow:
@@ -151,12 +191,34 @@ def check_rows(summary: dict[str, Any]) -> list[CheckRow]:
 
 @dataclass(frozen=True)
 class GridRow:
-    """One setting of a :class:`GridCheck` table with its verdict."""
+    """One setting of a :class:`GridCheck` table with its verdict; ``expected``: the
+    deviation its experiment predicts for this setting, if any."""
 
     name: str
     values: dict[str, Any]
     agrees: bool | None
     verdict: str
+    expected: Expected | None = None
+    value: float | None = None
+    theory: float | None = None
+
+    @property
+    def status(self) -> str:
+        """One of :data:`STATUSES`, or :data:`NO_VALUE` / :data:`NO_THEORY`."""
+        return status_of(self.agrees, self.value, self.theory, self.expected)
+
+
+def grid_expectations(summary: dict[str, Any], grid: GridCheck) -> dict[str, Expected]:
+    """The settings the experiment predicts to deviate, for the run's config ({} when the
+    config no longer validates: its checks are then reported unavailable)."""
+    exp = experiment_of(summary)
+    if exp is None:
+        return {}
+    try:
+        cfg = exp.config_cls.model_validate(summary.get("config") or {})
+    except ValidationError:
+        return {}
+    return dict(grid.expected(cfg))
 
 
 def grid_rows(summary: dict[str, Any], grid: GridCheck) -> list[GridRow] | None:
@@ -164,29 +226,66 @@ def grid_rows(summary: dict[str, Any], grid: GridCheck) -> list[GridRow] | None:
     entry = summary.get(grid.entry)
     if not isinstance(entry, dict):
         return None
+    expected = grid_expectations(summary, grid)
     rows = []
     for name, row in entry.items():
         row = row if isinstance(row, dict) else {}
-        t = row.get(grid.row_theory, summary.get(grid.theory_key))
-        check = Check(grid.metric, grid.metric, _number(t), grid.theory_label, grid.tol)
-        agrees, text = verdict(_number(row.get(grid.metric)), _number(t), check)
-        rows.append(GridRow(str(name), row, agrees, text))
+        t = _number(row.get(grid.row_theory, summary.get(grid.theory_key)))
+        value = _number(row.get(grid.metric))
+        check = Check(grid.metric, grid.metric, t, grid.theory_label, grid.tol)
+        agrees, text = verdict(value, t, check)
+        rows.append(GridRow(str(name), row, agrees, text, expected.get(str(name)), value, t))
     return rows
 
 
-def check_counts(summary: dict[str, Any]) -> tuple[int, int, int]:
-    """(agreeing, deviating, missing) of a run's checks and grid rows, for the contents."""
+@dataclass(frozen=True)
+class Verdict:
+    """One counted verdict of a run: what was checked (a check's label, or a setting and
+    its metric) and its status."""
+
+    label: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A run's verdicts, counted: every declared check with a closed form and every row
+    of its settings table. ``problem``: why the checks could not be made at all."""
+
+    verdicts: tuple[Verdict, ...] = ()
+    problem: str = ""
+
+    def count(self, status: str) -> int:
+        return sum(v.status == status for v in self.verdicts) + (
+            status == MISSING and bool(self.problem)
+        )
+
+    def labels(self, status: str) -> list[str]:
+        """The labels of the verdicts with this status (the problem, for missing)."""
+        labels = [v.label for v in self.verdicts if v.status == status]
+        return labels + ([self.problem] if status == MISSING and self.problem else [])
+
+
+def tally(summary: dict[str, Any]) -> Tally:
+    """Every verdict of a run (its checks, then its settings table), as the report shows
+    them; checks without a closed form are not counted."""
     try:
         rows = check_rows(summary)
-    except ChecksUnavailable:
-        return 0, 0, 1
-    results = [r.agrees for r in rows]
-    missing = sum(bool(r.missing) for r in rows)
+    except ChecksUnavailable as err:
+        return Tally(problem=f"checks unavailable ({err})")
+    verdicts = [Verdict(r.check.label, r.status) for r in rows if r.status != NO_THEORY]
     exp = experiment_of(summary)
     if exp is not None and exp.grid is not None:
         grid = grid_rows(summary, exp.grid)
         if grid is None:
-            missing += 1
+            verdicts.append(Verdict(f"the settings table {exp.grid.entry!r}", MISSING))
         else:
-            results += [g.agrees for g in grid]
-    return results.count(True), results.count(False), missing
+            verdicts += [Verdict(f"{g.name}: {exp.grid.metric}", g.status) for g in grid]
+    return Tally(tuple(verdicts))
+
+
+def check_counts(summary: dict[str, Any]) -> tuple[int, int, int]:
+    """(agreeing, deviating, missing) of a run's checks and grid rows; deviating counts
+    the expected deviations too (the terminal's 'checks:' line counts so)."""
+    t = tally(summary)
+    return t.count(AGREES), t.count(EXPECTED) + t.count(DEVIATES), t.count(MISSING)

@@ -3,8 +3,8 @@
 The views of :mod:`featavg.report.view_run` and :mod:`featavg.report.view_sweep` hold only
 display strings; the templates turn them into HTML with autoescaping on, so no text from a
 summary, config or CSV file can become markup. ``page.html`` includes the CSS
-(``report.css``), ``run.html`` and ``sweep.html``; ``macros.html`` holds tables, collapsed
-blocks, figures and the stand-in banner.
+(``report.css``), the summary box, ``run.html`` and ``sweep.html``; ``macros.html`` holds
+tables, collapsed blocks, figures, the setup block and the stand-in banner.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from featavg.report.checks import is_stand_in
-from featavg.report.view import Badge, PageView, RunPage, SweepPage, TocEntry
-from featavg.report.view_run import run_badges, run_title, run_view
+from featavg.report.view import Badge, Cell, PageView, RunPage, SummaryRow, SweepPage
+from featavg.report.view_run import run_view
+from featavg.report.view_summary import summary_row, totals
 from featavg.report.view_sweep import sweep_title, sweep_view
 
 
@@ -37,31 +38,45 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def toc(runs: list[RunPage], sweeps: list[SweepPage]) -> list[TocEntry]:
-    """The contents: a line per run (badges: stand-in data, agree / deviate / missing
-    counts) and per sweep (its cells, stand-in data)."""
-    entries = [
-        TocEntry(r.anchor, run_title(r.summary), r.directory.name, run_badges(r.summary))
-        for r in runs
-    ]
+def sweep_rows(sweeps: list[SweepPage]) -> list[SummaryRow]:
+    """A summary line per sweep: its cells (their verdicts are in its section)."""
+    rows = []
     for sweep in sweeps:
         badges = [Badge(_plural(len(sweep.members), "cell"))]
-        if any(is_stand_in(r.summary) for r in sweep.members):
+        if any(is_stand_in(r.summary) for r in sweep.members if not r.error):
             badges.append(Badge("stand-in data", "standin"))
-        entries.append(TocEntry(sweep.anchor, sweep_title(sweep), sweep.directory.name, badges))
-    return entries
+        refused = sum(bool(r.error) for r in sweep.members)
+        if refused:
+            badges.append(Badge(f"{refused} refused", "missing"))
+        blank = Cell()
+        rows.append(
+            SummaryRow(
+                sweep.anchor,
+                sweep_title(sweep),
+                sweep.directory.name,
+                badges,
+                blank,
+                blank,
+                blank,
+                blank,
+                sweep.error,
+            )
+        )
+    return rows
 
 
 def page_view(
     runs: list[RunPage], sweeps: list[SweepPage], version: str, generated: datetime
 ) -> PageView:
     counts = _plural(len(runs), "run") + (f", {_plural(len(sweeps), 'sweep')}" if sweeps else "")
+    _, badges = totals(runs)
     return PageView(
         version=version,
         generated=generated.strftime("%Y-%m-%d %H:%M:%S %Z"),
         counts=counts,
-        toc=toc(runs, sweeps),
-        runs=[run_view(r) for r in runs],
+        totals=badges,
+        summary=[summary_row(r) for r in runs] + sweep_rows(sweeps),
+        runs=[run_view(r) for r in runs if not r.error],
         sweeps=[sweep_view(s) for s in sweeps],
     )
 
@@ -69,6 +84,6 @@ def page_view(
 def render_page(
     runs: list[RunPage], sweeps: list[SweepPage], version: str, generated: datetime
 ) -> str:
-    """The whole report: header, contents, a section per run and per sweep, footer."""
+    """The whole report: header, summary box, a section per run and per sweep, footer."""
     page = page_view(runs, sweeps, version, generated)
     return environment().get_template("page.html").render(page=page)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from featavg.experiments.summary import is_metric_value
 
 if TYPE_CHECKING:
-    from featavg.report.paper import PaperView
     from featavg.report.view_real import Comparison
 
 MAX_TABLE_ROWS = 200  # CSV / point tables beyond this are cut (the file has them all)
@@ -34,23 +33,29 @@ CSV_ERRORS = (OSError, csv.Error, UnicodeDecodeError)
 
 @dataclass
 class RunPage:
-    """A finished run directory to render: its summary and when it was written."""
+    """A run directory to render: its summary and when it was written. ``error``: why it
+    is refused (it does not match its manifest): then it is shown as one error line, and
+    nothing of it is read beyond what checking it needs."""
 
     directory: Path
     summary: dict[str, Any]
     mtime: float
     anchor: str = ""
     sweep: str | None = None  # the sweep it belongs to, if found inside one
+    error: str = ""
 
 
 @dataclass
 class SweepPage:
-    """A sweep directory (holds sweep.csv), its finished cells and its sweep.json."""
+    """A sweep directory (holds sweep.csv), its cells and its sweep.json; ``error``: why its
+    own files are refused (they do not match the sweep's manifest)."""
 
     directory: Path
     anchor: str = ""
     members: list[RunPage] = field(default_factory=list)
     spec: dict[str, Any] | None = None
+    error: str = ""
+    verified: bool = False  # its own files are vouched for by a manifest
 
 
 # --- how it is shown ------------------------------------------------------------------------
@@ -66,7 +71,9 @@ class Badge:
 class Cell:
     """A table cell: text, then ``lines`` (each on its own line), then ``code`` (monospace,
     on its own line, breakable after underscores), then ``small`` (an interval or a note, on
-    its own line), then a badge; ``cls`` its CSS class."""
+    its own line; ``inline``: on the text's line), then a badge; ``cls`` its CSS class.
+    With ``more`` (or ``more_code``) the text is the summary of a fold that opens on
+    ``more_code`` and ``more``: the detail stays one click away."""
 
     text: str = ""
     cls: str = ""
@@ -74,6 +81,9 @@ class Cell:
     small: str = ""
     badge: Badge | None = None
     lines: tuple[str, ...] = ()
+    more: str = ""
+    more_code: str = ""
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Fold:
-    """A collapsed block: its title (text, ``code``, ``after``) and a table or text."""
+    """A collapsed block: its title (text, ``code``, ``after``) and a table, text or list."""
 
     title: str
     code: str = ""
@@ -94,13 +104,33 @@ class Fold:
     table: Table | None = None
     pre: str | None = None
     print_open: bool = False  # opened for printing (small blocks only; never CSV tables)
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Figure:
+    """A figure as a data URI; ``wide``: a dense multi-panel figure, shown a page wide
+    (others are shown at most ``58rem`` wide, or side by side)."""
+
     name: str
     caption: str
     uri: str
+    wide: bool = False
+
+
+@dataclass
+class SetupView:
+    """One compact block per run: what it ran on, the settings that differ from the paper's
+    (each named) and those that are the paper's, the provenance in one line, and, folded,
+    what the paper states beside the run's numbers."""
+
+    facts: list[str]
+    differs: list[str]
+    same: list[str]
+    provenance: str
+    paper: list[Fold]
+    paper_problems: list[str]
+    compared: Table | None  # the paper's published numbers beside the run's (if any)
 
 
 @dataclass
@@ -120,12 +150,13 @@ class RunView:
     figures: list[Figure]
     comparison: Comparison | None  # real data: is the 10-class model the more robust?
     problems: list[str]  # checks that could not be made (shown as problems)
+    numbers_heading: str  # "Key numbers beside the theory", or without it when none has one
     checks: Table | None
+    measured: Table | None  # declared numbers without a closed form
     grids: list[Table]
-    beside: PaperView | None  # "The paper beside us" (None: the experiment names no figure)
     folds: list[Fold]
     notes: list[str]
-    provenance: Table
+    setup: SetupView
 
 
 @dataclass
@@ -143,14 +174,24 @@ class SweepView:
     notes: list[str]
     cells: Table | None
     spec: str | None
+    error: str = ""
 
 
 @dataclass(frozen=True)
-class TocEntry:
+class SummaryRow:
+    """A line of the summary box: the run (a link to its section), its claim in one line,
+    its verdicts, and its key number beside the paper's and the theory's; ``error``: a
+    refused directory (then only the directory and why)."""
+
     anchor: str
     title: str
     name: str
     badges: list[Badge]
+    key: Cell
+    ours: Cell
+    paper: Cell
+    theory: Cell
+    error: str = ""
 
 
 @dataclass
@@ -158,7 +199,8 @@ class PageView:
     version: str
     generated: str
     counts: str
-    toc: list[TocEntry]
+    totals: list[Badge]
+    summary: list[SummaryRow]
     runs: list[RunView]
     sweeps: list[SweepView]
 
@@ -190,9 +232,17 @@ def fmt_interval(ci: Any, key: str = "") -> str:
     return ""
 
 
-def verdict_class(agrees: bool | None) -> str:
-    """CSS class of a verdict cell."""
-    return {True: "ok", False: "dev", None: ""}[agrees]
+VERDICT_CLASSES = {
+    "agrees": "ok",
+    "deviates as expected": "exp",
+    "deviates": "dev",
+    "missing": "missing",
+}
+
+
+def verdict_class(status: str) -> str:
+    """CSS class of a verdict (:data:`featavg.report.checks.STATUSES`); '' for none."""
+    return VERDICT_CLASSES.get(status, "")
 
 
 def maybe_number(value: Any) -> Any:
@@ -206,9 +256,21 @@ def maybe_number(value: Any) -> Any:
     return value
 
 
+WIDE_PX = 2000  # a PNG at least this wide (many panels) is shown a page wide
+
+
 def png_data_uri(path: Path) -> str:
     """The PNG file as a data URI, so the page needs no file beside it."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def png_width(path: Path) -> int:
+    """The width in pixels of a PNG file (from its header); 0 when it is not one."""
+    with path.open("rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return 0
+    return int.from_bytes(head[16:20], "big")
 
 
 def run_date(mtime: float) -> str:
@@ -225,7 +287,10 @@ def figures(directory: Path, captions: dict[str, str]) -> list[Figure]:
     """Every PNG in the directory, the declared figures first in the declared order."""
     pngs = {p.stem: p for p in sorted(directory.glob("*.png")) if p.is_file()}
     order = [n for n in captions if n in pngs] + [n for n in pngs if n not in captions]
-    return [Figure(n, captions.get(n, ""), png_data_uri(pngs[n])) for n in order]
+    return [
+        Figure(n, captions.get(n, ""), png_data_uri(pngs[n]), png_width(pngs[n]) >= WIDE_PX)
+        for n in order
+    ]
 
 
 def records_table(records: list[dict[str, Any]], source: str = "the file") -> Table:

@@ -1,26 +1,30 @@
-"""The view of one run directory: its claim, figures, key numbers beside the theory (the
-checks of :mod:`featavg.report.checks`), all numbers, tables, config and provenance."""
+"""The view of one run directory: its claim, key numbers beside the theory (the checks of
+:mod:`featavg.report.checks`, as :mod:`featavg.report.view_checks` lays them out), figures,
+its setup beside the paper's (:mod:`featavg.report.view_setup`), and, folded, all numbers,
+tables and the config."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from featavg.experiments.summary import META_KEYS, is_metric_value, is_number, metric_keys
+from featavg.experiments.summary import META_KEYS, metric_keys
 from featavg.report.checks import (
-    CheckRow,
+    AGREES,
+    DEVIATES,
+    EXPECTED,
+    MISSING,
+    NO_THEORY,
     ChecksUnavailable,
-    check_counts,
     check_rows,
     claim_of,
     experiment_of,
-    grid_rows,
     is_stand_in,
+    tally,
 )
-from featavg.report.paper import paper_view, same, value_text
+from featavg.report.paper import same, value_text
 from featavg.report.view import (
     CSV_ERRORS,
     MAX_PER_SEED,
@@ -35,107 +39,13 @@ from featavg.report.view import (
     fmt_interval,
     read_csv,
     records_table,
-    run_date,
     verdict_class,
 )
+from featavg.report.view_checks import check_table, grid_tables, measured_table
 from featavg.report.view_real import comparison_view, stand_in_label
+from featavg.report.view_setup import config_text, flatten, setup_view
 
-GRID_COLUMNS = 4  # metric columns per settings table
 TITLE_OVERRIDES = 6  # overridden config fields named in a title (the config lists them all)
-
-
-def theory_text(row: CheckRow) -> str:
-    if row.theory is None:
-        return "—"
-    label = row.check.theory_label
-    return fmt(row.theory) + (f" = {label}" if label and label != fmt(row.theory) else "")
-
-
-def verdict_cell(row: CheckRow) -> Cell:
-    """The verdict of a check; a check whose keys the summary lacks names them, as a problem."""
-    if row.missing:
-        return Cell(f"missing from the summary: {', '.join(row.missing)}", "missing")
-    return Cell(row.verdict, verdict_class(row.agrees))
-
-
-def check_table(summary: dict[str, Any], rows: list[CheckRow]) -> Table:
-    """Key numbers beside the theory, four columns that fit a printed page: the quantity
-    (label, summary key, the check's note), the verdict, the measured mean with its 95%
-    interval underneath, the theory. A row whose keys the summary lacks says which."""
-    header = ["Quantity", "Agreement", "Measured (mean, 95% interval)", "Theory"]
-    out = []
-    for r in rows:
-        key = r.check.key
-        out.append(
-            [
-                Cell(r.check.label, code=key, small=r.check.note),
-                verdict_cell(r),
-                Cell(
-                    fmt(summary[key], key) if key in summary else "—",
-                    "num",
-                    small=fmt_interval(r.interval, key),
-                ),
-                Cell(theory_text(r), "num"),
-            ]
-        )
-    return Table([Cell(h) for h in header], out)
-
-
-def _tabular(value: Any) -> bool:
-    """A summary entry mapping names to dicts of numbers (e.g. the ablations' "settings")."""
-    return (
-        isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
-    )
-
-
-def grid_tables(summary: dict[str, Any]) -> tuple[list[Table], list[str]]:
-    """(tables, problems): a table per entry of settings, the experiment's grid check as a
-    verdict column; a declared grid entry the summary lacks is a problem."""
-    exp = experiment_of(summary)
-    grid = exp.grid if exp is not None else None
-    problems, verdicts = [], {}
-    if grid is not None:
-        grid_check_rows = grid_rows(summary, grid)
-        if grid_check_rows is None:
-            problems.append(f"missing from the summary: the settings table {grid.entry!r}")
-        else:
-            verdicts = {r.name: r for r in grid_check_rows}
-    tables = []
-    for key, value in summary.items():
-        is_grid = grid is not None and key == grid.entry and bool(verdicts)
-        if key in META_KEYS or not (_tabular(value) or is_grid):
-            continue
-        cols: list[str] = []
-        for row in value.values():
-            if isinstance(row, dict):
-                cols += [
-                    k
-                    for k, v in row.items()
-                    if k not in cols and is_metric_value(v) and not k.startswith("theory_")
-                ]
-        if not cols and not is_grid:  # e.g. named curves (lists): they are in the figures
-            continue
-        # a page holds GRID_COLUMNS metrics: more go to further tables, the setting repeated
-        chunks = [cols[i : i + GRID_COLUMNS] for i in range(0, len(cols), GRID_COLUMNS)] or [[]]
-        for part, chunk in enumerate(chunks):
-            with_verdict = is_grid and part == 0
-            header = [Cell(key if part == 0 else f"{key} (continued)")]
-            if with_verdict and grid is not None:
-                header.append(Cell(f"Agreement with {grid.theory_label}", code=grid.metric))
-            header += [Cell(code=c) for c in chunk]
-            rows: list[list[Cell]] = []
-            for name, row in value.items():
-                row = row if isinstance(row, dict) else {}
-                cells = [Cell(str(name))]
-                if with_verdict:
-                    g = verdicts[str(name)]
-                    cells.append(Cell(g.verdict, verdict_class(g.agrees)))
-                for c in chunk:
-                    text = fmt(row[c], c) if c in row else "—"
-                    cells.append(Cell(text, "num", small=fmt_interval(row.get(f"{c}_ci95"), c)))
-                rows.append(cells)
-            tables.append(Table(header, rows))
-    return tables, problems
 
 
 def all_numbers(summary: dict[str, Any]) -> Fold | None:
@@ -189,42 +99,6 @@ def csv_folds(directory: Path) -> tuple[list[Fold], list[str]]:
     return folds, notes
 
 
-def provenance_table(run: RunPage) -> Table:
-    prov = run.summary.get("provenance")
-    prov = dict(prov) if isinstance(prov, dict) else {}
-    first = [
-        ("featavg version", prov.pop("featavg_version", None)),
-        ("git commit", prov.pop("git_commit", None)),
-        ("seeds", prov.pop("seeds", None)),
-        ("device", prov.pop("device", None)),
-        ("wall time", prov.pop("wall_time_s", None)),
-        ("run finished", run_date(run.mtime)),
-    ]
-    rows = []
-    for name, value in first + sorted(prov.items()):
-        if value is None:
-            continue
-        if name == "wall time" and is_number(value):
-            text = f"{fmt(float(value))} s"
-        elif isinstance(value, list):
-            text = ", ".join(str(v) for v in value)
-        else:
-            text = value if isinstance(value, str) else json.dumps(value)
-        rows.append([Cell(str(name)), Cell(code=text)])
-    return Table([Cell("Provenance"), Cell()], rows)
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train': {'lr': 0.01}} -> {'train.lr': 0.01}; lists are values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_overrides(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     """The dotted config fields where the run differs from its experiment's defaults (a
     field the defaults lack counts too), in the config's order; [] for an unknown
@@ -234,12 +108,12 @@ def config_overrides(summary: dict[str, Any]) -> list[tuple[str, Any]]:
     if exp is None or not isinstance(config, dict):
         return []
     try:
-        defaults = _flatten(exp.config_cls().model_dump(mode="json"))
+        defaults = flatten(exp.config_cls().model_dump(mode="json"))
     except (ValidationError, TypeError):  # a config class without defaults for every field
         return []
     return [
         (key, value)
-        for key, value in _flatten(config).items()
+        for key, value in flatten(config).items()
         if key not in defaults or not same(defaults[key], value)
     ]
 
@@ -263,12 +137,12 @@ def run_title(summary: dict[str, Any]) -> str:
 
 
 def run_view(run: RunPage) -> RunView:
-    """One run's section: claim, figures, key numbers beside the theory, the paper's
-    published values beside the run's, all numbers, tables, config and provenance."""
+    """One run's section: claim, key numbers beside the theory, figures, its setup beside
+    the paper's, and the folded numbers, tables and config."""
     s = run.summary
     name = str(s.get("experiment", run.directory.name))
     claim, captions, generic = claim_of(name)
-    problems, checks = [], None
+    problems = []
     try:
         rows = check_rows(s)
     except ChecksUnavailable as err:
@@ -277,12 +151,11 @@ def run_view(run: RunPage) -> RunView:
             "featavg version, so its numbers are shown without the theory."
         )
         rows = []
-    if rows:
-        checks = check_table(s, rows)
-    grids, grid_problems = grid_tables(s)
-    folds = [f for f in [all_numbers(s)] if f is not None] + record_folds(s)
+    grids, grid_folds, grid_problems = grid_tables(s)
+    exp = experiment_of(s)
+    theory = any(r.status != NO_THEORY for r in rows) or (exp is not None and exp.grid is not None)
+    folds = [f for f in [all_numbers(s)] if f is not None] + grid_folds + record_folds(s)
     csvs, notes = csv_folds(run.directory)
-    config = json.dumps(s.get("config", {}), indent=2, sort_keys=False)
     return RunView(
         anchor=run.anchor,
         title=run_title(s),
@@ -299,28 +172,39 @@ def run_view(run: RunPage) -> RunView:
         figures=figures(run.directory, captions),
         comparison=comparison_view(s),
         problems=problems + grid_problems,
-        checks=checks,
+        numbers_heading="Key numbers" + (" beside the theory" if theory else ""),
+        checks=check_table(s, rows),
+        measured=measured_table(s, rows),
         grids=grids,
-        beside=paper_view(s),
-        folds=folds + csvs + [Fold("Config", pre=config, print_open=True)],
+        folds=folds + csvs + [Fold("Config and provenance", pre=config_text(s), print_open=True)],
         notes=notes,
-        provenance=provenance_table(run),
+        setup=setup_view(run),
     )
 
 
+VERDICT_BADGES = (
+    (AGREES, "agree"),
+    (EXPECTED, "deviate as expected"),
+    (DEVIATES, "deviate"),
+    (MISSING, "missing"),
+)
+
+
+def verdict_badges(summary: dict[str, Any]) -> list[Badge]:
+    """A badge per verdict the run has: agree, deviate as expected, deviate, missing."""
+    counts = tally(summary)
+    return [
+        Badge(f"{n} {text}", verdict_class(status))
+        for status, text in VERDICT_BADGES
+        if (n := counts.count(status))
+    ]
+
+
 def run_badges(summary: dict[str, Any]) -> list[Badge]:
-    """Contents badges: stand-in data (naming the stand-in where the summary labels it),
-    agreeing, deviating and missing checks."""
+    """Badges: stand-in data (naming the stand-in where the summary labels it), then the
+    verdict counts."""
     badges = []
     if is_stand_in(summary):
         label = stand_in_label(summary, fallback=False)  # not the data text: too long here
         badges.append(Badge(f"stand-in data: {label}" if label else "stand-in data", "standin"))
-    ok, dev, missing = check_counts(summary)
-    for n, text, cls in (
-        (ok, "agree", "ok"),
-        (dev, "deviate", "dev"),
-        (missing, "missing", "missing"),
-    ):
-        if n:
-            badges.append(Badge(f"{n} {text}", cls))
-    return badges
+    return badges + verdict_badges(summary)

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from featavg.metrics.intervals import plural
-from featavg.report.checks import ChecksUnavailable, check_counts, check_rows, claim_of, is_stand_in
+from featavg.report.checks import (
+    MISSING,
+    NO_THEORY,
+    ChecksUnavailable,
+    check_rows,
+    claim_of,
+    is_stand_in,
+    tally,
+)
 from featavg.report.view import (
     CSV_ERRORS,
     MAX_TABLE_ROWS,
@@ -22,9 +30,9 @@ from featavg.report.view import (
     fmt_interval,
     maybe_number,
     read_csv,
-    verdict_class,
 )
-from featavg.report.view_run import theory_text
+from featavg.report.view_checks import theory_text, verdict_cell
+from featavg.report.view_run import verdict_badges
 
 SWEEP_CAPTIONS = {"sweep": "Metrics of every cell against the first grid key."}
 
@@ -64,21 +72,17 @@ def _headline(summary: dict[str, Any]) -> tuple[Cell, Cell]:
         rows = check_rows(summary)
     except ChecksUnavailable as err:
         return Cell("—"), Cell(f"checks unavailable: {err}", "missing")
-    head = next((r for r in rows if r.check.theory is not None), None)
+    head = next((r for r in rows if r.status != NO_THEORY), None)
     if head is None:
         return Cell("—"), Cell()
     key = head.check.key
     measured = fmt(summary[key], key) if key in summary else "—"
-    text = f"{measured} vs {theory_text(head)}"
-    if head.missing:
-        return Cell(text, code=key), Cell(
-            f"missing from the summary: {', '.join(head.missing)}", "missing"
-        )
-    return Cell(text, code=key), Cell(head.verdict, verdict_class(head.agrees))
+    return Cell(f"{measured} vs {theory_text(head)}", code=key), verdict_cell(head)
 
 
 def cells_table(sweep: SweepPage) -> Table:
-    """Per cell: its grid values, the experiment's headline check and the check counts."""
+    """Per cell: its grid values, the experiment's headline check and the verdict counts;
+    a cell refused by its manifest: what is wrong, and nothing of its numbers."""
     values = {}
     for cell in (sweep.spec or {}).get("cells") or []:
         if isinstance(cell, dict) and isinstance(cell.get("directory"), str):
@@ -87,18 +91,23 @@ def cells_table(sweep: SweepPage) -> Table:
     for run in sweep.members:
         grid = values.get(run.directory.name)
         grid_text = ", ".join(f"{k}={v}" for k, v in grid.items()) if isinstance(grid, dict) else ""
-        ok, dev, missing = check_counts(run.summary)
-        counts = f"{ok} agree, {dev} deviate" + (f", {missing} missing" if missing else "")
+        if run.error:
+            refused = Cell(f"refused: {run.error}", "missing")
+            rows.append(
+                [Cell(code=run.directory.name), Cell(grid_text), Cell("—"), refused, Cell()]
+            )
+            continue
         badge = Badge("stand-in data", "standin") if is_stand_in(run.summary) else None
+        counts = ", ".join(b.text for b in verdict_badges(run.summary)) or "—"
         rows.append(
             [
                 Cell(code=run.directory.name, badge=badge),
                 Cell(grid_text),
                 *_headline(run.summary),
-                Cell(counts, "num" if not missing else "missing"),
+                Cell(counts, "missing" if tally(run.summary).count(MISSING) else ""),
             ]
         )
-    header = ["Cell", "Grid values", "Headline check", "Agreement", "All checks"]
+    header = ["Cell", "Grid values", "Headline check", "Verdict", "All checks"]
     return Table([Cell(h) for h in header], rows)
 
 
@@ -110,6 +119,25 @@ def sweep_title(sweep: SweepPage) -> str:
     return f"Sweep {sweep.directory.name}"
 
 
+def _results(sweep: SweepPage) -> tuple[str, Table | None, list[str]]:
+    """(heading, the table of sweep.csv, notes); nothing of a refused sweep's own files."""
+    if sweep.error:
+        return "", None, []
+    notes = []
+    if not sweep.verified:
+        notes.append(
+            "sweep.csv and sweep.png carry no manifest: each cell below is checked against its own."
+        )
+    try:
+        records = read_csv(sweep.directory / "sweep.csv")
+    except CSV_ERRORS as err:
+        return "", None, [*notes, f"sweep.csv unreadable: {err}"]
+    if not records:
+        return "", None, [*notes, "sweep.csv has no rows."]
+    heading = f"Results ({len(records)} cells; mean, 95% interval)"
+    return heading, sweep_table(records), notes
+
+
 def sweep_view(sweep: SweepPage) -> SweepView:
     """The sweep's figure(s), its results table, its cells against the theory, sweep.json."""
     d, spec = sweep.directory, sweep.spec or {}
@@ -119,22 +147,12 @@ def sweep_view(sweep: SweepPage) -> SweepView:
         meta += f" · grid: {grid}"
     if spec.get("seeds"):
         meta += f" · {plural(int(spec['seeds']), 'seed')} per cell"
-    stand_in = [r.summary for r in sweep.members if is_stand_in(r.summary)]
     claim_title = claim_paper = ""
     if spec.get("experiment"):
         claim, _, _ = claim_of(str(spec["experiment"]))
         claim_title, claim_paper = claim.title, claim.paper
-    heading, results, notes = "", None, []
-    try:
-        records = read_csv(d / "sweep.csv")
-    except CSV_ERRORS as err:
-        notes.append(f"sweep.csv unreadable: {err}")
-    else:
-        heading = f"Results ({len(records)} cells; mean, 95% interval)"
-        if records:
-            results = sweep_table(records)
-        else:
-            notes.append("sweep.csv has no rows.")
+    heading, results, notes = _results(sweep)
+    stand_in = [r.summary for r in sweep.members if not r.error and is_stand_in(r.summary)]
     return SweepView(
         anchor=sweep.anchor,
         title=sweep_title(sweep),
@@ -143,10 +161,11 @@ def sweep_view(sweep: SweepPage) -> SweepView:
         stand_in=str(stand_in[0].get("data", "stand-in data")) if stand_in else None,
         claim_title=claim_title,
         claim_paper=claim_paper,
-        figures=figures(d, SWEEP_CAPTIONS),
+        figures=[] if sweep.error else figures(d, SWEEP_CAPTIONS),
         results_heading=heading,
         results=results,
         notes=notes,
         cells=cells_table(sweep) if sweep.members else None,
         spec=json.dumps(spec, indent=2) if spec else None,
+        error=sweep.error,
     )
