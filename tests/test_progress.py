@@ -120,3 +120,16 @@ def test_the_thread_beats_while_a_bar_is_open_and_stops_after_the_last_closes(mo
     again.close()
     beat.thread.join(timeout=30)
     assert not beat.thread.is_alive()
+
+
+def test_a_stage_without_a_count_is_reported_while_it_runs(log):
+    err, clock, beat = log
+    with progress.stage("attack (PGD)"):
+        clock.now += 12
+        assert beat.beat() == "attack (PGD): 0/1 step, 12 s"
+    assert err.lines()[-1].startswith("attack (PGD): 1/1 step in ")
+    with pytest.raises(KeyError), progress.stage("failing"):
+        raise KeyError("x")
+    assert err.lines()[-1].startswith("failing: 0/1 step in ")  # closed, not counted done
+    clock.now += 60
+    assert beat.beat() is None

@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Never, TypeVar, overload
 
 from tqdm import tqdm
@@ -217,3 +218,13 @@ def bar(
     if on_terminal():
         return tqdm(iterable, **options)
     return LogBar(iterable, **options)
+
+
+@contextmanager
+def stage(desc: str, *, enabled: bool = True) -> Iterator[None]:
+    """One long step with no count of its own (e.g. a single attack call) as a one-step
+    :func:`bar` named ``desc``: on a log the heartbeat reports it while it runs and one
+    line says how long it took."""
+    with bar(total=1, desc=desc, enabled=enabled, unit="step") as steps:
+        yield
+        steps.update(1)

@@ -38,6 +38,7 @@ from featavg.metrics.curves import radius50_grid
 from featavg.metrics.intervals import plural
 from featavg.models.two_layer import NetConfig
 from featavg.plots.adversarial import adversarial_figure
+from featavg.progress import stage
 from featavg.training import TrainConfig, accuracy
 from featavg.training.adversarial import RandomStart, adversarially_train
 
@@ -119,19 +120,21 @@ def run(
     frac = decoupled_fraction(cos, model.unit_sign, signs, cfg.decoupled_threshold)
     test_acc = accuracy("binary", model(data.x_test), data.y_test)
     train_acc = accuracy("binary", model(data.x_train), data.y_train)  # clean inputs
-    correct = ensemble_subspace_pgd(
-        [model.member(i) for i in range(len(member_seeds))],
-        data.x_test,
-        data.y_test,
-        radii,
-        seeds=member_seeds,
-        steps=cfg.attack.pgd_steps,
-        rel_step=cfg.attack.rel_step,
-        restarts=cfg.attack.restarts,
-        random_start=cfg.attack.random_start,
-        objective=BinaryMargin(),
-        readout=torch.ones(1, 1, device=device),
-    )
+    attack = f"pgd attack ({len(member_seeds)} nets x {len(radii)} radii)"
+    with stage(attack, enabled=progress):  # a long call without a bar of its own
+        correct = ensemble_subspace_pgd(
+            [model.member(i) for i in range(len(member_seeds))],
+            data.x_test,
+            data.y_test,
+            radii,
+            seeds=member_seeds,
+            steps=cfg.attack.pgd_steps,
+            rel_step=cfg.attack.rel_step,
+            restarts=cfg.attack.restarts,
+            random_start=cfg.attack.random_start,
+            objective=BinaryMargin(),
+            readout=torch.ones(1, 1, device=device),
+        )
     curves = list(correct.double().mean(-1).cpu())
 
     per_seed: dict[str, list[float]] = {}
