@@ -133,3 +133,14 @@ def test_a_stage_without_a_count_is_reported_while_it_runs(log):
     assert err.lines()[-1].startswith("failing: 0/1 step in ")  # closed, not counted done
     clock.now += 60
     assert beat.beat() is None
+
+
+def test_stop_ends_the_thread_even_with_a_bar_open():
+    """At exit the heartbeat stops its thread, so it never writes during shutdown."""
+    beat = Heartbeat(interval=10.0, poll=0.001, clock=Clock(), write=lambda line: None)
+    task = LogBar(total=2, desc="left open", heartbeat=beat)
+    thread = beat.thread
+    assert thread is not None and thread.is_alive()
+    beat.stop()
+    assert not thread.is_alive()  # stop() joins it
+    task.close()

@@ -19,6 +19,7 @@ Every tqdm call site in featavg goes through :func:`bar`; ``enabled=False`` (``-
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
@@ -110,9 +111,33 @@ class Heartbeat:
                 (ref, t) for ref, t in self._bars if ref() is not bar and ref() is not None
             ]
             self._last = self.clock()
-            if not self._bars and self._stop is not None:
-                self._stop.set()
-                self._stop = None
+            ending = self._detach() if not self._bars else None
+        self._end(ending)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (a later :meth:`open` starts another) and wait for it: at exit,
+        so that it never writes while the interpreter shuts down."""
+        with self._lock:
+            ending = self._detach()
+        self._end(ending, timeout)
+
+    def _detach(self) -> tuple[threading.Event, threading.Thread | None] | None:
+        # under the lock: the running thread's stop signal and the thread, now no one's
+        if self._stop is None:
+            return None
+        ending, self._stop = (self._stop, self.thread), None
+        return ending
+
+    @staticmethod
+    def _end(
+        ending: tuple[threading.Event, threading.Thread | None] | None, timeout: float = 5.0
+    ) -> None:
+        if ending is None:
+            return
+        stop, thread = ending
+        stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def beat(self) -> str | None:
         """Write (and return) the status line of the open bars if ``interval`` seconds have
@@ -150,6 +175,7 @@ def _status(bar: LogBar, elapsed: float) -> str:
 # at least one line every 10 s (+ the 1 s poll) while a log bar is open
 HEARTBEAT_S = 10.0
 HEARTBEAT = Heartbeat(HEARTBEAT_S)
+atexit.register(HEARTBEAT.stop)
 
 
 class LogBar(_Tqdm):
