@@ -11,9 +11,12 @@ MKDOCS_BUILD := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "creating $(VENV) and upgrading pip (under a minute)..."
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@echo "installing featavg, torch and dependencies (1-2 min, quiet while it downloads)..."
 	$(BIN)/pip install -q -e '.[test,docs]'
+	@echo "installing the cross-check packages (seconds)..."
 	# torchattacks (test cross-check): --no-deps, its own requirements would replace the CPU torch
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
 	# pyautoattack (AutoAttack cross-check, the autoattack extra): --no-deps, it declares none
@@ -23,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
+	@echo "running every synthetic experiment (about 2 min on 2 cores), then runs/reproduce.html..."
 	$(BIN)/featavg reproduce --out runs
 
 lint: install

@@ -110,6 +110,26 @@ def test_sphere_starts_are_per_seed_and_unit():
     assert sphere_starts([1], torch.tensor([0.0]), 0, 6, 10) is None
 
 
+def test_members_sharing_a_seed_share_one_draw():
+    """Members of one seed (one per training radius) hold one draw; every product with the
+    draws equals the product with each member's own documented draw."""
+    seeds = [3, 5, 3, 5]
+    starts = sphere_starts(seeds, torch.tensor([1.0, 2.0, 3.0, 0.0]), 2, 6, 10, torch.float64)
+    assert starts is not None and starts.members.tolist() == [0, 1, 2]
+    assert starts.gauss.shape == (2, 6, 10)  # seeds 3 and 5, drawn once each
+    stream = "adversarial-training/start/2"
+    g = [torch.randn(6, 10, generator=generator(seeds[j], stream)).double() for j in range(3)]
+    for j in range(3):
+        u = g[j] / g[j].norm(dim=1, keepdim=True)
+        assert torch.allclose(starts.directions()[j], u, rtol=1e-12, atol=1e-12)
+    w, a, idx = torch.randn(3, 4, 10).double(), torch.randn(3, 4, 6).double(), torch.tensor([4, 1])
+    project, combine = starts.project(w), (starts.combine(a), starts.combine(a[..., idx], idx))
+    for j in range(3):
+        assert torch.allclose(project[j], w[j] @ g[j].T, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(combine[0][j], a[j] @ g[j], rtol=1e-12, atol=1e-12)
+        assert torch.allclose(combine[1][j], a[j][:, idx] @ g[j][idx], rtol=1e-12, atol=1e-12)
+
+
 def test_zero_radius_leaves_inputs_unchanged():
     ds = sample_synthetic(SMALL, 0)
     ens = binary_ensemble([0], 80, NetConfig(m=2, init_std=0.1))
@@ -126,13 +146,14 @@ def test_perturb_arguments_are_checked():
         adversarial_perturb([1.0, 2.0], random_start="sphere", seeds=[0])
 
 
+@pytest.mark.parametrize("seeds", [[0, 1, 2], [7, 5, 5]])
 @pytest.mark.parametrize("start", ["none", "sphere"])
-def test_training_on_factored_inputs_equals_training_on_plain_pgd_examples(start):
+def test_training_on_factored_inputs_equals_training_on_plain_pgd_examples(start, seeds):
     """GD on RowSpaceInputs (never forming x_adv) equals GD on x_adv from a plain autograd
-    PGD in R^d with the same starts, in float64, full-batch and mini-batch."""
+    PGD in R^d with the same starts, in float64, full-batch and mini-batch; also where two
+    members share a seed (and so their start directions)."""
     ds = sample_synthetic(SMALL, 0).to("cpu", torch.float64)
     eps = torch.tensor([0.0, 4.0, 8.0], dtype=torch.float64)
-    seeds = [0, 1, 2]
     cfg = TrainConfig(steps=12, lr=0.05)
     for batch_size, x in ((None, ds.x_train), (16, ds.x_train.expand(3, -1, -1).contiguous())):
         cfg = cfg.model_copy(update={"batch_size": batch_size})
@@ -232,3 +253,16 @@ def test_adversarial_honours_its_training_attack_fields(tmp_path):
     )
     assert failed > 0  # a few GD steps leave training points misclassified: exercised
     assert "failed to fit" in sphere["notes"][0]
+
+
+def test_the_demo_runs_the_paper_protocol_on_fewer_seeds():
+    """`featavg reproduce` trains 3 seeds, the paper preset 5; everything else (radii,
+    steps, attacks) and so every figure panel and checked row is the same."""
+    from featavg.experiments.registry import EXPERIMENTS
+
+    exp = EXPERIMENTS["synthetic-adversarial"]
+    demo = exp.config_cls(**exp.preset("reproduce"))
+    paper = exp.config_cls(**exp.preset("paper"))
+    assert (demo.seeds, paper.seeds) == (3, 5)  # 3: the fewest with a usable t interval
+    assert demo.model_dump(exclude={"seeds"}) == paper.model_dump(exclude={"seeds"})
+    assert exp.checks(demo) == exp.checks(paper)

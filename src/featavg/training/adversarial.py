@@ -49,16 +49,44 @@ RANDOM_STARTS: tuple[RandomStart, ...] = ("sphere", "none")
 @dataclass(frozen=True)
 class RandomStarts:
     """Start directions of the ensemble members ``members`` (S',): u = g / ||g|| with the
-    Gaussian draws g (S', n, d) and inv_norms = 1 / ||g|| (S', n), kept apart so that u is
-    never formed (one pass over (S', n, d) less per step)."""
+    Gaussian draws g and inv_norms = 1 / ||g||, kept apart so that u is never formed (one
+    pass over (S', n, d) less per step). Members that share a seed share their draw, so only
+    the distinct draws are held: ``gauss`` (U, n, d), ``inv_norms`` (U, n); member j's is
+    row ``rows[j]``. Products with the draws go one distinct draw at a time
+    (:meth:`project`, :meth:`combine`), never through an (S', n, d) copy."""
 
     members: torch.Tensor
     gauss: torch.Tensor
     inv_norms: torch.Tensor
+    rows: tuple[int, ...]
+
+    def groups(self) -> list[tuple[list[int], int]]:
+        """(positions j among the members, distinct draw u) for every distinct draw."""
+        return [
+            ([j for j, r in enumerate(self.rows) if r == u], u) for u in dict.fromkeys(self.rows)
+        ]
 
     def directions(self) -> torch.Tensor:
         """The unit directions u themselves, (S', n, d)."""
-        return self.gauss * self.inv_norms[..., None]
+        rows = list(self.rows)
+        return self.gauss[rows] * self.inv_norms[rows][..., None]
+
+    def project(self, w: torch.Tensor) -> torch.Tensor:
+        """W_j g_j^T for every member j: w (S', M, d) -> (S', M, n)."""
+        out = w.new_empty(w.shape[0], w.shape[1], self.gauss.shape[1])
+        for pos, u in self.groups():
+            g = self.gauss[u].expand(len(pos), *self.gauss.shape[1:])
+            out[pos] = torch.bmm(w[pos], g.transpose(1, 2))
+        return out
+
+    def combine(self, a: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """a_j g_j for every member j, with g_j's rows ``idx`` (None: all): a (S', M, B)
+        -> (S', M, d)."""
+        out = a.new_empty(a.shape[0], a.shape[1], self.gauss.shape[2])
+        for pos, u in self.groups():
+            g = self.gauss[u] if idx is None else self.gauss[u][idx]
+            out[pos] = torch.bmm(a[pos], g.expand(len(pos), *g.shape))
+        return out
 
 
 def start_stream(step: int) -> str:
@@ -77,25 +105,29 @@ def sphere_starts(
 ) -> RandomStarts | None:
     """Uniform directions on the unit sphere of R^d, n per member with eps > 0 (None when
     there is none), member s drawn from stream :func:`start_stream` of ``seeds[s]`` on the
-    CPU (so the draw does not depend on the device or on the other members)."""
+    CPU (so the draw does not depend on the device or on the other members). Members that
+    share a seed (one per training radius) get the same directions, drawn once."""
     members = [s for s in range(len(seeds)) if float(eps[s]) > 0]
     if not members:
         return None
-    gauss = torch.empty(len(members), n, d)
+    # the draw is a fifth of an adversarial training step: once per distinct seed
+    distinct = list(dict.fromkeys(seeds[s] for s in members))
+    gauss = torch.empty(len(distinct), n, d)
 
     def draw(j: int) -> None:
-        g = generator(seeds[members[j]], start_stream(step))
+        g = generator(distinct[j], start_stream(step))
         torch.randn(n, d, generator=g, out=gauss[j])
 
-    workers = min(len(members), torch.get_num_threads())
+    workers = min(len(distinct), torch.get_num_threads())
     if workers > 1:  # torch's sampling kernels release the GIL
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(draw, range(len(members))))
+            list(pool.map(draw, range(len(distinct))))
     else:
-        for j in range(len(members)):
+        for j in range(len(distinct)):
             draw(j)
     g = gauss.to(device=device, dtype=dtype)
-    return RandomStarts(torch.tensor(members, device=device), g, 1 / g.norm(dim=-1))
+    rows = tuple(distinct.index(seeds[s]) for s in members)
+    return RandomStarts(torch.tensor(members, device=device), g, 1 / g.norm(dim=-1), rows)
 
 
 class RowSpaceInputs:
@@ -140,10 +172,12 @@ class RowSpaceInputs:
         direct = dpt @ x if x.ndim == 2 else torch.bmm(dpt, x)
         grad = torch.baddbmm(direct, torch.bmm(dpt, beta.transpose(1, 2)), self.weight)
         if self.starts is not None and self.scale is not None:
-            members, g = self.starts.members, self.starts.gauss
-            s = self.scale * self.starts.inv_norms  # s u = (s / ||g||) g
-            s, g = (s, g) if idx is None else (s[:, idx], g[:, idx])
-            grad = grad.index_add(0, members, torch.bmm(dpt[members] * s[:, None, :], g))
+            starts = self.starts
+            s = self.scale * starts.inv_norms[list(starts.rows)]  # s u = (s / ||g||) g
+            s = s if idx is None else s[:, idx]
+            grad = grad.index_add(
+                0, starts.members, starts.combine(dpt[starts.members] * s[:, None, :], idx)
+            )
         return grad
 
     def materialise(self) -> torch.Tensor:
@@ -188,8 +222,8 @@ def row_space_pgd(
     wu, scale, shift = None, None, clean
     if starts is not None:
         wu = torch.zeros_like(clean)
-        wg = torch.bmm(w[starts.members], starts.gauss.transpose(1, 2))  # W g, (S', M, n)
-        wu[starts.members] = wg * starts.inv_norms[:, None, :]
+        wg = starts.project(w[starts.members])  # W g, (S', M, n)
+        wu[starts.members] = wg * starts.inv_norms[list(starts.rows)][:, None, :]
         scale = torch.zeros_like(clean[:, 0])  # (S, n)
         scale[starts.members] = eps[starts.members].expand(-1, clean.shape[-1])
         shift = clean + wu * scale[:, None, :]
