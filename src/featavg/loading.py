@@ -29,6 +29,7 @@ from featavg import runs
 from featavg.config import ConfigError
 from featavg.experiments.summary import metric_keys
 from featavg.runs import paths as out_paths
+from featavg.runs.state import verify_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,46 +68,6 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
             f"run_dir: {shown}/summary.json is not a featavg run summary (no experiment name)"
         )
     return summary
-
-
-def _is_regular(path: Path) -> bool:
-    """Whether ``path`` is a regular file itself (not a link to one)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def verify_run(run_dir: str | Path) -> dict[str, str]:
-    """The files of the run in ``run_dir`` as its ``manifest.json`` lists them ({name:
-    sha256}), after checking that every listed file is there, a regular file and unchanged,
-    that the summary is listed and that no unlisted result file (``.json``, ``.csv``,
-    figures: another run's?) lies beside them; else a one-line :class:`ConfigError` saying
-    what differs. Other files (a user's notes) are left alone and never read."""
-    from featavg.runs.state import RESULT_SUFFIXES, listed_files, manifest_problems
-
-    directory = Path(run_dir)
-    shown = out_paths.shown(directory)
-    listed = listed_files(runs.read_json_object(directory / runs.MANIFEST))
-    if listed is None:
-        raise ConfigError(
-            f"run_dir: {shown} has no readable {runs.MANIFEST} (not a whole featavg run); "
-            "run it again"
-        )
-    files = [
-        p.name
-        for p in directory.iterdir()
-        if not p.name.startswith(".")
-        and _is_regular(p)
-        and (p.name in listed or p.suffix in RESULT_SUFFIXES)
-    ]
-    problems = manifest_problems(directory, files, listed)
-    if problems:
-        raise ConfigError(
-            f"run_dir: {shown} does not match its {runs.MANIFEST} "
-            f"({', '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); run it again"
-        )
-    return listed
 
 
 def run_seeds(summary: dict[str, Any]) -> list[int]:

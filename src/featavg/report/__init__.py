@@ -62,7 +62,7 @@ def _one_line(err: ConfigError) -> str:
 def _refusal(path: Path) -> str:
     """'' when every file of the run directory matches its manifest.json; else what is
     wrong, in one line (the same check :func:`featavg.load` makes)."""
-    from featavg.loading import verify_run
+    from featavg.runs.state import verify_run
 
     try:
         verify_run(path)

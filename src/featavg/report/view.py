@@ -16,12 +16,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from featavg.experiments.summary import is_metric_value
-
-if TYPE_CHECKING:
-    from featavg.report.view_real import Comparison
 
 MAX_TABLE_ROWS = 200  # CSV / point tables beyond this are cut (the file has them all)
 MAX_PER_SEED = 12  # per-seed values listed in full up to this many seeds
@@ -92,6 +89,17 @@ class Table:
     rows: list[list[Cell]]
     cut: int = 0  # rows left out
     source: str = "the file"  # where the rows left out are
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The answer per radius: ``sentence`` (one line over the radii > 0), ``table`` (a row
+    per radius), ``notes`` (the pixel units, rows that could not be read)."""
+
+    question: str
+    sentence: str
+    table: Table
+    notes: list[str]
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,11 @@ templates write the HTML.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from featavg.experiments.summary import is_number
 from featavg.report.checks import is_stand_in
-from featavg.report.view import Cell, Table, fmt
+from featavg.report.view import Cell, Comparison, Table, fmt
 
 QUESTION = "Is the 10-class model more robust than the binary one?"
 TENCLASS, BINARY, TIE = "10-class more robust", "binary more robust", "tie"
@@ -32,17 +31,6 @@ HEADER = (
     "Difference (10-class − binary)",
     "Verdict",
 )
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The answer per radius: ``sentence`` (one line over the radii > 0), ``table`` (a row
-    per radius), ``notes`` (the pixel units, rows that could not be read)."""
-
-    question: str
-    sentence: str
-    table: Table
-    notes: list[str]
 
 
 def stand_in_label(summary: dict[str, Any], fallback: bool = True) -> str:

@@ -239,3 +239,40 @@ def cached_summary(
     made by this code, with every file as its manifest lists it; else None."""
     state = inspect_run(Path(directory), experiment, config)
     return state.summary if state.kind == "hit" else None
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def verify_run(run_dir: str | Path) -> dict[str, str]:
+    """The files of the run in ``run_dir`` as its ``manifest.json`` lists them ({name:
+    sha256}), after checking that every listed file is there, a regular file and unchanged,
+    that the summary is listed and that no unlisted result file (``.json``, ``.csv``,
+    figures: another run's?) lies beside them; else a one-line :class:`ConfigError` saying
+    what differs. Other files (a user's notes) are left alone and never read."""
+    directory = Path(run_dir)
+    shown = out_paths.shown(directory)
+    listed = listed_files(read_json_object(directory / MANIFEST))
+    if listed is None:
+        raise ConfigError(
+            f"run_dir: {shown} has no readable {MANIFEST} (not a whole featavg run); run it again"
+        )
+    files = [
+        p.name
+        for p in directory.iterdir()
+        if not p.name.startswith(".")
+        and _is_regular(p)
+        and (p.name in listed or p.suffix in RESULT_SUFFIXES)
+    ]
+    problems = manifest_problems(directory, files, listed)
+    if problems:
+        raise ConfigError(
+            f"run_dir: {shown} does not match its {MANIFEST} "
+            f"({', '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}); run it again"
+        )
+    return listed
