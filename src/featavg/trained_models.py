@@ -413,15 +413,13 @@ def _train(
     progress_file = (
         directories[0].parent / PROGRESS / ("+".join(d.name for d in directories) + ".pt")
     )
-    progress_file.parent.mkdir(parents=True, exist_ok=True)
-    if resume:
-        _discard_unreadable_progress(progress_file)
     trainer = ImageSGD(
         first.sgd,
         device=dev,
         checkpoint=progress_file,
         resume=resume,
         eval_data=(data.test.x, test_y),
+        foreign="discard",  # the path is ours: whatever does not verify there is discarded
     )
     start = time.perf_counter()
     models = [m.to(dev) for m in models]
@@ -437,33 +435,6 @@ def _train(
     with contextlib.suppress(OSError):  # not empty: another training is under way
         progress_file.parent.rmdir()
     return trained
-
-
-# what every training checkpoint holds (featavg.training.checkpoint.training_state)
-_PROGRESS_KEYS = ("epoch", "models", "optimizers", "schedulers", "records", "rng", "config", "data")
-
-
-def _discard_unreadable_progress(path: Path) -> None:
-    """Delete the progress checkpoint ``path`` when it is not a whole training checkpoint
-    (truncated, tampered, not ours): training then starts over instead of failing on it.
-    One of another config or data is left for ImageSGD to refuse, naming the difference."""
-    import warnings
-
-    from featavg.training.checkpoint import TRAINING_FORMAT, load_checkpoint
-
-    if not path.is_file():
-        return
-    try:
-        state = load_checkpoint(path, map_location="cpu")
-    except ConfigError as err:
-        problem = str(err)
-    else:
-        missing = [k for k in _PROGRESS_KEYS if k not in state]
-        if state.get("format") == TRAINING_FORMAT and not missing:
-            return
-        problem = f"{path}: not a whole training checkpoint (missing {', '.join(missing)})"
-    warnings.warn(f"{problem}; discarded, training starts over", stacklevel=3)
-    path.unlink(missing_ok=True)
 
 
 def _epoch_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
