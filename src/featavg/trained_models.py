@@ -47,6 +47,7 @@ from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.data.images import DATASETS
+from featavg.models.model_file import MODEL_FILE, MODEL_FORMAT, load_trained_model
 from featavg.runs import guards
 from featavg.training.image_sgd import SGDConfig
 
@@ -59,8 +60,6 @@ if TYPE_CHECKING:
     from featavg.runs.context import RunContext
     from featavg.runs.state import RunState
 
-MODEL_FILE = "model.pt"
-MODEL_FORMAT = "featavg-model/1"
 PROGRESS = ".featavg-progress"
 NORMALIZATIONS = ("auto", "mnist-half", "cifar-authors", "cifar-pretrained", "none")
 
@@ -277,33 +276,6 @@ def model_directory(cfg: TrainJobConfig, data: ImageDataset, models_root: str | 
 
 def _identity(cfg: TrainJobConfig, data: ImageDataset) -> dict[str, Any]:
     return {**cfg.identity(), "data_fingerprint": data.fingerprint()}
-
-
-def load_trained_model(
-    path: str | Path, device: str = "cpu"
-) -> tuple[ImageClassifier, dict[str, Any]]:
-    """Rebuild the model saved in ``path`` (a model directory or its ``model.pt``) with
-    ``torch.load(weights_only=True)``; returns (model in eval mode, the file's metadata)."""
-    from featavg.models.builtin import build_model
-    from featavg.models.image_classifier import Normalization
-    from featavg.training.checkpoint import load_checkpoint
-
-    path = Path(path)
-    file = path / MODEL_FILE if path.is_dir() else path
-    blob = load_checkpoint(file, map_location="cpu")
-    if blob.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"{file}: not a featavg model file (format {blob.get('format')!r})")
-    norm = blob["normalization"]
-    model = build_model(
-        blob["model"],
-        int(blob["num_classes"]),
-        int(blob["in_channels"]),
-        int(blob["image_size"]),
-        Normalization(mean=tuple(norm["mean"]), std=tuple(norm["std"]), name=norm["name"]),
-    )
-    model.load_state_dict(blob["state_dict"])
-    meta = {k: v for k, v in blob.items() if k != "state_dict"}
-    return model.to(device).eval(), meta
 
 
 # ---------------------------------------------------------------- training
