@@ -448,6 +448,7 @@ DAMAGED = {
     "a record missing": _forged(lambda s: s["records"][0].clear()),
     "one model short": _forged(lambda s: s["models"].pop()),
     "records as a tensor": _set("records", torch.zeros(2)),
+    "a record's time None": _forged(lambda s: s["records"][0][0].__setitem__("wall_s", None)),
 }
 
 

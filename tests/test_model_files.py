@@ -13,7 +13,12 @@ import torch
 from featavg.config import ConfigError
 from featavg.models.builtin import BUILTIN_MODELS, MAX_PARAMETERS, build_model
 from featavg.models.image_classifier import CIFAR_AUTHORS, MNIST_HALF
-from featavg.models.model_file import MODEL_FORMAT, head_classes, load_trained_model
+from featavg.models.model_file import (
+    MODEL_FORMAT,
+    head_classes,
+    load_trained_model,
+    model_file_digest,
+)
 
 CNN = build_model("cnn", 2, 1, 28, MNIST_HALF, seed=0)
 
@@ -153,6 +158,36 @@ def test_a_whole_model_file_loads_to_the_same_function(tmp_path):
     torch.save(doubled, path)
     model, _ = load_trained_model(path)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def sealed(blob):
+    blob["sha256"] = model_file_digest(blob)
+    return blob
+
+
+def test_the_digest_catches_damage_outside_a_model_directory(tmp_path):
+    """A model.pt handed to the probe alone has no manifest: its own digest tells a
+    damaged file (once loaded silently with other weights)."""
+    path = tmp_path / "model.pt"
+    torch.save(sealed(model_blob()), path)
+    load_trained_model(path)  # intact
+    data = bytearray(path.read_bytes())
+    weight = CNN.state_dict()["net.fc.weight"]
+    at = bytes(data).find(weight.contiguous().numpy().tobytes())
+    data[at + 2] ^= 0x01  # one bit of one weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="'sha256' does not match the contents"):
+        load_trained_model(path)
+    edited = sealed(model_blob())
+    edited["labels"] = "fine"  # an edit without a new digest
+    torch.save(edited, path)
+    with pytest.raises(ConfigError, match="'sha256'"):
+        load_trained_model(path)
+    torch.save(model_blob(), path)  # written before the digest existed: loads
+    load_trained_model(path)
+    # the digest does not depend on how the file was laid out: re-saving keeps it valid
+    again = torch.load(path, weights_only=True)
+    assert model_file_digest(again) == model_file_digest(model_blob())
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import featavg
 from featavg.cli import main
 from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
+from featavg.models.model_file import model_file_digest
 from featavg.runs.context import open_context
 from featavg.trained_models import (
     TrainJobConfig,
@@ -78,6 +79,7 @@ def test_model_file_reloads_weights_only_and_predicts_the_same(tmp_path):
     # weights_only loading works on the raw file too
     blob = torch.load(trained.checkpoint, weights_only=True)
     assert set(blob["state_dict"]) == set(model.state_dict())
+    assert blob["sha256"] == model_file_digest(blob)  # the file vouches for itself
     x = trained.data.test.x[:64]
     assert torch.equal(predict_logits(model, x), predict_logits(trained.model, x))
     acc = (predict_logits(model, trained.data.test.x).argmax(1) == trained.targets()).double()
@@ -164,7 +166,9 @@ def _rewrite_model_file(directory, change):
     from featavg import runs
 
     blob = torch.load(directory / "model.pt", weights_only=True)
+    del blob["sha256"]
     change(blob)
+    blob["sha256"] = model_file_digest(blob)  # consistent: only the field checks can tell
     torch.save(blob, directory / "model.pt")
     runs.write_manifest(directory)
 

@@ -47,7 +47,12 @@ from featavg import runs
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
 from featavg.data.images import DATASETS
-from featavg.models.model_file import MODEL_FILE, MODEL_FORMAT, load_trained_model
+from featavg.models.model_file import (
+    MODEL_FILE,
+    MODEL_FORMAT,
+    load_trained_model,
+    model_file_digest,
+)
 from featavg.runs import guards
 from featavg.training.image_sgd import SGDConfig
 
@@ -457,6 +462,7 @@ def _write_model(
         "config": cfg.model_dump_json(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    blob["sha256"] = model_file_digest(blob)
     provenance = runs.provenance(dev, wall, [cfg.seed])
     if together > 1:
         provenance["trained_together_with"] = together

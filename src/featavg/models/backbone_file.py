@@ -101,7 +101,7 @@ def load_backbone_file(
             kind="featavg model file",
             model=meta["model"],
             normalization=meta["normalization"]["name"],
-            trained_on=meta.get("dataset", {}).get("name"),
+            trained_on=(meta.get("dataset") or {}).get("name"),
         )
         return model, info
     state = plain_state(blob, file)

@@ -3,7 +3,10 @@
 A model file is a dict loadable with ``torch.load(weights_only=True)``
 (:func:`~featavg.torch_files.load_checkpoint`): the weights (``state_dict``) and what
 rebuilds the model (:data:`MODEL_FORMAT`: builtin name, classes, channels, image size,
-normalisation), plus what it was trained on (labels, grouping, data set, config).
+normalisation), plus what it was trained on (labels, grouping, data set, config) and the
+SHA-256 of all of that (``sha256``, :func:`model_file_digest`), so that a damaged file is
+caught even outside its model directory (whose manifest covers it too). Files written
+before the digest existed load without that check.
 
 Nothing in a file is trusted: :func:`read_model_meta` checks every field (its type, its
 range, the normalisation's shape) and :func:`check_state_fits` the weights against the
@@ -14,6 +17,8 @@ exhausted memory or a half-loaded model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,12 +65,41 @@ def model_file_path(path: str | Path) -> Path:
     return path / MODEL_FILE if path.is_dir() else path
 
 
+def model_file_digest(blob: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a model file's contents other than its ``sha256`` entry: the
+    metadata as sorted JSON, then each tensor's name, dtype, shape and bytes. Independent
+    of how torch lays out the file, so a file can be re-saved without changing it."""
+    h = hashlib.sha256()
+    meta = {k: v for k, v in blob.items() if k not in ("sha256", "state_dict")}
+    h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
+    state = blob.get("state_dict")
+    for key, value in sorted(state.items()) if isinstance(state, dict) else []:
+        h.update(f"\n{key} ".encode())
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype} {tuple(t.shape)} ".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()
+
+
 def read_model_meta(blob: Mapping[str, Any], file: Path) -> ModelMeta:
     """The fields of a loaded model file ``blob`` that rebuild its model, each checked
     (see the module docstring); also checks the descriptive fields (labels, grouping, data
     set, config) that callers read. ConfigError naming ``file`` and the field."""
     if blob.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{file}: not a featavg model file (format {shown(blob.get('format'))})")
+    digest = blob.get("sha256")
+    if digest is not None:
+        try:
+            intact = isinstance(digest, str) and digest == model_file_digest(blob)
+        except (RecursionError, ValueError, TypeError):  # metadata no JSON can hold
+            intact = False
+        if not intact:
+            raise ConfigError(
+                f"{file}: field 'sha256' does not match the contents (a damaged file)"
+            )
     name = blob.get("model")
     if not isinstance(name, str) or name not in BUILTIN_MODELS:
         raise ConfigError(

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 # scheduler entries that change as it steps (the rest are settings, equal to a fresh one's)
 _SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_is_initial")
 _SCHEDULER_FLAGS = ("_get_lr_called_within_step",)
-# the numbers every epoch record holds (1-element tensors)
+# the numbers every epoch record holds (1-element tensors), and its timings (plain numbers,
+# >= 0; images per second is inf for an epoch that took no measurable time)
 _RECORD_NUMBERS = ("loss", "train_acc", "lr")
+_RECORD_TIMINGS = ("wall_s", "images_per_s")
 # learning rates may exceed the configured maximum by float rounding in the schedule
 _LR_SLACK = 1e-9
 
@@ -167,6 +169,10 @@ def _check_records(saved: Any, epoch: int, evaluated: bool) -> str | None:
                 return f"record {j} has no number {key!r}"
             if not _finite(value):
                 return f"record {j}: {key} is not finite"
+        for key in _RECORD_TIMINGS:
+            time: Any = record.get(key)
+            if type(time) not in (float, int) or not time >= 0:
+                return f"record {j} has no time {key!r}"
     return None
 
 
