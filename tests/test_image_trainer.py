@@ -20,7 +20,13 @@ from torch import nn
 from featavg.config import ConfigError
 from featavg.seeding import generator
 from featavg.training.augment import crop_flip, draw_crop_flip
-from featavg.training.checkpoint import load_checkpoint, save_checkpoint
+from featavg.training.checkpoint import (
+    ProgressDiscarded,
+    load_checkpoint,
+    read_progress,
+    save_checkpoint,
+    save_progress,
+)
 from featavg.training.image_sgd import ImageSGD, SGDConfig, evaluate, predict_logits
 from featavg.training.interface import Trainer
 from image_trainer_child import CONFIG, run, tiny_cnn, toy_data, without_timing
@@ -157,6 +163,47 @@ def test_config_is_validated():
         ImageSGD(SGDConfig(compile=True), device="cpu")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", 1e300),
+        ("lr", 3.5e38),  # just past float32's largest finite value
+        ("lr", float("inf")),
+        ("lr", 1e-300),  # vanishes in float32: training would not move
+        ("weight_decay", 1e300),
+    ],
+)
+def test_float_settings_must_fit_float32(field, value):
+    with pytest.raises(ValidationError, match=field) as err:
+        SGDConfig(**{field: value})
+    assert "float32" in str(err.value) or "finite" in str(err.value)
+
+
+def test_float_settings_at_the_float32_edges_are_accepted():
+    cfg = SGDConfig(lr=3.4e38, weight_decay=3.4e38, momentum=0.0)
+    assert cfg.lr == 3.4e38
+    assert SGDConfig(lr=1.2e-38, weight_decay=0.0).lr == 1.2e-38
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--set", "sgd.lr=1e300", "--root"],
+        ["train", "--set", "sgd.weight_decay=1e300", "--root"],
+        ["run", "mnist-robustness", "--set", "train.sgd.lr=1e300", "--out"],
+    ],
+)
+def test_an_overflowing_learning_rate_is_refused_by_name(tmp_path, capsys, argv):
+    """Once a traceback from the first optimiser step (the value overflowed float32)."""
+    from featavg.cli import main
+
+    assert main([*argv, str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "float32" in err
+    assert ("sgd.lr" in err) or ("sgd.weight_decay" in err)
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
 # ---- augmentation ------------------------------------------------------------------------
 
 
@@ -267,7 +314,7 @@ def test_resume_after_an_interrupted_epoch_matches_an_uninterrupted_run(tmp_path
         ImageSGD(cfg, checkpoint=ckpt).fit(
             [tiny_cnn(2, seed=1), tiny_cnn(3, seed=2)], x, targets, seed=4, on_record=[crash, None]
         )
-    assert load_checkpoint(ckpt)["epoch"] == 1
+    assert read_progress(ckpt)["epoch"] == 1
     resumed = [tiny_cnn(2, seed=1), tiny_cnn(3, seed=2)]
     records = ImageSGD(cfg, checkpoint=ckpt, resume=True).fit(resumed, x, targets, seed=4)
     for a, b in zip(full, resumed, strict=True):
@@ -283,18 +330,196 @@ def test_resume_refuses_another_run(tmp_path):
     x, (y, _) = toy_data(128)
     ckpt = tmp_path / "run.ckpt"
     ImageSGD(FAST, checkpoint=ckpt).fit([tiny_cnn(2)], x, [y], seed=0)
+    saved = ckpt.read_bytes()
     other_lr = FAST.model_copy(update={"lr": 0.1})
-    with pytest.raises(ConfigError, match=r"another config \(lr: 0.05 in the checkpoint, 0.1 now"):
+    with pytest.raises(ConfigError, match=r"another config: lr: 0.05 in the checkpoint, 0.1 now"):
         ImageSGD(other_lr, checkpoint=ckpt, resume=True).fit([tiny_cnn(2)], x, [y], seed=0)
     with pytest.raises(ConfigError, match="other data or seed"):
         ImageSGD(FAST, checkpoint=ckpt, resume=True).fit([tiny_cnn(2)], x, [y], seed=1)
     with pytest.raises(ConfigError, match="other data or seed"):
         ImageSGD(FAST, checkpoint=ckpt, resume=True).fit([tiny_cnn(2)], x, [1 - y], seed=0)
-    with pytest.raises(ConfigError, match="model 0 does not match"):
+    with pytest.raises(ConfigError, match="other models") as err:
         ImageSGD(FAST, checkpoint=ckpt, resume=True).fit([tiny_cnn(3)], x, [y], seed=0)
-    save_checkpoint(ckpt, {"format": "something else"})
-    with pytest.raises(ConfigError, match="not a training checkpoint"):
-        ImageSGD(FAST, checkpoint=ckpt, resume=True).fit([tiny_cnn(2)], x, [y], seed=0)
+    assert "\n" not in str(err.value)
+    assert ckpt.read_bytes() == saved  # another run's file is left as it was
+    # a caller that owns the path discards it instead, with a warning, and starts over
+    fresh = tiny_cnn(3)
+    with pytest.warns(ProgressDiscarded, match="other models.*discarded, training starts over"):
+        ImageSGD(FAST, checkpoint=ckpt, resume=True, foreign="discard").fit([fresh], x, [y], seed=0)
+    reference = tiny_cnn(3)
+    ImageSGD(FAST).fit([reference], x, [y], seed=0)
+    assert_same_weights(fresh, reference)
+
+
+# ---- progress files that do not verify ------------------------------------------------
+
+RESUME = CONFIG.model_copy(update={"epochs": 2})  # onecycle, nesterov, crop-flip: all states
+
+
+def two_models() -> list[nn.Sequential]:
+    return [tiny_cnn(2, seed=1), tiny_cnn(3, seed=2)]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """(the progress file after epoch 1 of 2, the uninterrupted run's final weights and
+    records): a run stopped by an exception in epoch 2, before its checkpoint."""
+    x, targets = toy_data(128)
+    full = two_models()
+    records = ImageSGD(RESUME).fit(full, x, targets, seed=4)
+
+    def stop(epoch, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return {}
+
+    ckpt = tmp_path_factory.mktemp("interrupted") / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        ImageSGD(RESUME, checkpoint=ckpt).fit(
+            two_models(), x, targets, seed=4, on_record=[stop, None]
+        )
+    return ckpt.read_bytes(), [m.state_dict() for m in full], without_timing(records)
+
+
+def _flip_a_weight_bit(path: Path, state: dict) -> None:
+    data = bytearray(path.read_bytes())
+    weight = state["models"][0]["0.weight"]
+    # as stored: the storage's bytes (a channels_last weight is not contiguous)
+    at = bytes(data).find(bytes(weight.untyped_storage()))
+    assert at > 0
+    data[at + 5] ^= 0x04  # one bit of one weight: still a loadable file
+    path.write_bytes(bytes(data))
+
+
+def _forged(change):
+    """A tamper that edits the state and writes it back with a matching checksum: only the
+    content checks can catch it."""
+
+    def tamper(path: Path, state: dict) -> None:
+        change(state)
+        save_progress(path, state)
+
+    return tamper
+
+
+def _set(key, value):
+    return _forged(lambda s: s.__setitem__(key, value))
+
+
+def _first_weight(s: dict) -> torch.Tensor:
+    return s["models"][0]["0.weight"]
+
+
+DAMAGED = {
+    "a flipped bit": _flip_a_weight_bit,
+    "truncated": lambda p, s: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+    "empty": lambda p, s: p.write_bytes(b""),
+    "garbage": lambda p, s: p.write_bytes(b"PK\x03\x04 not a zip"),
+    "no checksum (the old layout)": lambda p, s: torch.save(s, p),
+    "another kind of file": lambda p, s: save_checkpoint(p, {"format": "something else"}),
+    "epoch 99": _set("epoch", 99),
+    "epoch -3": _set("epoch", -3),
+    "epoch 0": _set("epoch", 0),
+    "epoch as text": _set("epoch", "1"),
+    "epoch True": _set("epoch", True),
+    "a NaN weight": _forged(lambda s: _first_weight(s).__setitem__(0, float("nan"))),
+    "a wrong-shaped weight": _forged(
+        lambda s: s["models"][0].__setitem__("0.weight", torch.zeros(3))
+    ),
+    "a missing weight": _forged(lambda s: s["models"][1].pop("8.bias")),
+    "an RNG state of the wrong size": _forged(
+        lambda s: s["rng"].__setitem__("torch", torch.zeros(10, dtype=torch.uint8))
+    ),
+    "a wrong-shaped momentum buffer": _forged(
+        lambda s: s["optimizers"][0]["state"][0].__setitem__("momentum_buffer", torch.zeros(2))
+    ),
+    "a NaN momentum buffer": _forged(
+        lambda s: s["optimizers"][1]["state"][0]["momentum_buffer"].fill_(float("nan"))
+    ),
+    "a huge learning rate": _forged(
+        lambda s: s["optimizers"][0]["param_groups"][0].__setitem__("lr", 1e300)
+    ),
+    "another momentum": _forged(
+        lambda s: s["optimizers"][0]["param_groups"][0].__setitem__("momentum", 0.5)
+    ),
+    "a schedule at another step": _forged(
+        lambda s: s["schedulers"][0].__setitem__("last_epoch", 10**6)
+    ),
+    "a record missing": _forged(lambda s: s["records"][0].clear()),
+    "one model short": _forged(lambda s: s["models"].pop()),
+    "records as a tensor": _set("records", torch.zeros(2)),
+    "a record's time None": _forged(lambda s: s["records"][0][0].__setitem__("wall_s", None)),
+}
+
+
+@pytest.mark.parametrize("tamper", DAMAGED.values(), ids=DAMAGED.keys())
+def test_a_progress_file_that_does_not_verify_is_discarded(tmp_path, interrupted, tamper):
+    """Damage (caught by the checksum) and forged content (caught by the checks against the
+    run): a one-line warning, the file deleted, and the run equals an uninterrupted one."""
+    saved, weights, records = interrupted
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(saved)
+    tamper(ckpt, read_progress(ckpt))
+    x, targets = toy_data(128)
+    models = two_models()
+    with pytest.warns(ProgressDiscarded) as caught:
+        got = ImageSGD(RESUME, checkpoint=ckpt, resume=True).fit(models, x, targets, seed=4)
+    (warning,) = caught
+    text = str(warning.message)
+    assert text.startswith(str(ckpt)) and text.endswith("discarded, training starts over")
+    assert "\n" not in text
+    for model, want in zip(models, weights, strict=True):
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, want[key]), key
+    assert without_timing(got) == records
+    assert read_progress(ckpt)["epoch"] == 2  # rewritten whole by the new run
+
+
+def test_the_untouched_progress_file_resumes_without_a_warning(tmp_path, interrupted, recwarn):
+    saved, weights, records = interrupted
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(saved)
+    x, targets = toy_data(128)
+    models = two_models()
+    got = ImageSGD(RESUME, checkpoint=ckpt, resume=True).fit(models, x, targets, seed=4)
+    assert not [w for w in recwarn if issubclass(w.category, ProgressDiscarded)]
+    assert without_timing(got) == records
+    assert all(torch.equal(v, weights[1][k]) for k, v in models[1].state_dict().items())
+
+
+def test_a_failure_while_loading_leaves_the_fresh_run(tmp_path, interrupted, monkeypatch):
+    """Should loading fail after the checks passed (here: the checks are switched off and
+    the RNG state, loaded last, is broken), the models already loaded are reset and the
+    run still equals an uninterrupted one."""
+    from featavg.training import checkpoint
+
+    saved, weights, records = interrupted
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(saved)
+    DAMAGED["an RNG state of the wrong size"](ckpt, read_progress(ckpt))
+    monkeypatch.setattr(checkpoint, "check_training_state", lambda state, parts, device: None)
+    x, targets = toy_data(128)
+    models = two_models()
+    with pytest.warns(ProgressDiscarded, match="does not load into this run"):
+        got = ImageSGD(RESUME, checkpoint=ckpt, resume=True).fit(models, x, targets, seed=4)
+    assert without_timing(got) == records
+    for model, want in zip(models, weights, strict=True):
+        assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_directory_at_the_checkpoint_path_is_refused_before_training(tmp_path, resume):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.mkdir()
+    (ckpt / "keep.txt").write_text("mine")
+    x, (y, _) = toy_data(64)
+    epochs = []
+    hook = lambda epoch, m: epochs.append(epoch) or {}  # noqa: E731
+    with pytest.raises(ConfigError, match="a directory, cannot hold a progress") as err:
+        ImageSGD(FAST, checkpoint=ckpt, resume=resume).fit([tiny_cnn(2)], x, [y], on_record=[hook])
+    assert "\n" not in str(err.value) and str(ckpt) in str(err.value)
+    assert epochs == []  # refused before the first epoch
+    assert (ckpt / "keep.txt").read_text() == "mine"
 
 
 def run_child(out: Path, *args: str) -> None:
@@ -336,7 +561,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
         if proc.stderr is not None:
             proc.stderr.close()
     assert not (killed / "final.pt").exists()
-    assert load_checkpoint(killed / "run.ckpt")["epoch"] == 2
+    assert read_progress(killed / "run.ckpt")["epoch"] == 2
     run_child(killed, "--resume")
     want = torch.load(straight / "final.pt", weights_only=True)
     got = torch.load(killed / "final.pt", weights_only=True)

@@ -12,6 +12,7 @@ import featavg
 from featavg.cli import main
 from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
+from featavg.models.model_file import model_file_digest
 from featavg.runs.context import open_context
 from featavg.trained_models import (
     TrainJobConfig,
@@ -78,6 +79,7 @@ def test_model_file_reloads_weights_only_and_predicts_the_same(tmp_path):
     # weights_only loading works on the raw file too
     blob = torch.load(trained.checkpoint, weights_only=True)
     assert set(blob["state_dict"]) == set(model.state_dict())
+    assert blob["sha256"] == model_file_digest(blob)  # the file vouches for itself
     x = trained.data.test.x[:64]
     assert torch.equal(predict_logits(model, x), predict_logits(trained.model, x))
     acc = (predict_logits(model, trained.data.test.x).argmax(1) == trained.targets()).double()
@@ -156,3 +158,48 @@ def test_presets_validate():
         assert isinstance(cfg, TrainJobConfig)
     assert job_config("mnist").sgd.epochs == 10  # SPEC §3.1: 10 epochs, lr 0.01, batch 128
     assert job_config("mnist").sgd.lr == 0.01 and job_config("mnist").sgd.batch_size == 128
+
+
+def _rewrite_model_file(directory, change):
+    """Edit model.pt's dict and re-sign the directory (its manifest then vouches for the
+    edit): only the model file's own checks can tell."""
+    from featavg import runs
+
+    blob = torch.load(directory / "model.pt", weights_only=True)
+    del blob["sha256"]
+    change(blob)
+    blob["sha256"] = model_file_digest(blob)  # consistent: only the field checks can tell
+    torch.save(blob, directory / "model.pt")
+    runs.write_manifest(directory)
+
+
+def _set_weight(key, value):
+    return lambda blob: blob["state_dict"].__setitem__(key, value)
+
+
+UNFIT_MODEL_FILES = {
+    "num_classes 3 for weights of 2": lambda b: b.__setitem__("num_classes", 3),
+    "no normalization": lambda b: b.pop("normalization"),
+    "num_classes two": lambda b: b.__setitem__("num_classes", "two"),
+    "image_size 10**6": lambda b: b.__setitem__("image_size", 10**6),
+    "a 0-d fc.weight": _set_weight("net.fc.weight", torch.tensor(0.5)),
+    "a NaN weight": _set_weight("net.fc.bias", torch.tensor([float("nan"), 0.0])),
+}
+
+
+@pytest.mark.parametrize("change", UNFIT_MODEL_FILES.values(), ids=UNFIT_MODEL_FILES.keys())
+def test_a_cached_model_file_that_does_not_fit_is_retrained(tmp_path, change):
+    """Once a traceback (or, for the NaN weight, a cache hit serving it): a model.pt that
+    loads but does not fit its own metadata is retrained, as the cache promises."""
+    cfg = small(model="mlp", train_size=200, test_size=50)
+    first = train_model(cfg, open_context("cpu", tmp_path))
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    _rewrite_model_file(first.directory, change)
+    with pytest.raises(ConfigError, match="model.pt: ") as err:
+        load_trained_model(first.directory)
+    assert "\n" not in str(err.value)
+    again = train_model(cfg, open_context("cpu", tmp_path))
+    assert not again.cached and again.directory == first.directory
+    assert all(torch.equal(v, weights[k]) for k, v in again.model.state_dict().items())
+    model, _ = load_trained_model(first.directory)  # whole again
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())

@@ -436,3 +436,149 @@ def torch_bytes(obj):
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+# ---- a killed training's progress file, damaged or forged ---------------------------------
+
+SIX_EPOCHS = [
+    "train", "--data", "mnist", "--model", "mlp", "--epochs", "6", "--set", "train_size=200",
+    "--set", "test_size=50", "--device", "cpu", "--quiet",
+]  # fmt: skip
+
+
+def _weights(root):
+    (directory,) = [p for p in (root / "models").iterdir() if not p.name.startswith(".")]
+    return torch.load(directory / "model.pt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture
+def killed_at_epoch_2(tmp_path, data_once, monkeypatch, capsys):
+    """`featavg train` of 6 epochs stopped during epoch 3 (after epoch 2's progress file):
+    (its root, the progress file's bytes, the uninterrupted run's final weights)."""
+    from featavg.training.image_sgd import ImageSGD
+
+    assert main([*SIX_EPOCHS, "--root", str(tmp_path / "straight")]) == 0
+    real = ImageSGD._epoch
+
+    def stop(self, epoch, *args, **kwargs):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real(self, epoch, *args, **kwargs)
+
+    root = tmp_path / "killed"
+    monkeypatch.setattr(ImageSGD, "_epoch", stop)
+    assert main([*SIX_EPOCHS, "--root", str(root)]) == 130  # Ctrl-C: one line, exit 130
+    monkeypatch.setattr(ImageSGD, "_epoch", real)
+    capsys.readouterr()
+    (progress,) = (root / "models" / ".featavg-progress").iterdir()
+    return root, progress, _weights(tmp_path / "straight")
+
+
+def _flip_a_bit(path):
+    from featavg.training.checkpoint import read_progress
+
+    weight = next(iter(read_progress(path)["models"][0].values()))
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(bytes(weight.untyped_storage()))
+    data[at + 3] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _forge(change):
+    """Edit the training state and write it back with a matching checksum."""
+
+    def tamper(path):
+        from featavg.training.checkpoint import read_progress, save_progress
+
+        state = read_progress(path)
+        change(state)
+        save_progress(path, state)
+
+    return tamper
+
+
+def _nan_weight(state):
+    next(iter(state["models"][0].values())).reshape(-1)[0] = float("nan")
+
+
+PROGRESS_TAMPERS = {
+    "a flipped bit": _flip_a_bit,
+    "epoch 99": _forge(lambda s: s.__setitem__("epoch", 99)),
+    "epoch -3": _forge(lambda s: s.__setitem__("epoch", -3)),
+    "a NaN weight": _forge(_nan_weight),
+    "an RNG state of the wrong size": _forge(
+        lambda s: s["rng"].__setitem__("torch", torch.zeros(7, dtype=torch.uint8))
+    ),
+}
+
+
+@pytest.mark.slow  # trains the MLP six epochs three times (about a second each)
+@pytest.mark.parametrize("tamper", PROGRESS_TAMPERS.values(), ids=PROGRESS_TAMPERS.keys())
+def test_a_killed_trainings_bad_progress_file_is_discarded(killed_at_epoch_2, capsys, tamper):
+    """Once: a flipped bit cached other weights as valid, epoch 99 cached the 2-epoch model
+    as the 6-epoch one, epoch -3 trained epochs -2..6, a NaN weight failed every rerun
+    (exit 3) and a wrong-size RNG state gave a traceback. Now: discarded with one line,
+    trained from scratch, equal to the uninterrupted run."""
+    from featavg.training.checkpoint import ProgressDiscarded
+
+    root, progress, reference = killed_at_epoch_2
+    tamper(progress)
+    with pytest.warns(ProgressDiscarded) as caught:
+        assert main([*SIX_EPOCHS, "--root", str(root)]) == 0
+    (warning,) = caught
+    assert str(progress) in str(warning.message) and "\n" not in str(warning.message)
+    got = _weights(root)
+    assert all(torch.equal(got[k], v) for k, v in reference.items())
+    assert not progress.exists()  # the finished training removed its progress file
+
+
+@pytest.mark.slow
+def test_an_intact_progress_file_of_a_killed_training_resumes(killed_at_epoch_2, recwarn):
+    root, progress, reference = killed_at_epoch_2
+    assert main([*SIX_EPOCHS, "--root", str(root)]) == 0
+    assert not recwarn.list
+    got = _weights(root)
+    assert all(torch.equal(got[k], v) for k, v in reference.items())
+
+
+@pytest.mark.slow
+def test_a_directory_at_the_progress_path_is_one_line_before_training(killed_at_epoch_2, capsys):
+    root, progress, _ = killed_at_epoch_2
+    progress.unlink()
+    progress.mkdir()
+    assert main([*SIX_EPOCHS, "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(progress) in err and "a directory" in err
+    assert progress.is_dir()  # not removed: it is not ours to delete
+
+
+@pytest.mark.slow
+def test_the_discard_notice_is_one_line_on_stderr(tmp_path):
+    """The real command in a child process: exit 0, and stderr holds exactly the notice."""
+    import subprocess
+    import sys
+
+    from featavg.training.checkpoint import save_progress
+
+    root = tmp_path / "runs"
+    progress = root / "models" / ".featavg-progress" / "x.pt"  # not the run's: untouched
+    progress.parent.mkdir(parents=True)
+    save_progress(progress, {"format": "other"})
+    argv = ["1" if a == "6" else a for a in SIX_EPOCHS]  # one epoch
+    code = "import sys; from featavg.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(
+        [sys.executable, "-c", code, *argv, "--root", str(root)], env=env, capture_output=True
+    )
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    (model_dir,) = [p for p in (root / "models").iterdir() if not p.name.startswith(".")]
+    ours = progress.with_name(f"{model_dir.name}.pt")
+    progress.rename(ours)
+    shutil.rmtree(model_dir)
+    again = subprocess.run(
+        [sys.executable, "-c", code, *argv, "--root", str(root)], env=env, capture_output=True
+    )
+    assert again.returncode == 0
+    lines = again.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert str(ours) in lines[0] and lines[0].endswith("discarded, training starts over")

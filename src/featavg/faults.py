@@ -17,10 +17,13 @@ Both carry a one-line message that names the field to change where there is one.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 # the process exit code of a RunFailed (ConfigError: 2; any other exception is a bug: 1)
 RUN_FAILED_EXIT = 3
+# the exit code of a command stopped by Ctrl-C: 128 + SIGINT, what a shell reports for it
+INTERRUPTED_EXIT = 130
 
 
 class RunFailed(RuntimeError):
@@ -47,3 +50,11 @@ def failure_summary(name: str, cfg_json: dict[str, Any], reason: str) -> dict[st
 def is_failure(summary: dict[str, Any]) -> bool:
     """Whether ``summary`` is a :func:`failure_summary`."""
     return summary.get("status") == "failed"
+
+
+def interrupted(stream: TextIO | None = None) -> int:
+    """For the command line's ``except KeyboardInterrupt``: one line on stderr (or
+    ``stream``) instead of a traceback; returns :data:`INTERRUPTED_EXIT`. Whatever the
+    command was writing stays as it was: every result is written atomically."""
+    print("featavg: interrupted", file=stream if stream is not None else sys.stderr, flush=True)
+    return INTERRUPTED_EXIT

@@ -20,17 +20,15 @@ import argparse
 import gc
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from featavg.cli import commands
 from featavg.cli.parser import build_parser
 from featavg.config import MAX_MESSAGE, ConfigError, error_line
-from featavg.faults import RUN_FAILED_EXIT, RunFailed, one_line
+from featavg.faults import RUN_FAILED_EXIT, RunFailed, interrupted, one_line
 
 __all__ = ["COMMANDS", "build_parser", "entry", "main"]
-
-# the shell's convention for a process ended by SIGINT (128 + 2)
-INTERRUPTED_EXIT = 130
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": commands.list_experiments,
@@ -44,6 +42,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """A warning at the command line: ``featavg: warning: <message>`` (no file and line of
+    featavg's code: the message says what happened and what was done about it)."""
+    return f"featavg: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` describes; returns its exit code (2 on a ConfigError or a
     usage error, with one line of at most :data:`~featavg.config.MAX_MESSAGE` characters on
@@ -51,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from featavg.threads import passive_wait
 
     passive_wait()  # first thing: OpenMP reads it once, when torch loads
+    warnings.formatwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -63,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"featavg: run failed: {one_line(err)}", file=sys.stderr)
         return RUN_FAILED_EXIT
     except KeyboardInterrupt:  # Ctrl-C: runs are staged, so nothing half-written remains
-        print("featavg: interrupted; nothing was saved for the unfinished work", file=sys.stderr)
-        return INTERRUPTED_EXIT
+        return interrupted()
 
 
 def entry() -> None:

@@ -169,8 +169,12 @@ def _describe(err: ErrorDetails) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown key"
-    if err["type"] == "value_error":  # our own validators already name the field(s)
-        return f"{field}.{msg}" if field else msg
+    if err["type"] == "value_error":
+        # a model validator names its field ("radii: ...") under the section's location; a
+        # field validator's location is the field itself
+        if re.match(r"[A-Za-z_][\w.\[\]]*: ", msg):
+            return f"{field}.{msg}" if field else msg
+        return f"{field}: {msg}" if field else msg
     return f"{field}: {msg} (got {shown(err.get('input'))})"
 
 

@@ -4,11 +4,11 @@ any featavg model (SPEC §3.3: "accept any user checkpoint").
     model, info = load_backbone_file("resnet18.pt")   # huyvnphan/PyTorch_CIFAR10's weights
     model.features(x)                                  # x (N, 3, 32, 32) in [0, 1] -> (N, 512)
 
-Files load with ``torch.load(weights_only=True)`` (:func:`~featavg.training.checkpoint.
+Files load with ``torch.load(weights_only=True)`` (:func:`~featavg.torch_files.
 load_checkpoint`): no pickled code ever runs. Accepted contents:
 
 * a featavg ``model.pt`` (or its model directory): rebuilt with its own architecture and
-  normalisation (:func:`~featavg.trained_models.load_trained_model`);
+  normalisation (:func:`~featavg.models.model_file.load_trained_model`);
 * a plain state dict of ``arch`` (default ``resnet18-pretrained``, huyvnphan's layout and
   keys), its keys bare, ``net.``- or ``model.``-prefixed (huyvnphan's Lightning module keeps
   the net under ``model``), possibly under a ``state_dict`` entry (a Lightning checkpoint);
@@ -80,16 +80,19 @@ def load_backbone_file(
     """
     from featavg.models.builtin import build_model
     from featavg.models.image_classifier import load_backbone_state, normalization_by_name
-    from featavg.trained_models import MODEL_FILE, MODEL_FORMAT, load_trained_model
-    from featavg.training.checkpoint import load_checkpoint
+    from featavg.models.model_file import (
+        MODEL_FORMAT,
+        head_classes,
+        load_trained_model,
+        model_file_path,
+    )
+    from featavg.torch_files import load_checkpoint
 
     if arch not in BACKBONE_ARCHS:
         raise ConfigError(
             f"backbone_arch: must be one of {', '.join(BACKBONE_ARCHS)}, got {arch!r}"
         )
-    file = Path(path).expanduser()
-    if file.is_dir():
-        file = file / MODEL_FILE
+    file = model_file_path(path)
     blob = load_checkpoint(file, map_location="cpu")
     info: dict[str, Any] = {"source": "file", "path": str(file), "sha256": file_sha256(file)}
     if blob.get("format") == MODEL_FORMAT:
@@ -98,15 +101,14 @@ def load_backbone_file(
             kind="featavg model file",
             model=meta["model"],
             normalization=meta["normalization"]["name"],
-            trained_on=meta.get("dataset", {}).get("name"),
+            trained_on=(meta.get("dataset") or {}).get("name"),
         )
         return model, info
     state = plain_state(blob, file)
-    fc = state.get("fc.weight", state.get("net.fc.weight"))
-    classes = int(fc.shape[0]) if fc is not None else 10
+    classes = head_classes(state, file)
     norm = normalization_by_name(normalization)
-    model = build_model(arch, classes, 3, image_size, norm)
-    if fc is None:  # a features-only checkpoint: the unused fc keeps its fresh init
+    model = build_model(arch, classes or 10, 3, image_size, norm)
+    if classes is None:  # a features-only checkpoint: the unused fc keeps its fresh init
         own_fc = model.net.state_dict()
         state = {**state, **{k: v for k, v in own_fc.items() if k.startswith("fc.")}}
     load_backbone_state(model, state)

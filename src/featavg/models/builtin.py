@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from featavg.config import ConfigError
+from featavg.config import ConfigError, shown
 from featavg.models.image_classifier import (
     CIFAR_AUTHORS,
     CIFAR_PRETRAINED,
@@ -31,6 +31,16 @@ from featavg.seeding import generator as seeded_generator
 
 # (num_classes, in_channels, image_size, generator) -> the network behind the normalisation
 NetBuilder = Callable[[int, int, int, torch.Generator | None], nn.Module]
+# (num_classes, in_channels, image_size) -> its number of parameters (at most)
+ParameterCount = Callable[[int, int, int], int]
+
+# what a builtin can be built for: far above any data set here, far below sizes that would
+# exhaust memory before a message could say why (a model file or a flag may ask for anything)
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 4
+MAX_IMAGE_SIZE = 4096
+# 2 GB of float32 weights; ResNet-18 with MAX_CLASSES outputs has 62 M
+MAX_PARAMETERS = 500_000_000
 
 MNIST_DATASETS = ("mnist", "fashion-mnist", "mnist-5k")
 CIFAR_PREFIX = "cifar10"
@@ -38,13 +48,29 @@ CIFAR_PREFIX = "cifar10"
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    """A named model: its builder, what it is, and the input it requires (None: any)."""
+    """A named model: its builder, what it is, its parameter count (known before building
+    it, so that no size is refused only once memory runs out) and the input it requires
+    (None: any)."""
 
     name: str
     description: str
     build: NetBuilder
+    parameters: ParameterCount
     in_channels: int | None = None
     image_size: int | None = None
+
+
+# ResNet-18 without its stem and head (both stems); per input channel its stem has 64 K x K
+# filters (K = 7 or 3), per class its head 512 weights and a bias
+_RESNET18_BODY = 11_167_104
+# the small CNN's three blocks at 4 channels and its pooled features (at most 64)
+_CNN_BODY_MAX, _CNN_FEATURES = 23_840, 64
+# the MLP's hidden width
+_MLP_HIDDEN = 256
+
+
+def _resnet18_parameters(stem_kernel: int) -> ParameterCount:
+    return lambda k, c, s: _RESNET18_BODY + 64 * stem_kernel**2 * c + 513 * k
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -54,6 +80,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             "resnet18-mnist",
             "ResNet-18, 1-channel 7x7/2 stem + max-pool, 28x28 -> 7x7 (SPEC §3.1)",
             lambda k, c, s, g: resnet18(k, "mnist", c, generator=g),
+            _resnet18_parameters(7),
             in_channels=1,
             image_size=28,
         ),
@@ -61,27 +88,32 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             "resnet18-cifar",
             "ResNet-18, 3x3/1 stem without max-pool (SPEC §3.2 'standard')",
             lambda k, c, s, g: resnet18(k, "cifar", c, generator=g),
+            _resnet18_parameters(3),
         ),
         BuiltinModel(
             "resnet18-pretrained",
             "ResNet-18, 3x3/1 stem + max-pool: huyvnphan/PyTorch_CIFAR10's layout and keys "
             "(SPEC §3.3)",
             lambda k, c, s, g: resnet18(k, "pretrained", c, generator=g),
+            _resnet18_parameters(3),
         ),
         BuiltinModel(
             "resnet18-imagenet",
             "ResNet-18, 7x7/2 stem + max-pool: torchvision's resnet18 (SPEC §3.2 'authors')",
             lambda k, c, s, g: resnet18(k, "imagenet", c, generator=g),
+            _resnet18_parameters(7),
         ),
         BuiltinModel(
             "cnn",
             "small strided CNN (channels 16, 32, 64), a CPU stand-in for ResNet-18",
             lambda k, c, s, g: SmallCNN(c, k, s, generator=g),
+            lambda k, c, s: _CNN_BODY_MAX + (_CNN_FEATURES + 1) * k,  # at most
         ),
         BuiltinModel(
             "mlp",
             "MLP with one hidden layer of 256 ReLU units",
             lambda k, c, s, g: MLP(c * s * s, k, generator=g),
+            lambda k, c, s: (c * s * s + 1) * _MLP_HIDDEN + (_MLP_HIDDEN + 1) * k,
         ),
     )
 }
@@ -108,15 +140,13 @@ def build_model(
 
     ``seed`` draws the initial weights from ``featavg.seeding.generator(seed, "model/init")``
     (the same weights on every device and whatever else drew before); ``None`` uses the
-    global RNG. ConfigError (one line) on an unknown name, an input the model does not take
-    (``resnet18-mnist`` needs 1 x 28 x 28) or a normalisation with the wrong channel count.
+    global RNG. ConfigError (one line) on an unknown name, a size out of bounds
+    (:func:`check_size`) or over :data:`MAX_PARAMETERS` parameters, an input the model does
+    not take (``resnet18-mnist`` needs 1 x 28 x 28) or a normalisation with the wrong
+    channel count.
     """
     entry = builtin_model(name)
-    if num_classes < 1 or in_channels < 1 or image_size < 1:
-        raise ConfigError(
-            f"model {name}: num_classes, in_channels and image_size must be >= 1, got "
-            f"{num_classes}, {in_channels}, {image_size}"
-        )
+    check_size(name, num_classes, in_channels, image_size)
     if entry.in_channels is not None and in_channels != entry.in_channels:
         raise ConfigError(
             f"model {name}: needs {entry.in_channels}-channel images, got {in_channels} "
@@ -132,8 +162,30 @@ def build_model(
             f"normalization {normalization.name}: has {len(normalization.mean)} channels, "
             f"the data {in_channels}"
         )
+    count = entry.parameters(num_classes, in_channels, image_size)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"model {name}: {count:,} parameters for {num_classes} classes, {in_channels} "
+            f"channels and {image_size}x{image_size} images, over the limit of "
+            f"{MAX_PARAMETERS:,}"
+        )
     gen = None if seed is None else seeded_generator(seed, "model/init")
     return ImageClassifier(entry.build(num_classes, in_channels, image_size, gen), normalization)
+
+
+def check_size(name: str, num_classes: int, in_channels: int, image_size: int) -> None:
+    """ConfigError (one line naming the field) unless each of num_classes, in_channels and
+    image_size is an int within 1..its bound (:data:`MAX_CLASSES`, :data:`MAX_CHANNELS`,
+    :data:`MAX_IMAGE_SIZE`)."""
+    for field, value, bound in (
+        ("num_classes", num_classes, MAX_CLASSES),
+        ("in_channels", in_channels, MAX_CHANNELS),
+        ("image_size", image_size, MAX_IMAGE_SIZE),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= bound:
+            raise ConfigError(
+                f"model {name}: {field} must be an integer in 1..{bound}, got {shown(value)}"
+            )
 
 
 def default_normalization(model_name: str, dataset_name: str) -> Normalization:

@@ -51,9 +51,19 @@ def add_probe_parser(sub: Any) -> None:
         description="Compare a layer's units with the class means of its input (the paper's "
         "Fig. 2c/d for any model): cosines, the averaging index (1 = exact average of a "
         "group's features, 1/|J_s| = one feature), a fine-label linear probe beside the "
-        "coarse accuracy. --model MODULE:FACTORY imports and runs that code.",
+        "coarse accuracy. --model MODULE:FACTORY imports and runs that code. The model "
+        "receives pixels in [0, 1], N x 1 x 28 x 28 for mnist, mnist-5k and fashion-mnist, "
+        "N x 3 x 32 x 32 for cifar10 and cifar10-synthetic, and must return logits (N, O): "
+        "O = the groups, the fine classes, or 1 (a margin) for two groups.",
     )
-    p.add_argument("--model", dest="factory", metavar="MODULE:FACTORY", help="a user factory")
+    p.add_argument(
+        "--model",
+        dest="factory",
+        metavar="MODULE:FACTORY",
+        help="a user factory: MODULE is a dotted module name (looked up in the current "
+        "directory first, as python -m does, then on sys.path) or a path to a .py file; "
+        "FACTORY() must return an nn.Module mapping pixels to logits (see above)",
+    )
     p.add_argument("--builtin", metavar="NAME", help="a builtin architecture (with --checkpoint)")
     p.add_argument(
         "--checkpoint",

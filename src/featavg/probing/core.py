@@ -25,6 +25,7 @@ from featavg.metrics.feature_alignment import group_mean_cosines, unit_class_cos
 from featavg.probing import measures
 from featavg.probing.capture import Capture, capture, find_layer, layer_kind, unit_weights
 from featavg.probing.data import ProbeData, ProbeInput, as_probe_data
+from featavg.probing.loading import check_model_fits
 from featavg.probing.options import ProbeOptions
 from featavg.probing.outputs import Measured, build_outputs
 from featavg.probing.robust import robustness
@@ -155,6 +156,8 @@ def plan_probe(
     pdata, hashing = as_probe_data(data, fine_labels, options.batch_size)
     k = _num_classes(grouping, options.num_classes, options.class_means, pdata)
     group = _grouping(grouping, k)
+    if pdata.head is not None:  # the model's output, checked on two points before any pass
+        check_model_fits(model, pdata.head(2)[0], k, group.num_groups)
     module = find_layer(model, layer)
     kind = layer_kind(module)
     weights = unit_weights(module)

@@ -34,6 +34,7 @@ model directory whose files do not match its manifest (a truncated or tampered
 does not load; an unreadable progress checkpoint is discarded (training starts over).
 """
 
+from featavg.models.model_file import MODEL_FILE, MODEL_FORMAT, load_trained_model
 from featavg.trained_models.cache import (
     PROGRESS,
     TrainedModel,
@@ -41,7 +42,7 @@ from featavg.trained_models.cache import (
     train_model,
     train_models,
 )
-from featavg.trained_models.files import MODEL_FILE, MODEL_FORMAT, identity, load_trained_model
+from featavg.trained_models.files import identity
 from featavg.trained_models.jobs import (
     NORMALIZATIONS,
     PRESETS,

@@ -16,15 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
+from featavg.models.model_file import MODEL_FILE, load_trained_model
 from featavg.runs import guards
 from featavg.runs.door import Door, Made, Slot, cached_runs
 from featavg.trained_models.cost import training_estimate
-from featavg.trained_models.files import (
-    MODEL_FILE,
-    identity,
-    load_trained_model,
-    made_model,
-)
+from featavg.trained_models.files import identity, made_model
 from featavg.trained_models.jobs import (
     TrainJobConfig,
     build_job_model,
@@ -197,15 +193,13 @@ def _train(
     ]
     dev, progress = ctx.device, ctx.progress
     directories = [model_directory(c, data, ctx.models_root) for c in configs]
-    progress_file.parent.mkdir(parents=True, exist_ok=True)
-    if resume:
-        _discard_unreadable_progress(progress_file)
     trainer = ImageSGD(
         first.sgd,
         device=dev,
         checkpoint=progress_file,
         resume=resume,
         eval_data=(data.test.x, test_y),
+        foreign="discard",  # the path is ours: whatever does not verify there is discarded
     )
     start = time.perf_counter()
     models = [m.to(dev) for m in models]
@@ -219,30 +213,3 @@ def _train(
         trained = TrainedModel(model.eval(), files.summary, directory, False, data, grouping)
         made.append(Made(files.summary, files.write, trained))
     return made
-
-
-# what every training checkpoint holds (featavg.training.checkpoint.training_state)
-_PROGRESS_KEYS = ("epoch", "models", "optimizers", "schedulers", "records", "rng", "config", "data")
-
-
-def _discard_unreadable_progress(path: Path) -> None:
-    """Delete the progress checkpoint ``path`` when it is not a whole training checkpoint
-    (truncated, tampered, not ours): training then starts over instead of failing on it.
-    One of another config or data is left for ImageSGD to refuse, naming the difference."""
-    import warnings
-
-    from featavg.training.checkpoint import TRAINING_FORMAT, load_checkpoint
-
-    if not path.is_file():
-        return
-    try:
-        state = load_checkpoint(path, map_location="cpu")
-    except ConfigError as err:
-        problem = str(err)
-    else:
-        missing = [k for k in _PROGRESS_KEYS if k not in state]
-        if state.get("format") == TRAINING_FORMAT and not missing:
-            return
-        problem = f"{path}: not a whole training checkpoint (missing {', '.join(missing)})"
-    warnings.warn(f"{problem}; discarded, training starts over", stacklevel=3)
-    path.unlink(missing_ok=True)

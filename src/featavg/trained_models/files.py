@@ -1,6 +1,7 @@
 """The files of a trained-model directory: ``model.pt`` (weights and what rebuilds the
-model, readable with ``torch.load(weights_only=True)``) and ``epochs.csv``, beside the
-``summary.json`` and ``manifest.json`` every cached directory has."""
+model, readable with ``torch.load(weights_only=True)``; its format and reader are
+:mod:`featavg.models.model_file`) and ``epochs.csv``, beside the ``summary.json`` and
+``manifest.json`` every cached directory has."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featavg import runs
-from featavg.config import ConfigError
+from featavg.models.model_file import MODEL_FILE, MODEL_FORMAT, model_file_digest
 from featavg.runs.door import Made
 from featavg.trained_models.jobs import (
     TrainJobConfig,
@@ -25,42 +26,11 @@ if TYPE_CHECKING:
     from featavg.data.images import ImageDataset
     from featavg.models.image_classifier import ImageClassifier
 
-MODEL_FILE = "model.pt"
-
-MODEL_FORMAT = "featavg-model/1"
-
 
 def identity(cfg: TrainJobConfig, data: ImageDataset) -> dict[str, Any]:
     """A trained model's identity (its summary's ``config``, hashed into its directory
     name): the config without ``data_dir``, and the data's content fingerprint."""
     return {**cfg.identity(), "data_fingerprint": data.fingerprint()}
-
-
-def load_trained_model(
-    path: str | Path, device: str = "cpu"
-) -> tuple[ImageClassifier, dict[str, Any]]:
-    """Rebuild the model saved in ``path`` (a model directory or its ``model.pt``) with
-    ``torch.load(weights_only=True)``; returns (model in eval mode, the file's metadata)."""
-    from featavg.models.builtin import build_model
-    from featavg.models.image_classifier import Normalization
-    from featavg.training.checkpoint import load_checkpoint
-
-    path = Path(path)
-    file = path / MODEL_FILE if path.is_dir() else path
-    blob = load_checkpoint(file, map_location="cpu")
-    if blob.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"{file}: not a featavg model file (format {blob.get('format')!r})")
-    norm = blob["normalization"]
-    model = build_model(
-        blob["model"],
-        int(blob["num_classes"]),
-        int(blob["in_channels"]),
-        int(blob["image_size"]),
-        Normalization(mean=tuple(norm["mean"]), std=tuple(norm["std"]), name=norm["name"]),
-    )
-    model.load_state_dict(blob["state_dict"])
-    meta = {k: v for k, v in blob.items() if k != "state_dict"}
-    return model.to(device).eval(), meta
 
 
 def epoch_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,6 +79,7 @@ def made_model(
         "config": cfg.model_dump_json(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    blob["sha256"] = model_file_digest(blob)
     provenance = runs.provenance(dev, wall, [cfg.seed])
     if together > 1:
         provenance["trained_together_with"] = together

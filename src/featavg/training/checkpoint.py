@@ -1,212 +1,243 @@
-"""Checkpoint files: atomic saves and loads that never execute pickled code.
+"""Checkpoint files: atomic, weights-only files, and the progress file of a training run.
 
-:func:`save_checkpoint` writes a temporary file next to the target, flushes and fsyncs it and
-renames it over the target with :func:`os.replace`, so a process killed at any moment leaves
-either the previous checkpoint or the new one, never half a file. :func:`load_checkpoint`
-is ``torch.load(weights_only=True)``: tensors, dicts, lists, strings and numbers load; a file
-that would need pickle code execution (an arbitrary class, ``os.system``, ...) is refused
-with a one-line :class:`~featavg.config.ConfigError`, as is a missing, truncated or corrupt
-file.
+:func:`save_checkpoint` and :func:`load_checkpoint` (from :mod:`featavg.torch_files`) write a
+file atomically and read one without executing pickled code.
 
-:func:`training_state` and :func:`restore_training` pack and unpack what a resumed training
-run needs (weights and buffers, optimiser and scheduler states, records, RNG state), tagged
-with the run's config and a :func:`data_fingerprint` so that a checkpoint is never resumed
-into another run.
+A training run's progress file (:func:`save_progress`, :func:`load_progress`) holds what a
+resumed run needs (:func:`training_state`: weights and buffers, optimiser and scheduler
+states, records, RNG state) together with the run's identity (:class:`RunIdentity`: its
+config and a :func:`data_fingerprint`) and a SHA-256 checksum of all of it. Nothing of a
+progress file is used unless it verifies: a file that does not load, fails its checksum,
+or holds something no run of this config could have written (an epoch out of range, a
+non-finite weight, a tensor of the wrong shape, an RNG state of the wrong size, ...) is
+discarded with a one-line :class:`ProgressDiscarded` warning, and training starts over. A
+whole, verified file of another run is refused with a one-line ConfigError naming the
+difference (or, where the caller owns the path, discarded as well).
+
+The checksum detects damage (a flipped bit, a truncated or spliced file), not forgery: it
+is no signature, and whoever can write the file can write a consistent one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import io
 import json
-import os
-import pickle
-import re
-import zipfile
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LRScheduler
 
 from featavg.config import ConfigError
+from featavg.torch_files import load_checkpoint, save_checkpoint
+from featavg.training.progress_check import TrainingParts, check_training_state
 
-# the layout of a resumable training state (:func:`training_state`)
-TRAINING_FORMAT = "featavg-image-sgd/1"
+__all__ = [
+    "PROGRESS_FORMAT",
+    "TRAINING_FORMAT",
+    "ProgressDiscarded",
+    "ProgressInvalid",
+    "RunIdentity",
+    "check_progress_path",
+    "data_fingerprint",
+    "discard_progress",
+    "load_checkpoint",
+    "load_progress",
+    "model_signature",
+    "read_progress",
+    "restore_training",
+    "save_checkpoint",
+    "save_progress",
+    "training_state",
+]
 
-# what torch's weights-only unpickler says when the file references code (a class or a
-# function) rather than plain data; anything else it refuses is a corrupt file
-_CODE_PATTERNS = (
-    re.compile(r"GLOBAL (\S+) was not an allowed global"),
-    re.compile(r"unsupported GLOBAL (\S+) whose module"),
-    re.compile(r"allowlisted"),
-)
+# the container of a progress file: the payload's bytes and their checksum
+PROGRESS_FORMAT = "featavg-progress/2"
+# the layout of the resumable training state inside it (:func:`training_state`)
+TRAINING_FORMAT = "featavg-image-sgd/2"
+
+Foreign = Literal["refuse", "discard"]
 
 
-def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
-    """Write ``obj`` to ``path`` with ``torch.save``, atomically.
+class ProgressDiscarded(UserWarning):
+    """A progress file did not verify and was deleted: training starts over."""
 
-    The bytes go to a temporary file in the same directory (same file system, so the final
-    :func:`os.replace` is atomic), are flushed and fsynced, then renamed over ``path``. The
-    file is created with mode 0o666 minus the umask, as a plain ``open()`` would make it
-    (``tempfile.mkstemp`` would make it 0600). Missing parent directories are created."""
+
+class ProgressInvalid(ConfigError):
+    """Why a progress file cannot be used (one line naming the file); the caller discards
+    it (:func:`discard_progress`) and trains from scratch."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a resumed run must share with the run that wrote the progress file: the
+    optimiser config (JSON), the :func:`data_fingerprint` (data and seed) and the
+    :func:`model_signature` (the models' architectures)."""
+
+    config_json: str
+    data: str
+    models: str
+
+    def saved(self) -> tuple[str, str, str]:
+        """The identity as a training state stores it."""
+        return (self.config_json, self.data, self.models)
+
+
+def check_progress_path(path: Path) -> None:
+    """ConfigError (one line) when a progress file could not be written at ``path``: a
+    directory or another non-file is there, or the parent cannot be a directory. Called
+    before the first epoch, so that no training is lost to it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    if path.exists() and not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise ConfigError(f"{path}: {what}, cannot hold a progress checkpoint; remove it")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_directory(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"{path.parent}: cannot hold progress checkpoints ({err.strerror or err})"
+        ) from None
 
 
-def _fsync_directory(directory: Path) -> None:
-    # the rename itself lives in the directory entry: sync it so it survives a power cut
-    # (not possible on every platform or file system; the file is safe either way)
+def save_progress(path: Path, state: dict[str, Any]) -> None:
+    """Write a :func:`training_state` to ``path`` atomically, as a progress file: its bytes
+    (``torch.save``) and their SHA-256 (:data:`PROGRESS_FORMAT`)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = bytearray(buf.getbuffer())
+    save_checkpoint(
+        path,
+        {
+            "format": PROGRESS_FORMAT,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(payload, dtype=torch.uint8),
+        },
+    )
+
+
+def read_progress(path: Path) -> dict[str, Any]:
+    """The training state in the progress file ``path`` once its checksum verifies (any
+    identity). :class:`ProgressInvalid` (one line) when it does not load, is not a progress
+    file, fails its checksum or does not hold a training state."""
+    path = Path(path)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
+        blob = load_checkpoint(path, map_location="cpu")
+    except ConfigError as err:
+        raise ProgressInvalid(str(err)) from None
+    if blob.get("format") != PROGRESS_FORMAT:
+        raise ProgressInvalid(
+            f"{path}: not a progress checkpoint (format {_short(blob.get('format'))}, "
+            f"expected {PROGRESS_FORMAT!r})"
+        )
+    payload, digest = blob.get("payload"), blob.get("sha256")
+    if not (
+        torch.is_tensor(payload) and payload.dtype == torch.uint8 and payload.dim() == 1
+    ) or not isinstance(digest, str):
+        raise ProgressInvalid(f"{path}: malformed progress checkpoint (no payload or checksum)")
+    data = payload.contiguous().numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ProgressInvalid(f"{path}: checksum mismatch (a damaged file)")
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # verified bytes that are no torch file: written by no featavg
+        raise ProgressInvalid(f"{path}: unreadable payload ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
+        raise ProgressInvalid(f"{path}: its payload is not a training state")
+    return state
 
 
-def load_checkpoint(
-    path: Path, *, map_location: str | torch.device | None = None
-) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``: a dict of tensors, lists, dicts, strings and
-    numbers (a ``state_dict`` is one).
-
-    Raises :class:`ConfigError` (one line naming ``path``) when the file is missing, is not a
-    dict, is truncated or corrupt, or needs pickle code execution to load; such a file is
-    refused without running any of its code."""
+def load_progress(
+    path: Path, identity: RunIdentity, *, foreign: Foreign = "refuse"
+) -> dict[str, Any] | None:
+    """The verified training state of the run ``identity`` in ``path``; None when there is
+    no file, or when it did not verify (:func:`read_progress`) and was discarded (a one-line
+    :class:`ProgressDiscarded` warning; the file is deleted). A verified file of another
+    run is a ConfigError naming the difference (``foreign="refuse"``: the file is left as it
+    is) or discarded like a damaged one (``foreign="discard"``: the caller owns the path).
+    The state's contents are checked against the run by :func:`restore_training`."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint file not found")
+        return None
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        code = _referenced_code(str(err))
-        if code is not None:
-            raise ConfigError(
-                f"{path}: needs pickle code execution to load (refused{code}); convert it "
-                "once with a trusted `torch.load(..., weights_only=False)` and save its "
-                "state_dict"
-            ) from None
-        raise ConfigError(f"{path}: not a readable checkpoint (corrupt file)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise ConfigError(
-            f"{path}: not a readable checkpoint (truncated or corrupt: {reason})"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path}: expected a dict (e.g. a state_dict), got {type(obj).__name__}")
-    return obj
+        state = read_progress(path)
+        saved = (state.get("config"), state.get("data"), state.get("model_signature"))
+        if saved != identity.saved():
+            diff = _identity_diff(saved, identity)
+            if foreign == "refuse":
+                raise ConfigError(
+                    f"{path}: made by another run ({diff}); resume with the same config and "
+                    "data, or start over without resuming"
+                )
+            raise ProgressInvalid(f"{path}: made by another run ({diff})")
+    except ProgressInvalid as err:
+        discard_progress(path, str(err))
+        return None
+    return state
 
 
-def _referenced_code(message: str) -> str | None:
-    """``": it references NAME"`` (or ``""``) when torch refused the file for referencing
-    code; None when it refused it as malformed."""
-    for pattern in _CODE_PATTERNS:
-        match = pattern.search(message)
-        if match is not None:
-            return f": it references {match.group(1)}" if match.groups() else ""
-    return None
+def discard_progress(path: Path, problem: str) -> None:
+    """Delete the progress file ``path`` with a one-line :class:`ProgressDiscarded` warning
+    ``"<problem>; discarded, training starts over"``."""
+    # warn_explicit without a source line: the notice stays one line on stderr
+    warnings.warn_explicit(
+        f"{problem}; discarded, training starts over", ProgressDiscarded, "featavg", 0
+    )
+    Path(path).unlink(missing_ok=True)
 
 
 def training_state(
     *,
     epoch: int,
-    models: Sequence[nn.Module],
-    optimizers: Sequence[torch.optim.Optimizer],
-    schedulers: Sequence[LRScheduler | None],
+    parts: TrainingParts,
     records: list[list[dict[str, Any]]],
-    seed: int,
-    config_json: str,
-    data: str,
+    identity: RunIdentity,
     device: torch.device,
 ) -> dict[str, Any]:
     """The resumable state of a training run after ``epoch`` (format
     :data:`TRAINING_FORMAT`): weights and buffers, optimiser and scheduler states, the
     records so far (tensors and numbers only), the global RNG state (CPU, and CUDA when
-    ``device`` is), the seed, the config as JSON and the data fingerprint."""
+    ``device`` is), the config as JSON and the data fingerprint."""
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return {
         "format": TRAINING_FORMAT,
         "epoch": epoch,
-        "models": [m.state_dict() for m in models],
-        "optimizers": [o.state_dict() for o in optimizers],
-        "schedulers": [None if s is None else s.state_dict() for s in schedulers],
+        "models": [m.state_dict() for m in parts.models],
+        "optimizers": [o.state_dict() for o in parts.optimizers],
+        "schedulers": [None if s is None else s.state_dict() for s in parts.schedulers],
         "records": records,
         "rng": rng,
-        "seed": seed,
-        "config": config_json,
-        "data": data,
+        "config": identity.config_json,
+        "data": identity.data,
+        "model_signature": identity.models,
     }
 
 
 def restore_training(
-    path: Path,
-    *,
-    models: Sequence[nn.Module],
-    optimizers: Sequence[torch.optim.Optimizer],
-    schedulers: Sequence[LRScheduler | None],
-    config_json: str,
-    data: str,
-    device: torch.device,
+    path: Path, state: dict[str, Any], parts: TrainingParts, device: torch.device
 ) -> tuple[int, list[list[dict[str, Any]]]]:
-    """Load a :func:`training_state` file into the models, optimisers, schedulers and the
-    global RNG; return (its epoch, its records per model). ConfigError (one line) when it is
-    not such a file or was written by a run with another config or other data."""
-    state = load_checkpoint(path, map_location="cpu")
-    if state.get("format") != TRAINING_FORMAT:
-        raise ConfigError(
-            f"{path}: not a training checkpoint (format {state.get('format')!r}, "
-            f"expected {TRAINING_FORMAT!r})"
-        )
-    if state["config"] != config_json:
-        raise ConfigError(
-            f"{path}: made with another config ({_config_diff(state['config'], config_json)}); "
-            "resume with the same config or use another checkpoint path"
-        )
-    if state["data"] != data:
-        raise ConfigError(
-            f"{path}: made for other data or seed ({state['data']}; this run: {data}); "
-            "use another checkpoint path"
-        )
-    if len(state["models"]) != len(models):
-        raise ConfigError(
-            f"{path}: holds {len(state['models'])} models, this run has {len(models)}"
-        )
-    for i, model in enumerate(models):
-        try:
-            model.load_state_dict(state["models"][i])
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ConfigError(f"{path}: model {i} does not match its weights ({first})") from None
-        optimizers[i].load_state_dict(state["optimizers"][i])
-        scheduler = schedulers[i]
+    """Load a verified state (:func:`load_progress`) into ``parts`` and the global RNG;
+    return (its epoch, its records per model). Everything is checked before anything is
+    loaded (:func:`~featavg.training.progress_check.check_training_state`): a state no run
+    of this config could have written raises :class:`ProgressInvalid` and changes nothing."""
+    problem = check_training_state(state, parts, device)
+    if problem is not None:
+        raise ProgressInvalid(f"{path}: {problem}")
+    for i, model in enumerate(parts.models):
+        model.load_state_dict(state["models"][i])
+        parts.optimizers[i].load_state_dict(state["optimizers"][i])
+        scheduler = parts.schedulers[i]
         if scheduler is not None:
             scheduler.load_state_dict(state["schedulers"][i])
     torch.set_rng_state(state["rng"]["torch"])
     cuda_rng = state["rng"].get("cuda")
     if device.type == "cuda" and cuda_rng is not None:
-        if len(cuda_rng) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_rng)
+        torch.cuda.set_rng_state_all(cuda_rng)
     return int(state["epoch"]), [list(r) for r in state["records"]]
 
 
@@ -223,12 +254,45 @@ def data_fingerprint(x: torch.Tensor, targets: Sequence[torch.Tensor], seed: int
     return f"x {tuple(x.shape)} #{checksum(x)}; targets {labels}; seed {seed}"
 
 
-def _config_diff(saved_json: str, config_json: str) -> str:
+def model_signature(models: Sequence[nn.Module]) -> str:
+    """The models' architectures in a few characters: per model, the number of tensors
+    of its state dict and 12 hex digits of a hash of their names, shapes and dtypes."""
+    parts = []
+    for model in models:
+        state = model.state_dict()
+        layout = "\n".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in state.items())
+        parts.append(f"{len(state)} tensors #{hashlib.sha256(layout.encode()).hexdigest()[:12]}")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _identity_diff(saved: tuple[Any, Any, Any], identity: RunIdentity) -> str:
+    """'lr: 0.01 in the checkpoint, 0.1 now; ...' for the config fields that differ, or
+    what differs of the data or the models."""
+    config, data, models = saved
+    if config != identity.config_json:
+        return "another config: " + _config_diff(config, identity.config_json)
+    if data != identity.data:
+        return f"other data or seed: {_short(data)}; this run: {identity.data}"
+    return f"other models: {_short(models)}; this run: {identity.models}"
+
+
+def _config_diff(saved_json: Any, config_json: str) -> str:
     """'lr: 0.01 in the checkpoint, 0.1 now; ...' for the fields that differ."""
-    saved, now = json.loads(saved_json), json.loads(config_json)
+    try:
+        saved = json.loads(saved_json)
+    except (TypeError, ValueError, RecursionError):
+        saved = None
+    now = json.loads(config_json)
+    if not isinstance(saved, dict):
+        return f"a config of another shape ({_short(saved_json)})"
     keys = sorted(set(saved) | set(now))
     diffs = [
-        f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+        f"{k}: {_short(saved.get(k))} in the checkpoint, {now.get(k)!r} now"
         for k in keys
         if saved.get(k) != now.get(k)
     ]

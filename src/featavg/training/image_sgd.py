@@ -19,7 +19,7 @@ bf16 and compile stay off on the CPU: they gave no gain there (SPEC §4).
 
 Divergence: after every epoch, before its checkpoint, a NaN/inf or far-too-large mean loss
 or a NaN/inf weight raises :class:`~featavg.faults.NumericalFault` naming the epoch and the
-model (:func:`_check_diverged`; no extra host sync per batch).
+model (:func:`~featavg.training.divergence.check_diverged`; no extra host sync per batch).
 """
 
 from __future__ import annotations
@@ -30,120 +30,39 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
-from featavg.device import resolve_device
-from featavg.faults import NumericalFault
 from featavg.progress import bar as progress_bar
 from featavg.seeding import generator
 from featavg.training.augment import crop_flip, draw_crop_flip
 from featavg.training.checkpoint import (
+    Foreign,
+    ProgressInvalid,
+    RunIdentity,
+    TrainingParts,
+    check_progress_path,
     data_fingerprint,
+    discard_progress,
+    load_progress,
+    model_signature,
     restore_training,
-    save_checkpoint,
+    save_progress,
     training_state,
 )
+from featavg.training.divergence import check_diverged
+from featavg.training.image_eval import as_device, check_images, evaluate
+from featavg.training.image_eval import predict_logits as predict_logits  # re-exported
 from featavg.training.interface import Record, RecordHook
+from featavg.training.sgd_config import SGDConfig
 
 # the training set is kept on the GPU when it takes less than this share of free memory
 RESIDENT_SHARE = 0.5
 # record entries that measure the machine, not the training (differ between equal runs)
 TIMING_KEYS = ("wall_s", "images_per_s")
-
-
-class SGDConfig(BaseModel):
-    """SGD with momentum on cross-entropy, per-step learning-rate schedule, optional
-    crop+flip augmentation and the CUDA speed settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epochs: int = Field(10, ge=1, description="passes over the training set")
-    batch_size: int = Field(128, ge=1, description="images per step (last partial batch kept)")
-    lr: float = Field(0.01, gt=0.0, description="learning rate (onecycle: its maximum)")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
-    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty of torch.optim.SGD")
-    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
-    schedule: Literal["none", "cosine", "onecycle"] = Field(
-        "none", description="lr per step: constant, cosine to 0, or one-cycle (max lr)"
-    )
-    augment: Literal["none", "crop-flip"] = Field(
-        "none", description="random crop with zero padding + horizontal flip, or none"
-    )
-    crop_padding: int = Field(4, ge=0, le=64, description="zero padding of the random crop")
-    amp: Literal["auto", "off", "bf16"] = Field(
-        "auto", description="bf16 autocast; auto: on for CUDA, off on CPU"
-    )
-    channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="channels_last memory format; auto: on (faster on CPU and CUDA)"
-    )
-    compile: bool = Field(False, description="torch.compile the models (CUDA only)")
-    eval_batch_size: int = Field(1024, ge=1, description="images per evaluation batch")
-
-    @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> SGDConfig:
-        if self.nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov: needs momentum > 0")
-        return self
-
-
-def _as_device(device: torch.device | str) -> torch.device:
-    return device if isinstance(device, torch.device) else resolve_device(device)
-
-
-def _check_images(x: torch.Tensor, name: str) -> None:
-    if x.dtype != torch.uint8 or x.dim() != 4:
-        raise ValueError(
-            f"{name}: expected uint8 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
-        )
-
-
-def predict_logits(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    batch_size: int = 1024,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Logits (N, classes), float32 on the CPU, of ``model`` in eval mode on uint8 images
-    x (N, C, H, W), fed as x / 255 in batches on ``device`` (default: the model's) without
-    gradients. The model's train/eval mode is restored afterwards."""
-    _check_images(x, "x")
-    if device is None:
-        device = next(model.parameters(), torch.empty(0)).device
-    device = _as_device(device)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                xb = x[start : start + batch_size].to(device, non_blocking=True)
-                out.append(model(xb.float().div_(255)).float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
-
-
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    batch_size: int = 1024,
-    device: torch.device | str | None = None,
-) -> float:
-    """Accuracy of argmax ``model(x / 255)`` against labels y (N,) in eval mode (see
-    :func:`predict_logits`)."""
-    logits = predict_logits(model, x, batch_size=batch_size, device=device)
-    if logits.shape[0] == 0:
-        raise ValueError("evaluate: no images")
-    return float((logits.argmax(1) == y.cpu()).double().mean())
 
 
 @dataclass
@@ -161,10 +80,14 @@ class _Member:
 class ImageSGD:
     """Mini-batch SGD of image classifiers, as a :class:`~featavg.training.interface.Trainer`.
 
-    ``checkpoint``: a file rewritten atomically at the end of every epoch; with
-    ``resume=True`` an existing one is loaded and training continues after its epoch (it
-    must have been made with the same config, data and seed). ``eval_data``: (x_test uint8
-    (N', C, H, W), [y_test of each model]) adds ``test_acc`` to every epoch's records."""
+    ``checkpoint``: a progress file rewritten atomically at the end of every epoch
+    (:func:`~featavg.training.checkpoint.save_progress`); with ``resume=True`` an existing
+    one is verified and loaded and training continues after its epoch. One that does not
+    verify (damaged, or holding anything this run could not have written) is discarded with
+    a one-line warning and training starts over; a whole one of another config, data or
+    seed is a ConfigError, or discarded too with ``foreign="discard"`` (for a caller that
+    owns the path). ``eval_data``: (x_test uint8 (N', C, H, W), [y_test of each model])
+    adds ``test_acc`` to every epoch's records."""
 
     def __init__(
         self,
@@ -174,9 +97,11 @@ class ImageSGD:
         checkpoint: Path | None = None,
         resume: bool = False,
         eval_data: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
+        foreign: Foreign = "refuse",
     ):
         self.config = config
-        self.device = _as_device(device)
+        self.foreign: Foreign = foreign
+        self.device = as_device(device)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.resume = resume
         self.eval_data = eval_data
@@ -214,37 +139,18 @@ class ImageSGD:
         hooks = list(on_record) if on_record is not None else [None] * len(models)
         if len(hooks) != len(models):
             raise ValueError(f"on_record: {len(hooks)} hooks for {len(models)} models")
-        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-        members: list[_Member] = []
-        for i, model in enumerate(models):
-            model.to(device)
-            if self.channels_last:
-                model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            optimizer = _sgd(model, cfg, i)
-            forward = torch.compile(model) if self.compile else model
-            members.append(
-                _Member(
-                    model,
-                    forward,
-                    optimizer,
-                    _scheduler(optimizer, cfg, steps),
-                    targets[i].to(device).long(),
-                    hooks[i],
-                )
-            )
-        fingerprint = data_fingerprint(x, targets, seed)
-        done = 0
-        records: list[list[Record]] = [[] for _ in models]
-        if self.checkpoint is not None and self.resume and self.checkpoint.is_file():
-            done, records = restore_training(
-                self.checkpoint,
-                models=[m.model for m in members],
-                optimizers=[m.optimizer for m in members],
-                schedulers=[m.scheduler for m in members],
-                config_json=cfg.model_dump_json(),
-                data=fingerprint,
-                device=device,
-            )
+        steps = math.ceil(n / cfg.batch_size)
+        members = [
+            self._member(model, i, steps, targets[i], hooks[i]) for i, model in enumerate(models)
+        ]
+        identity = RunIdentity(
+            cfg.model_dump_json(), data_fingerprint(x, targets, seed), model_signature(models)
+        )
+        done, records = 0, [[] for _ in models]  # type: tuple[int, list[list[Record]]]
+        if self.checkpoint is not None:
+            check_progress_path(self.checkpoint)
+            if self.resume:
+                done, records = self._resume(self.checkpoint, members, identity, steps)
         x_src = _place(x, device)
         for epoch in range(done + 1, cfg.epochs + 1):
             losses, correct, wall = self._epoch(epoch, members, x_src, seed, progress)
@@ -253,18 +159,11 @@ class ImageSGD:
                     self._record(epoch, i, member, losses[i] / n, correct[i] / n, wall, n)
                 )
             if self.checkpoint is not None:
+                parts = self._parts(members, steps)
                 state = training_state(
-                    epoch=epoch,
-                    models=[m.model for m in members],
-                    optimizers=[m.optimizer for m in members],
-                    schedulers=[m.scheduler for m in members],
-                    records=records,
-                    seed=seed,
-                    config_json=cfg.model_dump_json(),
-                    data=fingerprint,
-                    device=device,
+                    epoch=epoch, parts=parts, records=records, identity=identity, device=device
                 )
-                save_checkpoint(self.checkpoint, state)
+                save_progress(self.checkpoint, state)
         for member in members:
             member.model.eval()
             if self.channels_last:
@@ -272,6 +171,56 @@ class ImageSGD:
                 # computes bit for bit what this model computes (the layouts round apart)
                 member.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         return records
+
+    def _member(
+        self, model: nn.Module, i: int, steps: int, labels: torch.Tensor, hook: RecordHook | None
+    ) -> _Member:
+        """models[i] on the device with a fresh optimiser and schedule over the run's
+        epochs x ``steps`` optimiser steps."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        optimizer = _sgd(model, self.config, i)
+        forward = torch.compile(model) if self.compile else model
+        scheduler = _scheduler(optimizer, self.config, self.config.epochs * steps)
+        return _Member(model, forward, optimizer, scheduler, labels.to(self.device).long(), hook)
+
+    def _parts(self, members: list[_Member], steps: int) -> TrainingParts:
+        return TrainingParts(
+            models=[m.model for m in members],
+            optimizers=[m.optimizer for m in members],
+            schedulers=[m.scheduler for m in members],
+            epochs=self.config.epochs,
+            steps_per_epoch=steps,
+            max_lr=self.config.lr,
+            evaluated=self.eval_data is not None,
+        )
+
+    def _resume(
+        self, path: Path, members: list[_Member], identity: RunIdentity, steps: int
+    ) -> tuple[int, list[list[Record]]]:
+        """(epochs done, records so far) from the progress file ``path`` loaded into
+        ``members``; (0, no records) with the members untouched when there is none or it
+        was discarded."""
+        fresh: list[list[Record]] = [[] for _ in members]
+        state = load_progress(path, identity, foreign=self.foreign)
+        if state is None:
+            return 0, fresh
+        # restore_training checks everything before it loads anything; should loading
+        # still fail halfway, these bring the members back to their fresh state
+        initial = [{k: v.clone() for k, v in m.model.state_dict().items()} for m in members]
+        try:
+            return restore_training(path, state, self._parts(members, steps), self.device)
+        except ProgressInvalid as err:
+            problem = str(err)
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            problem = f"{path}: does not load into this run ({type(err).__name__})"
+        for i, (member, weights) in enumerate(zip(members, initial, strict=True)):
+            member.model.load_state_dict(weights)
+            member.optimizer = _sgd(member.model, self.config, i)
+            member.scheduler = _scheduler(member.optimizer, self.config, self.config.epochs * steps)
+        discard_progress(path, problem)
+        return 0, fresh
 
     def _epoch(
         self, epoch: int, members: list[_Member], x_src: torch.Tensor, seed: int, progress: bool
@@ -325,7 +274,7 @@ class ImageSGD:
         _sync(device)
         wall = time.perf_counter() - start_time
         losses = [float(s) for s in loss_sums]
-        _check_diverged(epoch, members, [s / n for s in losses], classes, cfg.lr)
+        check_diverged(epoch, [m.model for m in members], [s / n for s in losses], classes, cfg.lr)
         return losses, [float(c) for c in correct], wall
 
     def _record(
@@ -362,47 +311,11 @@ class ImageSGD:
         return f"ImageSGD({self.config!r}, device={str(self.device)!r})"
 
 
-# an epoch's mean cross-entropy above this multiple of chance's (ln C: uniform outputs over
-# C classes; at least 69 for two) is divergence, not a hard start: on toy data lr 10 already
-# gives ~80-250, and no sane training averages such a loss over an epoch
-DIVERGENCE_FACTOR = 100.0
-
-
-def _check_diverged(
-    epoch: int, members: list[_Member], losses: list[float], classes: list[int], lr: float
-) -> None:
-    """Raise :class:`~featavg.faults.NumericalFault` (one line: the epoch, the model, the
-    field to change) when a model's mean training loss of ``epoch`` is NaN/inf or above
-    :data:`DIVERGENCE_FACTOR` times chance's, or one of its weights is NaN/inf: a diverged
-    model is never checkpointed or returned as trained. Checked once per epoch, on the sums
-    the epoch accumulated anyway, so there is no host sync per batch (a NaN in any batch's
-    loss makes the sum NaN). The weights are checked too (one sync per model): the epoch's
-    last step may break them after its loss was still finite."""
-    for i, (member, loss) in enumerate(zip(members, losses, strict=True)):
-        limit = DIVERGENCE_FACTOR * math.log(max(classes[i], 2))
-        if not math.isfinite(loss):
-            what = "training loss became non-finite (NaN/inf)"
-        elif loss > limit:
-            what = (
-                f"mean training loss {loss:.3g}, over {limit:.0f} ({DIVERGENCE_FACTOR:g}x chance)"
-            )
-        else:
-            params = [p.detach() for p in member.model.parameters()]
-            if not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-                continue
-            what = "a weight became non-finite (NaN/inf)"
-        raise NumericalFault(
-            f"training diverged: epoch {epoch}, model {i} ({type(member.model).__name__}): "
-            f"{what} at learning rate {lr:g}; lower sgd.lr (train.sgd.lr in an experiment) "
-            "or use a schedule"
-        )
-
-
 def _check_fit_inputs(
     models: Sequence[nn.Module], x: torch.Tensor, targets: Sequence[torch.Tensor]
 ) -> int:
     """The number of training images N; ValueError on mismatched shapes."""
-    _check_images(x, "x")
+    check_images(x, "x")
     n = x.shape[0]
     if not models or len(targets) != len(models):
         raise ValueError(f"fit: {len(models)} models but {len(targets)} target vectors")
