@@ -402,3 +402,24 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert main(["list"]) == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith("featavg: interrupted") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["mnist-robustness", "--set", "attack.rel_step=1e300"], "attack.rel_step"),
+        (["mnist-robustness", "--set", "attack.radii=[0,1e300]"], "attack.radii[1]"),
+        (["synthetic-robustness", "--set", "train.lr=1e39"], "train.lr"),
+        (["synthetic-alignment", "--set", "net.init_std=1e-45"], "net.init_std"),
+    ],
+)
+def test_a_float_outside_float32_is_refused_by_name_before_anything_runs(
+    argv, field, tmp_path, capsys
+):
+    # every config float reaches a float32 tensor: 1e300 overflowed to inf there (a PGD step
+    # of inf once gave robust accuracy 0 at every radius, the clean one included)
+    out = tmp_path / "run"
+    assert main(["run", *argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"featavg: error: {field}: ") and "float32" in err
+    assert not out.exists()
