@@ -33,6 +33,8 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks scripts docs/hooks
 	$(BIN)/ruff format --check src tests benchmarks scripts docs/hooks
 	$(BIN)/mypy
+	# the layers and no import cycles ([tool.importlinter] in pyproject.toml)
+	$(BIN)/lint-imports
 	$(MKDOCS_BUILD)
 
 docs: install
