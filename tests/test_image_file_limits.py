@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import resource
 import struct
 import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ import torch
 
 from featavg import machine
 from featavg.config import ConfigError
-from featavg.data import idx
+from featavg.data import cifar, idx
 from featavg.data.images import load_dataset
 from test_image_loaders import assert_one_line, fake_mnist, snapshot, write_idx
 
@@ -213,3 +215,100 @@ def test_available_memory_honours_the_process_address_space_limit() -> None:
     )
     free = float(out.stdout)
     assert 0 < free < limit
+
+
+# ---------------------------------------------------------------- CIFAR-10 pickles
+
+
+def _cifar(root: Path, labels: Any = None, raw: bytes | None = None) -> Path:
+    """A CIFAR directory: 5 data batches, a test batch and meta, 100 zero images each, every
+    class present; ``labels`` (or the whole file ``raw``) in data_batch_1. Returns that file."""
+    folder = root / cifar.FOLDER
+    folder.mkdir(parents=True)
+    for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [i % 10 for i in range(100)],
+            b"data": np.zeros((100, 3072), np.uint8),
+        }
+        if name == "data_batch_1" and labels is not None:
+            batch[b"labels"] = labels
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [f"class{i}".encode() for i in range(10)]}
+    (folder / cifar.META).write_bytes(pickle.dumps(meta, protocol=2))
+    if raw is not None:
+        (folder / "data_batch_1").write_bytes(raw)
+    return folder / "data_batch_1"
+
+
+def _shared_nest(depth: int) -> list[Any]:
+    """``L_depth`` with ``L_i = [L_(i-1), L_(i-1)]``: 2**depth leaves, a few bytes pickled."""
+    nest: list[Any] = [0]
+    for _ in range(depth):
+        nest = [nest, nest]
+    return nest
+
+
+def test_a_nested_labels_bomb_is_refused_before_conversion(tmp_path: Path) -> None:
+    """A ~200-byte pickle whose labels are a list nested 20 deep with shared halves (a
+    million leaves; at depth 30, 75 s and 7.5 GB went into ``np.asarray`` before the
+    refusal). Refused while scanning the pickle, before it is even loaded."""
+    labels = _shared_nest(20)
+    assert len(pickle.dumps(labels, protocol=2)) < 400
+    path = _cifar(tmp_path, labels)
+    with pytest.raises(ConfigError) as err:
+        load_dataset("cifar10", tmp_path, stand_in=False)
+    assert_one_line(err, str(path), "referenced twice")
+
+
+@pytest.mark.parametrize(
+    ("labels", "what"),
+    [
+        ([-1] + [i % 10 for i in range(99)], "label -1 out of range 0..9"),
+        ([0.5] * 100, "holds a float 0.5"),
+        ([True] * 100, "holds a bool True"),
+        ([[i % 10] for i in range(100)], "holds a list, expected integers"),
+        ({"a": 1}, "'labels' is a dict"),
+        (np.arange(100, dtype=np.float64) % 10, "float64 array"),
+        ([i % 10 for i in range(99)] + [2**70], f"label {2**70} out of range"),
+    ],
+)
+def test_cifar_labels_that_are_not_integers_0_to_9(tmp_path: Path, labels: Any, what: str) -> None:
+    """Negative labels were reported as the largest one ("label 9 out of range"); floats
+    were truncated to integers and accepted."""
+    path = _cifar(tmp_path, labels)
+    with pytest.raises(ConfigError) as err:
+        load_dataset("cifar10", tmp_path, stand_in=False)
+    assert_one_line(err, str(path), what)
+
+
+def test_cifar_integer_label_arrays_still_load(tmp_path: Path) -> None:
+    _cifar(tmp_path, np.arange(100, dtype=np.int32) % 10)
+    ds = load_dataset("cifar10", tmp_path, stand_in=False)
+    assert ds.train.y[:100].tolist() == [i % 10 for i in range(100)]
+    assert ds.train.y.dtype == torch.int64
+
+
+def test_a_tuple_key_hash_bomb_is_refused_before_unpickling(tmp_path: Path) -> None:
+    """A dict key nested 18 deep with shared halves: hashing it while unpickling walks
+    2**18 tuples (2**40 at depth 40: no end). Refused by the scan."""
+    nest: Any = (0,)
+    for _ in range(18):
+        nest = (nest, nest)
+    path = _cifar(tmp_path, raw=pickle.dumps({nest: 1}, protocol=2))
+    with pytest.raises(ConfigError) as err:
+        load_dataset("cifar10", tmp_path, stand_in=False)
+    assert_one_line(err, str(path), "referenced twice")
+
+
+def test_a_sparse_40gb_cifar_batch_is_refused_before_reading(
+    tmp_path: Path, free_1gib: None
+) -> None:
+    path = _cifar(tmp_path)
+    with open(path, "r+b") as f:
+        f.truncate(40 * 2**30)  # sparse: the pickle then 40 GB of zeros
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_dataset("cifar10", tmp_path, stand_in=False)
+    assert_one_line(err, str(path), "1 GiB free")
+    assert snapshot(tmp_path) == before

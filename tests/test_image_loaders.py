@@ -335,7 +335,7 @@ def test_codecs_encode_only_as_latin1(tmp_path: Path) -> None:
         ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, "expected uint8 (N, 3072)"),
         ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "float32"),
         ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, "label 12 out of range"),
-        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "(1,) labels for 2 images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "1 labels for 2 images"),
         ({b"data": np.load}, "refusing to unpickle numpy"),
     ],
 )
