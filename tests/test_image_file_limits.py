@@ -347,3 +347,21 @@ def test_csv_rows_that_are_not_digits(tmp_path: Path, text: bytes, what: str) ->
     with pytest.raises(ConfigError) as err:
         mnist5k.load_mnist5k(path=path)
     assert_one_line(err, str(path), what)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_cifar_batches_of_every_pickle_protocol_load(tmp_path: Path, protocol: int) -> None:
+    """Re-exported batches (protocol 4: names as text pairs; 5: arrays over in-band
+    buffers) load as the original protocol-2 ones do; two arrays sharing a dtype too."""
+    folder = tmp_path / cifar.FOLDER
+    folder.mkdir()
+    data = np.arange(100 * 3072, dtype=np.int64).reshape(100, 3072).astype(np.uint8)
+    labels = (np.arange(100) % 10).astype(np.uint8)  # a uint8 array: the dtype is shared
+    for name in (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH):
+        batch = {b"labels": labels, b"data": data}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)]}
+    (folder / cifar.META).write_bytes(pickle.dumps(meta, protocol=protocol))
+    ds = load_dataset("cifar10", tmp_path, stand_in=False)
+    assert torch.equal(ds.test.x, torch.from_numpy(data.reshape(100, 3, 32, 32)))
+    assert ds.train.y.tolist() == labels.tolist() * 5

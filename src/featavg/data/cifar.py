@@ -5,9 +5,12 @@ The batches are pickles (protocol 2, written by Python 2) of a dict with bytes k
 (10000, 3072): 1024 red, 1024 green, 1024 blue values of a row-major 32x32 image) and
 ``b'filenames'``; ``batches.meta`` holds ``b'label_names'``. A plain ``pickle.load`` would
 execute any callable a tampered file names, so :class:`_BatchUnpickler` resolves only the
-globals a numpy array needs (``_reconstruct``, ``ndarray``, ``dtype``) plus ``_codecs.encode``
-restricted to latin-1 (how Python 3 protocol-2 pickles spell ``bytes``, e.g. in re-exported
-batches); any other global is refused before it is looked up.
+globals a numpy array needs (``_reconstruct`` for an empty array only, ``ndarray``,
+``dtype``; ``_frombuffer`` in protocol 5) plus ``_codecs.encode`` restricted to latin-1 (how
+Python 3 protocol-2 pickles spell ``bytes``, e.g. in re-exported batches); any other global
+is refused before it is looked up. Before unpickling, the file's size is checked against
+the free memory and its opcodes are scanned (:mod:`featavg.data.pickle_scan`): a container
+referenced twice, the way small pickles expand into huge structures, is refused.
 
 Nothing here writes to disk.
 """
@@ -52,12 +55,12 @@ FETCH_HINT = (
 LAYOUT = f"<data-dir>/{FOLDER}/{{data_batch_1..5,test_batch,{META}}}"
 
 
-def _multiarray() -> Any:
-    # numpy >= 2 moved the module to numpy._core; numpy 1.x only has numpy.core
+def _numpy_core(module: str) -> Any:
+    # numpy >= 2 moved the modules to numpy._core; numpy 1.x only has numpy.core
     try:
-        return importlib.import_module("numpy._core.multiarray")
+        return importlib.import_module(f"numpy._core.{module}")
     except ImportError:  # pragma: no cover - numpy 1.x
-        return importlib.import_module("numpy.core.multiarray")
+        return importlib.import_module(f"numpy.core.{module}")
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -72,12 +75,15 @@ def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     pickle's state then fills (a hostile shape would allocate before any check)."""
     if subtype is not np.ndarray or shape not in ((0,), [0], 0):
         raise pickle.UnpicklingError(f"_reconstruct of {subtype!r} with shape {shape!r}")
-    return _multiarray()._reconstruct(np.ndarray, (0,), dtype)
+    return _numpy_core("multiarray")._reconstruct(np.ndarray, (0,), dtype)
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _empty_array,
     ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    # protocol 5: an array over an in-band buffer (its size must match the shape)
+    ("numpy.core.numeric", "_frombuffer"): _numpy_core("numeric")._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_core("numeric")._frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
@@ -125,7 +131,8 @@ def read_pickle(path: Path) -> dict[str, Any]:
     except _Refused as err:
         raise _not_batch(path, f"refusing to unpickle {err}") from None
     except Exception as err:  # noqa: BLE001 - any failure of a malformed pickle is user input
-        raise _not_batch(path, f"unreadable pickle: {type(err).__name__}: {err}") from None
+        what = f"unreadable pickle: {type(err).__name__}: {files.one_line(err)}"
+        raise _not_batch(path, what) from None
     if not isinstance(obj, dict):
         raise _not_batch(path, f"holds a {type(obj).__name__}, expected a dict")
     if not all(isinstance(k, bytes | str) for k in obj):

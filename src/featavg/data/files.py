@@ -32,6 +32,13 @@ def size_text(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` (an exception's message, which may span lines) as one line of at most
+    ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def check_fits(path: Path, nbytes: int, what: str) -> None:
     """Refuse (one-line :class:`ConfigError` naming ``path`` and the limit) to load data
     that would take ``nbytes`` of memory when the machine has less free."""

