@@ -579,3 +579,23 @@ def test_image_split_rejects_bad_tensors() -> None:
         ImageSplit(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="int64"):
         ImageSplit(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64))
+
+
+def test_standing_in_for_the_papers_data_set() -> None:
+    """In an MNIST experiment, Fashion-MNIST chosen explicitly is labelled as a stand-in and
+    the 5000-digit subset as a subset; MNIST itself and other experiments' data are not."""
+    split = _split(40)
+
+    def named(name: str, stand_in: str | None = None) -> ImageDataset:
+        return ImageDataset(name, split, split, images.MNIST_CLASSES, stand_in, "test")
+
+    fashion = named("fashion-mnist").standing_in_for("mnist")
+    assert fashion.stand_in == "Fashion-MNIST (stand-in for MNIST)"
+    assert fashion.describe()["stand_in"] == fashion.stand_in
+    assert fashion.fingerprint() == named("fashion-mnist").fingerprint()  # same data
+    subset = named("mnist-5k").standing_in_for("mnist")
+    assert subset.stand_in == "MNIST, 5000-digit subset (not the full set)"
+    assert named("mnist").standing_in_for("mnist").stand_in is None
+    assert named("fashion-mnist").standing_in_for("cifar10").stand_in is None
+    synthetic = named("cifar10-synthetic", "synthetic CIFAR-10 stand-in (seed 3)")
+    assert synthetic.standing_in_for("cifar10").stand_in == "synthetic CIFAR-10 stand-in (seed 3)"

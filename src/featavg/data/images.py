@@ -24,7 +24,7 @@ to disk.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,16 @@ DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "mnist-5k", "cifar10", "c
 
 #: where the Debian package ``dataset-fashion-mnist`` installs the idx.gz files
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+#: how results are labelled when they do not come from the paper's full data set
+FASHION_FOR_MNIST = "Fashion-MNIST (stand-in for MNIST)"
+MNIST_SUBSET = "MNIST, 5000-digit subset (not the full set)"
+SYNTHETIC_FOR_CIFAR = "synthetic CIFAR-10 stand-in"
+#: for each paper data set, the label of the other data sets that can take its place
+STAND_IN_FOR: dict[str, dict[str, str]] = {
+    "mnist": {"fashion-mnist": FASHION_FOR_MNIST, "mnist-5k": MNIST_SUBSET},
+    "cifar10": {"cifar10-synthetic": SYNTHETIC_FOR_CIFAR},
+}
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = (
@@ -138,6 +148,16 @@ class ImageDataset:
                 h.update(np.ascontiguousarray(t.numpy()).data)
         return h.hexdigest()[:16]
 
+    def standing_in_for(self, paper: str) -> ImageDataset:
+        """This dataset as used in place of the paper's data set ``paper`` (``"mnist"`` or
+        ``"cifar10"``): labelled as a stand-in (or a subset) when it is not that data set,
+        e.g. Fashion-MNIST chosen with ``dataset=fashion-mnist`` in an MNIST experiment.
+        An existing label is kept; the paper's own data set is returned unchanged."""
+        label = STAND_IN_FOR.get(paper, {}).get(self.name)
+        if self.stand_in is not None or label is None:
+            return self
+        return replace(self, stand_in=label)
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: name, stand-in label, source, sizes, image shape, fingerprint."""
         return {
@@ -211,7 +231,7 @@ def _synthetic(seed: int) -> ImageDataset:
         ImageSplit(x_tr, y_tr),
         ImageSplit(x_te, y_te),
         synthetic_images.CIFAR10_CLASSES,
-        f"synthetic CIFAR-10 stand-in (seed {seed})",
+        f"{SYNTHETIC_FOR_CIFAR} (seed {seed})",
         f"synthetic(seed={seed})",
     )
 
@@ -276,7 +296,7 @@ def load_dataset(
             "fashion-mnist",
             DEBIAN_FASHION_DIR,
             "fashion-mnist",
-            "Fashion-MNIST (stand-in for MNIST)",
+            FASHION_FOR_MNIST,
             verify_checksums,
         )
     if name == "fashion-mnist":
