@@ -5,9 +5,12 @@ The batches are pickles (protocol 2, written by Python 2) of a dict with bytes k
 (10000, 3072): 1024 red, 1024 green, 1024 blue values of a row-major 32x32 image) and
 ``b'filenames'``; ``batches.meta`` holds ``b'label_names'``. A plain ``pickle.load`` would
 execute any callable a tampered file names, so :class:`_BatchUnpickler` resolves only the
-globals a numpy array needs (``_reconstruct``, ``ndarray``, ``dtype``) plus ``_codecs.encode``
-restricted to latin-1 (how Python 3 protocol-2 pickles spell ``bytes``, e.g. in re-exported
-batches); any other global is refused before it is looked up.
+globals a numpy array needs (``_reconstruct`` for an empty array only, ``ndarray``,
+``dtype``; ``_frombuffer`` in protocol 5) plus ``_codecs.encode`` restricted to latin-1 (how
+Python 3 protocol-2 pickles spell ``bytes``, e.g. in re-exported batches); any other global
+is refused before it is looked up. Before unpickling, the file's size is checked against
+the free memory and its opcodes are scanned (:mod:`featavg.data.pickle_scan`): a container
+referenced twice, the way small pickles expand into huge structures, is refused.
 
 Nothing here writes to disk.
 """
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from featavg.config import ConfigError
+from featavg.data import files, pickle_scan
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -51,12 +55,12 @@ FETCH_HINT = (
 LAYOUT = f"<data-dir>/{FOLDER}/{{data_batch_1..5,test_batch,{META}}}"
 
 
-def _multiarray() -> Any:
-    # numpy >= 2 moved the module to numpy._core; numpy 1.x only has numpy.core
+def _numpy_core(module: str) -> Any:
+    # numpy >= 2 moved the modules to numpy._core; numpy 1.x only has numpy.core
     try:
-        return importlib.import_module("numpy._core.multiarray")
+        return importlib.import_module(f"numpy._core.{module}")
     except ImportError:  # pragma: no cover - numpy 1.x
-        return importlib.import_module("numpy.core.multiarray")
+        return importlib.import_module(f"numpy.core.{module}")
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -66,9 +70,20 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """``_reconstruct`` as numpy's own pickles call it: an empty plain ndarray, which the
+    pickle's state then fills (a hostile shape would allocate before any check)."""
+    if subtype is not np.ndarray or shape not in ((0,), [0], 0):
+        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r} with shape {shape!r}")
+    return _numpy_core("multiarray")._reconstruct(np.ndarray, (0,), dtype)
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray()._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray()._reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    # protocol 5: an array over an in-band buffer (its size must match the shape)
+    ("numpy.core.numeric", "_frombuffer"): _numpy_core("numeric")._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_core("numeric")._frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
@@ -94,33 +109,80 @@ def _not_batch(path: Path, what: str) -> ConfigError:
 
 
 def read_pickle(path: Path) -> dict[str, Any]:
-    """Unpickle one CIFAR-10 file safely; keys decoded to ``str``."""
+    """Unpickle one CIFAR-10 file safely; keys decoded to ``str``.
+
+    The file's size is checked against the free memory before it is read; its opcodes are
+    scanned (:func:`featavg.data.pickle_scan.scan`: no shared or recursive containers) before
+    it is unpickled with the allow-listed globals only.
+    """
     try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(
-            f"{path}: cannot read ({err.strerror or err}); layout: {LAYOUT}; {FETCH_HINT}"
-        ) from None
+        size = files.file_size(path)
+        # the file's bytes and the objects unpickled from them are alive at once
+        files.check_fits(path, 2 * size, "unpickling this file")
+        with files.open_regular(path) as f:
+            raw = f.read()
+    except ConfigError as err:
+        raise ConfigError(f"{err}; layout: {LAYOUT}; {FETCH_HINT}") from None
     try:
+        pickle_scan.scan(io.BytesIO(raw))
         obj = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except pickle_scan.UnsafePickle as err:
+        raise _not_batch(path, f"refusing to unpickle: {err}") from None
     except _Refused as err:
         raise _not_batch(path, f"refusing to unpickle {err}") from None
     except Exception as err:  # noqa: BLE001 - any failure of a malformed pickle is user input
-        raise _not_batch(path, f"unreadable pickle: {type(err).__name__}: {err}") from None
+        what = f"unreadable pickle: {type(err).__name__}: {files.one_line(err)}"
+        raise _not_batch(path, what) from None
     if not isinstance(obj, dict):
         raise _not_batch(path, f"holds a {type(obj).__name__}, expected a dict")
-    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+    if not all(isinstance(k, bytes | str) for k in obj):
+        raise _not_batch(path, "a key that is not a string")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _labels(path: Path, labels: Any, n: int) -> np.ndarray:
+    """The ``labels`` entry as int64 (n,) in 0..9: a list of ``n`` Python ints (or a 1-d
+    integer array), checked element by element *before* any conversion (a nested list
+    handed to ``np.asarray`` may expand without bound)."""
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu" or labels.ndim != 1:
+            raise _not_batch(path, f"'labels' is a {labels.dtype} array of shape {labels.shape}")
+        values = labels
+    elif isinstance(labels, list | tuple):
+        bad = next((v for v in labels if type(v) is not int), None)
+        if bad is not None:
+            what = f"{type(bad).__name__} {bad!r}" if _scalar(bad) else type(bad).__name__
+            raise _not_batch(path, f"'labels' holds a {what}, expected integers 0..9")
+        values = labels  # type: ignore[assignment]
+    else:
+        raise _not_batch(path, f"'labels' is a {type(labels).__name__}, expected a list")
+    if len(values) != n:
+        raise _not_batch(path, f"{len(values)} labels for {n} images")
+    if n:
+        for v in (min(values), max(values)):
+            if not 0 <= v <= 9:
+                raise _not_batch(path, f"label {int(v)} out of range 0..9")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _scalar(value: Any) -> bool:
+    """A value whose repr is short and cheap (never a container, whose repr could explode)."""
+    return isinstance(value, int | float | complex | bool | type(None)) or (
+        isinstance(value, str | bytes) and len(value) <= 20
+    )
 
 
 def read_batch(path: Path, *, strict: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One data batch: images uint8 (N, 3, 32, 32) and labels int64 (N,) in 0..9.
 
-    Any consistent N is accepted; ``strict`` requires the standard 10000.
+    Any consistent N is accepted; ``strict`` requires the standard 10000. ``labels`` must
+    be a list of Python ints (or a 1-d integer array): floats, booleans, nested lists and
+    values outside 0..9 are refused, naming the offending value.
     """
     batch = read_pickle(path)
     for key in ("data", "labels"):
         if key not in batch:
-            raise _not_batch(path, f"no {key!r} key; has {sorted(batch)}")
+            raise _not_batch(path, f"no {key!r} key; has {sorted(batch)[:10]}")
     data = batch["data"]
     if not (
         isinstance(data, np.ndarray)
@@ -130,33 +192,31 @@ def read_batch(path: Path, *, strict: bool = False) -> tuple[np.ndarray, np.ndar
     ):
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
         raise _not_batch(path, f"'data' is {desc}, expected uint8 (N, 3072)")
-    try:
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise _not_batch(path, "'labels' is not a list of integers") from None
-    if labels.shape != (data.shape[0],):
-        raise _not_batch(path, f"{labels.shape} labels for {data.shape[0]} images")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise _not_batch(path, f"label {int(labels.max())} out of range 0..9")
+    labels = _labels(path, batch["labels"], data.shape[0])
     if strict and data.shape[0] != STANDARD_BATCH_SIZE:
         raise _not_batch(path, f"{data.shape[0]} images, expected {STANDARD_BATCH_SIZE}")
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def read_label_names(path: Path) -> tuple[str, ...]:
-    """The 10 class names of ``batches.meta``."""
+    """The 10 class names of ``batches.meta`` (strings of at most 100 characters)."""
     meta = read_pickle(path)
     names = meta.get("label_names")
     if not isinstance(names, list) or len(names) != 10:
         raise _not_batch(path, "batches.meta without 10 'label_names'")
-    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
+    if not all(isinstance(n, bytes | str) and len(n) <= 100 for n in names):
+        raise _not_batch(path, "batches.meta 'label_names' are not 10 short strings")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
 
 
 def _check_md5(path: Path) -> None:
-    digest = hashlib.md5(path.read_bytes()).hexdigest()
-    if digest != MD5[path.name]:
+    digest = hashlib.md5()
+    with files.open_regular(path) as f:
+        while chunk := f.read(files.CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != MD5[path.name]:
         raise ConfigError(
-            f"{path}: checksum mismatch (md5 {digest}, expected {MD5[path.name]}): "
+            f"{path}: checksum mismatch (md5 {digest.hexdigest()}, expected {MD5[path.name]}): "
             f"not the standard file; {FETCH_HINT}"
         )
 
@@ -181,21 +241,27 @@ def load_cifar10(
     """
     data_dir = Path(data_dir)
     folder = find_cifar_dir(data_dir) or data_dir / FOLDER
-    files = [folder / name for name in (*TRAIN_BATCHES, TEST_BATCH, META)]
-    for path in files:
+    paths = [folder / name for name in (*TRAIN_BATCHES, TEST_BATCH, META)]
+    for path in paths:
         if not path.is_file():
             raise ConfigError(f"{path}: missing; layout: {LAYOUT}; {FETCH_HINT}")
-        if verify_checksums:
+    # alive at the peak: every train batch's arrays, their concatenation, one file's bytes
+    sizes = [files.file_size(p) for p in paths]
+    largest = paths[sizes.index(max(sizes))]
+    what = f"this dataset's {len(paths)} files (this one the largest)"
+    files.check_fits(largest, 2 * sum(sizes) + max(sizes), what)
+    if verify_checksums:
+        for path in paths:
             _check_md5(path)
-    classes = read_label_names(files[-1])
-    train = [read_batch(p, strict=verify_checksums) for p in files[:5]]
-    x_te, y_te = read_batch(files[5], strict=verify_checksums)
+    classes = read_label_names(paths[-1])
+    train = [read_batch(p, strict=verify_checksums) for p in paths[:5]]
+    x_te, y_te = read_batch(paths[5], strict=verify_checksums)
     x_tr = np.concatenate([x for x, _ in train])
     y_tr = np.concatenate([y for _, y in train])
-    for y, path in ((y_tr, folder / "data_batch_*"), (y_te, files[5])):
+    for y, path in ((y_tr, folder / "data_batch_*"), (y_te, paths[5])):
         missing = sorted(set(range(10)) - set(np.unique(y).tolist()))
         if missing:
             raise _not_batch(path, f"no image of class {missing} (need all 10 classes)")
     as_tensors = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_tr, y_tr, x_te, y_te))
     xt, yt, xe, ye = as_tensors
-    return xt, yt, xe, ye, classes, files
+    return xt, yt, xe, ye, classes, paths

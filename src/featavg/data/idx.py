@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
 
 from featavg.config import ConfigError
+from featavg.data import files
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -97,33 +100,55 @@ def _fail(path: Path, what: str, family: Family | None) -> ConfigError:
     return ConfigError(f"{path}: {what}{tail}")
 
 
-def read_idx_bytes(path: str | Path, family: Family | None = None) -> bytes:
-    """The decompressed bytes of an idx or idx.gz file (gzip detected by its magic bytes)."""
-    path = Path(path)
+@dataclass(frozen=True)
+class IdxHeader:
+    """The header of an idx / idx.gz file: its magic number, dimensions, and raw bytes (for
+    the checksum). ``payload`` is the byte count the dimensions declare."""
+
+    path: Path
+    gz: bool
+    magic: int
+    dims: tuple[int, ...]
+    raw: bytes
+
+    @property
+    def payload(self) -> int:
+        """Bytes of data the header declares (an exact Python integer: no overflow)."""
+        return math.prod(self.dims)
+
+    @property
+    def expected(self) -> int:
+        """Bytes of the whole (decompressed) file."""
+        return len(self.raw) + self.payload
+
+
+def _open(path: Path, family: Family | None) -> BinaryIO:
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise _fail(path, f"cannot read ({err.strerror or err})", family) from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as err:
-            raise _fail(path, f"corrupt gzip data ({err})", family) from None
-    return data
+        return files.open_regular(path)
+    except ConfigError as err:  # the reader's message, with this format's layout and hint
+        raise _fail(path, str(err).removeprefix(f"{path}: "), family) from None
 
 
-def parse_idx(data: bytes, path: str | Path, family: Family | None = None) -> torch.Tensor:
-    """Parse decompressed idx bytes into a uint8 tensor of the file's shape.
+def _decompressed(raw: BinaryIO) -> tuple[BinaryIO, bool]:
+    """The stream of the file's idx bytes (gzip detected by its magic bytes); whether gzip."""
+    gz = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    return (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw), gz  # type: ignore[return-value]
 
-    Checks the magic number (0x0803 images, 0x0801 labels; data type 0x08 = unsigned byte)
-    and that the file holds exactly prod(dims) bytes after the header (truncated or trailing
-    bytes are errors). Returns (N, H, W) for images, (N,) for labels; ``path`` only names the
-    file in errors.
-    """
-    path = Path(path)
-    if len(data) < 4:
-        raise _fail(path, f"truncated: {len(data)} bytes, no idx header", family)
-    magic = int.from_bytes(data[:4], "big")
+
+def _read(stream: BinaryIO, n: int, path: Path, family: Family | None) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end); a corrupt gzip stream is a one-line error."""
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as err:
+        raise _fail(path, f"corrupt gzip data ({files.one_line(err)})", family) from None
+
+
+def _parse_header(path: Path, stream: BinaryIO, gz: bool, family: Family | None) -> IdxHeader:
+    head = _read(stream, 4, path, family)
+    if len(head) < 4:
+        raise _fail(path, f"truncated: {len(head)} bytes, no idx header", family)
+    magic = int.from_bytes(head, "big")
     if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
         raise _fail(
             path,
@@ -132,28 +157,85 @@ def parse_idx(data: bytes, path: str | Path, family: Family | None = None) -> to
             family,
         )
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise _fail(path, f"truncated: {len(data)} bytes, header needs {header}", family)
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "trailing bytes"
+    head += _read(stream, 4 * ndim, path, family)
+    if len(head) < 4 + 4 * ndim:
+        raise _fail(path, f"truncated: {len(head)} bytes, header needs {4 + 4 * ndim}", family)
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return IdxHeader(path, gz, magic, dims, head)
+
+
+def _wrong_size(header: IdxHeader, size: int | None, family: Family | None) -> ConfigError:
+    if size is None:  # a gzip stream longer than declared: its length is not read to the end
+        what = f"trailing bytes: more than the {header.expected} expected"
+    else:
+        what = f"{'truncated' if size < header.expected else 'trailing bytes'}: {size} bytes, "
+        what += f"expected {header.expected}"
+    return _fail(header.path, f"{what} for shape {header.dims}", family)
+
+
+def read_idx_header(path: str | Path, family: Family | None = None) -> IdxHeader:
+    """Read and check only the header of an idx / idx.gz file: the magic number and, for a
+    plain file, that its size is exactly the header plus prod(dims) bytes. Reads a few
+    bytes whatever the file declares."""
+    path = Path(path)
+    with _open(path, family) as raw:
+        stream, gz = _decompressed(raw)
+        header = _parse_header(path, stream, gz, family)
+    if not gz:
+        size = files.file_size(path)
+        if size != header.expected:
+            raise _wrong_size(header, size, family)
+    return header
+
+
+def read_idx_data(
+    header: IdxHeader, family: Family | None = None, checksum: str | None = None
+) -> torch.Tensor:
+    """The data of the file ``header`` was read from, as a uint8 tensor of shape ``dims``.
+
+    The free memory is checked against the declared size first; the file is then read in
+    bounded chunks, so that a stream longer than declared (a gzip bomb) stops one chunk past
+    the declared end. ``checksum``: the SHA-256 the decompressed file must have.
+    """
+    path = header.path
+    files.check_fits(path, header.payload, f"the declared shape {header.dims}")
+    try:
+        out = np.empty(header.payload, dtype=np.uint8)
+    except MemoryError:  # the free memory went elsewhere since the check
+        raise _fail(path, f"no memory for the declared shape {header.dims}", family) from None
+    digest = hashlib.sha256(header.raw)
+    with _open(path, family) as raw:
+        stream, gz = _decompressed(raw)
+        if _read(stream, len(header.raw), path, family) != header.raw:
+            raise _fail(path, "changed while being read", family)
+        done = 0
+        while done < header.payload:
+            chunk = _read(stream, min(files.CHUNK, header.payload - done), path, family)
+            if not chunk:
+                raise _wrong_size(header, len(header.raw) + done, family)
+            out[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            digest.update(chunk)
+            done += len(chunk)
+        if _read(stream, 1, path, family):
+            raise _wrong_size(header, None if gz else files.file_size(path), family)
+    if checksum is not None and digest.hexdigest() != checksum:
         raise _fail(
-            path, f"{what}: {len(data)} bytes, expected {expected} for shape {dims}", family
+            path,
+            f"checksum mismatch (sha256 of the decompressed file {digest.hexdigest()[:16]}..., "
+            f"expected {checksum[:16]}...): not the standard file",
+            family,
         )
-    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-    # copy: frombuffer views the immutable bytes, and torch wants a writable buffer
-    return torch.from_numpy(array.copy())
+    return torch.from_numpy(out.reshape(header.dims))
 
 
 def read_idx(path: str | Path) -> torch.Tensor:
     """Read an idx / idx.gz file into a uint8 tensor: images (N, H, W), labels (N,).
 
     Every malformed file raises :class:`ConfigError` with one line naming the file and the
-    problem (bad magic number, truncated, trailing bytes, corrupt gzip).
+    problem (bad magic number, truncated, trailing bytes, corrupt gzip, more data declared
+    than the free memory holds), found before the data are read where the header tells.
     """
-    return parse_idx(read_idx_bytes(path), path)
+    return read_idx_data(read_idx_header(path))
 
 
 def find_idx_dir(data_dir: Path, family: Family) -> Path | None:
@@ -172,43 +254,40 @@ def _locate(folder: Path, name: str, family: Family) -> Path:
     raise _fail(folder / f"{name}[.gz]", "missing", family)
 
 
-def _split(
-    folder: Path, split: str, family: Family, verify_checksums: bool
-) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
+def _split_headers(folder: Path, split: str, family: Family) -> tuple[IdxHeader, IdxHeader]:
+    """The checked headers of one split's images and labels: their kinds, 28x28 images, as
+    many labels as images, all before any data is read."""
     prefix = "train" if split == "train" else "t10k"
-    paths = [
-        _locate(folder, f"{prefix}-{kind}", family)
+    images, labels = (
+        read_idx_header(_locate(folder, f"{prefix}-{kind}", family), family)
         for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
-    ]
-    tensors = []
-    for path, kind in zip(paths, ("images", "labels"), strict=True):
-        data = read_idx_bytes(path, family)
-        if verify_checksums:
-            name = path.name.removesuffix(".gz")
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != RAW_SHA256[family][name]:
-                raise _fail(
-                    path,
-                    f"checksum mismatch (sha256 of the decompressed file {digest[:16]}..., "
-                    f"expected {RAW_SHA256[family][name][:16]}...): not the standard file",
-                    family,
-                )
-        tensor = parse_idx(data, path, family)
-        want_ndim = 3 if kind == "images" else 1
-        if tensor.ndim != want_ndim:
+    )
+    for header, kind, want in ((images, "images", 3), (labels, "labels", 1)):
+        if len(header.dims) != want:
             raise _fail(
-                path, f"holds {tensor.ndim}-d data, expected {kind} ({want_ndim}-d)", family
+                header.path, f"holds {len(header.dims)}-d data, expected {kind} ({want}-d)", family
             )
-        tensors.append(tensor)
-    images, labels = tensors
-    if tuple(images.shape[1:]) != (28, 28):
-        raise _fail(paths[0], f"images are {tuple(images.shape[1:])}, expected 28x28", family)
-    if images.shape[0] != labels.shape[0]:
+    if images.dims[1:] != (28, 28):
+        raise _fail(images.path, f"images are {images.dims[1:]}, expected 28x28", family)
+    if images.dims[0] != labels.dims[0]:
         raise _fail(
-            paths[1],
-            f"{labels.shape[0]} labels for {images.shape[0]} images in {paths[0].name}",
+            labels.path,
+            f"{labels.dims[0]} labels for {images.dims[0]} images in {images.path.name}",
             family,
         )
+    return images, labels
+
+
+def _split(
+    headers: tuple[IdxHeader, IdxHeader], split: str, family: Family, verify_checksums: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    tensors = []
+    for header in headers:
+        name = header.path.name.removesuffix(".gz")
+        checksum = RAW_SHA256[family][name] if verify_checksums else None
+        tensors.append(read_idx_data(header, family, checksum))
+    images, labels = tensors
+    paths = [h.path for h in headers]
     if verify_checksums and images.shape[0] != STANDARD_COUNTS[split]:
         raise _fail(
             paths[0], f"{images.shape[0]} images, expected {STANDARD_COUNTS[split]}", family
@@ -218,7 +297,7 @@ def _split(
     missing = sorted(set(range(10)) - set(labels.unique().tolist()))
     if missing:
         raise _fail(paths[1], f"no sample of class {missing} (need all 10 classes)", family)
-    return images.unsqueeze(1).contiguous(), labels.to(torch.int64), paths
+    return images.unsqueeze(1), labels.to(torch.int64)
 
 
 def load_idx_dataset(
@@ -231,15 +310,25 @@ def load_idx_dataset(
     Returns ``(x_train, y_train, x_test, y_test, files)``: images uint8 (N, 1, 28, 28),
     labels int64 (N,) in 0..9.
 
-    Checks always: format (see :func:`parse_idx`), 28x28 images, as many labels as images,
-    labels in 0..9, all 10 classes present in each split. Any *consistent* count is accepted
-    (so subsets and tiny test fixtures load); ``verify_checksums=True`` pins the standard
-    files: SHA-256 of the decompressed bytes and the 60000 / 10000 counts.
+    Checks always: format (see :func:`read_idx`), 28x28 images, as many labels as images,
+    labels in 0..9, all 10 classes present in each split. The four headers are checked, and
+    the memory the data will take compared with the free memory, before any data is read.
+    Any *consistent* count is accepted (so subsets and tiny test fixtures load);
+    ``verify_checksums=True`` pins the standard files: SHA-256 of the decompressed bytes
+    and the 60000 / 10000 counts.
     """
     data_dir = Path(data_dir)
     folder = find_idx_dir(data_dir, family)
     if folder is None:
         raise _fail(data_dir / f"{IDX_FILES[0]}[.gz]", "missing", family)
-    x_tr, y_tr, p_tr = _split(folder, "train", family, verify_checksums)
-    x_te, y_te, p_te = _split(folder, "test", family, verify_checksums)
-    return x_tr, y_tr, x_te, y_te, p_tr + p_te
+    train, test = (_split_headers(folder, split, family) for split in ("train", "test"))
+    # held at once: both splits' uint8 images and labels, plus the int64 copy of the labels
+    need = sum(h.payload for h in (*train, *test)) + 8 * (train[1].payload + test[1].payload)
+    files.check_fits(
+        train[0].path,
+        need,
+        f"this dataset ({train[0].dims[0]} + {test[0].dims[0]} images, as the headers declare)",
+    )
+    x_tr, y_tr = _split(train, "train", family, verify_checksums)
+    x_te, y_te = _split(test, "test", family, verify_checksums)
+    return x_tr, y_tr, x_te, y_te, [h.path for h in (*train, *test)]

