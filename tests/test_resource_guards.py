@@ -169,7 +169,7 @@ def test_the_image_estimate_follows_the_batch_and_the_model():
 
 # ---------------------------------------------------------------- featavg train
 
-# a model that trains in about a second on the Fashion-MNIST stand-in for MNIST
+# a model that trains in about a second on the 5000-digit MNIST subset (no MNIST files here)
 TRAIN_SMALL = [
     "--data",
     "mnist",
@@ -199,7 +199,7 @@ def test_the_training_estimate_follows_batch_model_epochs_and_data():
         check("train resnet18-cifar", est(batch_size=50_000), CPU)
 
 
-@pytest.mark.slow  # loads Fashion-MNIST four times, and torch.optim imports torch._dynamo
+@pytest.mark.slow  # loads the 5000-digit subset four times; torch.optim imports torch._dynamo
 def test_featavg_train_refuses_a_training_too_large_and_allow_large_overrides(
     tmp_path, capsys, monkeypatch
 ):

