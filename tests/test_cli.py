@@ -410,7 +410,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
         (["mnist-robustness", "--set", "attack.rel_step=1e300"], "attack.rel_step"),
         (["mnist-robustness", "--set", "attack.radii=[0,1e300]"], "attack.radii[1]"),
         (["synthetic-robustness", "--set", "train.lr=1e39"], "train.lr"),
-        (["synthetic-alignment", "--set", "net.init_std=1e-45"], "net.init_std"),
+        (["synthetic-alignment", "--set", "net.init_std=1e39"], "net.init_std"),
     ],
 )
 def test_a_float_outside_float32_is_refused_by_name_before_anything_runs(

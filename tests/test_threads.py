@@ -60,9 +60,9 @@ def test_default_ignores_a_meaningless_omp_num_threads(monkeypatch, omp):
     assert threads.default_threads() == 4
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.0, "2", True])
+@pytest.mark.parametrize("bad", [0, -1, 2.0, "2", True, 100_000])
 def test_bad_values_name_the_option(bad):
-    with pytest.raises(ConfigError, match=r"^--threads: need a whole number >= 1, got"):
+    with pytest.raises(ConfigError, match=r"^--threads: need a whole number in 1\.\.\d+ .*, got"):
         threads.configure(bad)
 
 
