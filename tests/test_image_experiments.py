@@ -24,13 +24,14 @@ from featavg.attacks.readouts import READOUTS, SumReadout, build_readouts, membe
 from featavg.config import ConfigError, build_config
 from featavg.data.images import load_dataset
 from featavg.experiments.image_attack import (
+    POINTS,
     ReadoutCurves,
     attack_readouts,
-    more_robust,
-    more_robust_statement,
+    curve_numbers,
     pixel_units,
 )
 from featavg.experiments.image_common import ImageAttackSection
+from featavg.experiments.image_seeds import pooled_numbers
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.runner import run_experiment
 from featavg.models.image_classifier import CIFAR_AUTHORS, MNIST_HALF
@@ -127,53 +128,51 @@ def _curve(flip: list[float], eps: list[float]) -> CurveResult:
     )
 
 
-def test_more_robust_states_the_verdict_per_radius():
-    eps = [0.0, 1.0, 2.0, 3.0]
+def _numbers(flip_bin, flip_ten, eps):
     readouts = build_readouts(nn.Linear(1, 2), nn.Linear(1, 10), PARITY)
-    curves = {
-        "binary": ReadoutCurves(readouts["binary"], 1.0, {"incremental": _curve([1.5, 2.5], eps)}),
-        "group_argmax": ReadoutCurves(
-            readouts["group_argmax"], 1.0, {"incremental": _curve([0.5, 3.5], eps)}
-        ),
-    }
-    rows, fraction = more_robust(curves, "incremental", pixel_units(MNIST_HALF, "l2"))
-    # binary: 1, 1, 0.5, 0; 10-class: 1, 0.5, 0.5, 0.5
-    assert [r["verdict"] for r in rows] == [
-        "tie",
-        "binary more robust",
-        "tie",
-        "10-class more robust",
-    ]
-    assert [r["radius_pixel"] for r in rows] == [0.0, 0.5, 1.0, 1.5]
-    assert fraction == pytest.approx(1 / 3)
-    text = more_robust_statement(rows)
-    assert "at 1 of 3 radii > 0, the binary model at 1 (ties: 1)" in text
-    # |gap| 0.5 at radii 1 and 3: the first is named
-    assert "largest gap -0.500" in text and "radius 1 (normalised) = 0.5 (pixels)" in text
-    # paired differences over the 2 points: radius 1: (-1, 0), radius 3: (0, +1), so
-    # 2 SE = 2 * std([-1, 0]) / sqrt(2) = 1 > 0.5: neither gap is beyond noise
-    assert [r["two_se"] for r in rows] == pytest.approx([0.0, 1.0, 0.0, 1.0])
-    assert not any(r["beyond_noise"] for r in rows)
-    assert "Beyond twice the standard error of the paired difference: 10-class at 0, " in text
-
-
-def test_more_robust_noise_band_is_the_paired_standard_error():
-    """With many points a consistent gap is beyond noise, and two_se is 2 std(d) / sqrt(B)
-    of the per-point differences."""
-    eps = [0.0, 1.0]
-    readouts = build_readouts(nn.Linear(1, 2), nn.Linear(1, 10), PARITY)
-    # 100 points: the binary model falls at radius 1 on 30 of them, the 10-class on 5
-    flip_bin = [0.5] * 30 + [9.0] * 70
-    flip_ten = [0.5] * 5 + [9.0] * 95
     curves = {
         "binary": ReadoutCurves(readouts["binary"], 1.0, {"m": _curve(flip_bin, eps)}),
         "group_argmax": ReadoutCurves(readouts["group_argmax"], 1.0, {"m": _curve(flip_ten, eps)}),
     }
-    rows, _ = more_robust(curves, "m", pixel_units(MNIST_HALF, "l2"))
+    return curve_numbers(curves, "m", pixel_units(MNIST_HALF, "l2"))
+
+
+def test_a_run_records_which_points_each_model_keeps_per_radius():
+    numbers = _numbers([1.5, 2.5], [0.5, 3.5], [0.0, 1.0, 2.0, 3.0])
+    # a point is correct at eps while eps < its flip radius
+    assert numbers[POINTS] == {
+        "binary": ["11", "11", "01", "00"],
+        "group_argmax": ["11", "01", "01", "01"],
+    }
+
+
+def test_one_seed_states_the_verdict_with_its_points_interval_and_caveat():
+    # 100 points: at radius 1 the binary model falls on 30, the 10-class model on 5
+    eps = [0.0, 1.0]
+    one = _numbers([0.5] * 30 + [9.0] * 70, [0.5] * 5 + [9.0] * 95, eps)
+    got = pooled_numbers([one], [0])
+    row = got["more_robust"][1]
     d = torch.tensor([0.0] * 5 + [1.0] * 25 + [0.0] * 70, dtype=torch.float64)
-    assert rows[1]["difference"] == pytest.approx(0.25)
-    assert rows[1]["two_se"] == pytest.approx(float(2 * d.std() / 10))
-    assert rows[1]["beyond_noise"] and not rows[0]["beyond_noise"]
+    assert row["difference"] == pytest.approx(0.25) and row["per_seed"] == [pytest.approx(0.25)]
+    assert row["two_se"] == pytest.approx(float(2 * d.std() / 10))  # test-point noise only
+    assert row["lo"] > 0 and row["verdict"] == "10-class more robust"
+    assert row["positive"] == 1 and row["seeds"] == 1
+    assert got["more_robust"][0]["verdict"] == "no difference shown"  # equal clean accuracy
+    assert got["verdict_ignores_training_randomness"]
+    assert "ignores training randomness" in got["more_robust_statement"]
+    assert got["gap_at_1"] == pytest.approx(0.25) and got["tenclass_more_robust_fraction"] == 1
+
+
+def test_a_flipped_seed_leaves_no_difference_shown():
+    eps = [0.0, 1.0]
+    ahead = _numbers([0.5] * 30 + [9.0] * 70, [0.5] * 5 + [9.0] * 95, eps)
+    behind = _numbers([0.5] * 5 + [9.0] * 95, [0.5] * 40 + [9.0] * 60, eps)
+    got = pooled_numbers([ahead, ahead, behind], [0, 1, 2])
+    row = got["more_robust"][1]
+    assert row["per_seed"] == pytest.approx([0.25, 0.25, -0.35])
+    assert row["positive"] == 2 and row["seeds"] == 3
+    assert row["lo"] < 0 < row["hi"] and row["verdict"] == "no difference shown"
+    assert not got["verdict_ignores_training_randomness"]
 
 
 # ------------------------------------------------------------------ attacks

@@ -164,16 +164,18 @@ def test_sentence(verdicts, expected):
     assert sentence(verdicts) == expected
 
 
-def test_noise_band_column_and_within_noise_verdicts(tmp_path):
-    """Rows with two_se / beyond_noise (the experiments' paired noise band) get a 2 SE
-    column, "(within noise)" on verdicts inside it, and a note counting the clear ones."""
+def test_pooled_rows_show_their_interval_sign_count_and_noise_band(tmp_path):
+    """Rows of the pooled comparison get the interval over seeds and points, the sign
+    count and the within-run 2 SE, labelled as test-point noise only."""
     rows = more_robust_rows([0.0, 0.5, 1.0], [0.9, 0.8, 0.5], [0.9, 0.82, 0.7])
-    for row, two_se in zip(rows, [0.0, 0.04, 0.08], strict=True):
-        row["two_se"] = two_se
-        row["beyond_noise"] = abs(row["difference"]) > two_se
+    pooled = [(0.0, 0.0, 0, "no difference shown"), (-0.03, 0.07, 3, "no difference shown"),
+              (0.12, 0.28, 5, "10-class more robust")]  # fmt: skip
+    for row, (lo, hi, positive, verdict) in zip(rows, pooled, strict=True):
+        row.update(lo=lo, hi=hi, positive=positive, seeds=5, verdict=verdict, two_se=0.04)
     text, (sec,), _ = render(tmp_path, real_run(tmp_path / "run", more_robust=rows))
-    assert "2 SE (paired)" in sec
-    assert "<td>10-class more robust (within noise)</td>" in sec  # +0.02 within ±0.04
-    assert "<td>10-class more robust</td>" in sec  # +0.20 beyond ±0.08
-    assert '<td class="num">±0.080</td>' in sec
-    assert "beyond it at radii &gt; 0: 10-class more robust at 1, binary at 0." in sec
+    assert "95% interval (seeds and points)" in sec and "2 SE (test points only)" in sec
+    assert '<td class="num">[+0.120, +0.280]</td>' in sec
+    assert '<td class="num">5 of 5</td>' in sec and '<td class="num">3 of 5</td>' in sec
+    assert "<td>no difference shown</td>" in sec and "<td>10-class more robust</td>" in sec
+    assert "10-class more robust at 1 of 2 radii &gt; 0 (no difference shown at 1), " in sec
+    assert "pooled over 5 seeds" in sec

@@ -21,6 +21,7 @@ classifier).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from featavg.experiments.costs import image_run_estimate
@@ -33,6 +34,7 @@ from featavg.experiments.feature_heads import (
     Cifar10FeaturesConfig,
     run_features,
 )
+from featavg.experiments.image_common import QUICK_SEEDS
 from featavg.experiments.image_robustness import (
     ROBUSTNESS_TABLES,
     robustness_checks,
@@ -40,7 +42,7 @@ from featavg.experiments.image_robustness import (
     robustness_summary_keys,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import REPRODUCE_REAL, TINY, Check, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Check, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
 
@@ -48,6 +50,15 @@ def run(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutput:
     """Backbone, features, both heads, heatmaps, transfer curves (see the module doc and
     :func:`~featavg.experiments.feature_heads.run_features`)."""
     return run_features(cfg, ctx)
+
+
+def pool(
+    cfg: Cifar10FeaturesConfig, seed_runs: Sequence[SeedRun], ctx: RunContext
+) -> ExperimentOutput:
+    """Pool the single-seed runs of ``cfg.seeds`` seeds (made by the runner)."""
+    from featavg.experiments.feature_seeds import pool_features
+
+    return pool_features(cfg, seed_runs, ctx)
 
 
 def checks(cfg: Cifar10FeaturesConfig) -> list[Check]:
@@ -140,7 +151,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "also_per_radius": True,
         },
     },
-    "quick": {"train": QUICK_TRAIN, "head": QUICK_HEAD, "attack": QUICK_ATTACK},
+    "quick": {
+        "train": QUICK_TRAIN,
+        "head": QUICK_HEAD,
+        "attack": QUICK_ATTACK,
+        "seeds": QUICK_SEEDS,
+    },
 }
 
 CLAIM = Claim(
@@ -170,6 +186,7 @@ EXPERIMENT = Experiment(
     "backbone (backbone=PATH or trained here); default = --preset quick (CPU minutes)",
     config_cls=Cifar10FeaturesConfig,
     run=run,
+    pool=pool,
     cost=image_run_estimate,
     claim=CLAIM,
     figures={
@@ -180,6 +197,7 @@ EXPERIMENT = Experiment(
         "robustness": robustness_figures("L2")["robustness"].replace(
             "for the binary model", "through the whole network for the binary head"
         ),
+        "gap": robustness_figures("L2")["gap"],
     },
     tables={
         **ROBUSTNESS_TABLES,
@@ -192,6 +210,7 @@ EXPERIMENT = Experiment(
         **PRESETS,
         REPRODUCE_REAL: {},  # the default: the quick preset
         TINY: {
+            "seeds": 1,
             "train": {"model": "cnn", "train_size": 300, "test_size": 100, "sgd": {"epochs": 1}},
             "head": {"sgd": {"epochs": 2}},
             "attack": {"points": 20, "radii": [0.0, 1.0, 4.0], "steps": 3},

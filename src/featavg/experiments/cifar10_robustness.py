@@ -23,25 +23,29 @@ run is on the seeded synthetic stand-in and says so everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
 
 from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
+    QUICK_SEEDS,
+    SEEDS_HELP,
     ImageAttackSection,
     ImageRobustnessConfig,
     ImageTrainSection,
 )
 from featavg.experiments.image_robustness import (
     ROBUSTNESS_TABLES,
+    pool_robustness,
     robustness_checks,
     robustness_figures,
     robustness_summary_keys,
     run_robustness,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
 # the paper's figure: 0..0.8; the archived script: 0.2..4.0 (we add 0, the clean accuracy)
@@ -94,11 +98,19 @@ class Cifar10RobustnessConfig(ImageRobustnessConfig):
 
     train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+    seeds: int = Field(QUICK_SEEDS, ge=1, le=100, description=SEEDS_HELP)
 
 
 def run(cfg: Cifar10RobustnessConfig, ctx: RunContext) -> ExperimentOutput:
     """Train both models from scratch, attack every read-out with L2 PGD, summarise."""
     return run_robustness(cfg, ctx, title="CIFAR-10 from scratch, L2")
+
+
+def pool(
+    cfg: Cifar10RobustnessConfig, seed_runs: Sequence[SeedRun], ctx: RunContext
+) -> ExperimentOutput:
+    """Pool the single-seed runs of ``cfg.seeds`` seeds (made by the runner)."""
+    return pool_robustness(cfg, seed_runs, ctx, title="CIFAR-10 from scratch, L2")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -113,7 +125,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "also_per_radius": True,
         },
     },
-    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK},
+    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK, "seeds": QUICK_SEEDS},
 }
 
 CLAIM = Claim(
@@ -140,6 +152,7 @@ EXPERIMENT = Experiment(
     "binary vs 10-class; default = --preset quick; presets authors, standard, paper (GPU)",
     config_cls=Cifar10RobustnessConfig,
     run=run,
+    pool=pool,
     cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L2"),
@@ -150,6 +163,7 @@ EXPERIMENT = Experiment(
         **PRESETS,
         REPRODUCE_REAL: {},  # the default: the quick preset
         TINY: {
+            "seeds": 1,
             "train": {"train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
             "attack": {"points": 100, "radii": [0.0, 0.2, 0.5, 1.0]},
         },

@@ -104,7 +104,8 @@ def image_run_estimate(cfg: Any) -> ResourceEstimate:
     (:func:`~featavg.trained_models.cost.training_estimate`: the binary and the 10-class
     one), then every read-out attacked on ``attack.points`` test points, ``attack.batch_size``
     at a time: the minimum-norm stage (``attack.min_norm_steps``) plus PGD at every radius
-    (``attack.steps``, the worst case of the descent), once more for ``also_per_radius``."""
+    (``attack.steps``, the worst case of the descent), once more for ``also_per_radius``;
+    all of it once per seed."""
     train, attack = cfg.train, getattr(cfg, "attack", None)
     model = train.model if train.model != "auto" else None
     names = [model or ("resnet18-cifar" if train.dataset.startswith("cifar") else "resnet18-mnist")]
@@ -118,7 +119,8 @@ def image_run_estimate(cfg: Any) -> ResourceEstimate:
     min_norm = attack.min_norm_steps or (10 if attack.method.endswith("+descend") else 100)
     min_norm = 0 if attack.method in ("per-radius", "incremental") else min_norm
     passes = min_norm + attack.steps * len(attack.radii) * (2 if attack.also_per_radius else 1)
-    flops = est.flops + READOUTS * 3 * fwd * points * passes
+    # the seeds run one after another: the memory of one, the time of all
+    flops = (est.flops + READOUTS * 3 * fwd * points * passes) * int(getattr(cfg, "seeds", 1))
     memory = max(est.memory, chunk * acts * F32 + RUN_OVERHEAD)
     what = est.what if memory == est.memory else "attack activations of a chunk"
     return ResourceEstimate(memory, est.host, float(flops), what)

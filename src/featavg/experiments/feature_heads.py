@@ -1,15 +1,9 @@
-"""The run of ``cifar10-features`` (SPEC §3.3): a frozen backbone, two block heads on its
-features, the Fig. 2c/d heatmaps and the transfer robustness curves.
-
-:func:`run_features` does it all: the backbone (a user file or one trained here on the fine
-labels, cached), the features phi computed once (the backbone is frozen in eval mode and
-the heads see no augmentation), both heads trained on them
-(:func:`~featavg.training.heads.fit_heads_on_features`), the cells cos(w_r, mu_j) averaged
-over unit groups against raw and centred class means, and every read-out of the two
-:class:`~featavg.models.heads.FrozenBackboneClassifier` s attacked through the whole
-network in the paper's normalised space (:mod:`.image_attack`). Its config
-(:class:`Cifar10FeaturesConfig`) is here too; the experiment's declaration (presets, claim,
-checks) is :mod:`.cifar10_features`, which imports this module (never the other way).
+"""One seed of ``cifar10-features``: a frozen backbone (a user file, or one trained here and
+cached), two block heads trained on its features computed once
+(:func:`~featavg.training.heads.fit_heads_on_features`), the Fig. 2c/d cells cos(w_r, mu_j)
+against raw and centred class means, and the read-outs attacked through the whole network
+in the paper's normalised space. The config is here; the declaration (presets, claim,
+checks) is :mod:`.cifar10_features`, which imports this module, never the other way.
 """
 
 from __future__ import annotations
@@ -28,18 +22,22 @@ from featavg.experiments.image_attack import (
     ReadoutCurves,
     attack_points,
     attack_readouts,
+    attack_timings,
     curve_numbers,
     curve_rows,
     curves_figure,
     pixel_units,
 )
 from featavg.experiments.image_common import (
+    QUICK_SEEDS,
+    SEEDS_HELP,
     Alignment,
     ImageAttackSection,
     ImageRobustnessConfig,
     ImageTrainSection,
     alignment_rows,
 )
+from featavg.experiments.image_seeds import comparison_table, gap_panel, pooled_numbers
 from featavg.experiments.output import ExperimentOutput
 from featavg.metrics.feature_alignment import (
     block_head_alignment,
@@ -127,6 +125,7 @@ class Cifar10FeaturesConfig(ImageRobustnessConfig):
 
     train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+    seeds: int = Field(QUICK_SEEDS, ge=1, le=100, description=SEEDS_HELP)
     head: HeadSection = Field(
         default_factory=lambda: HeadSection(sgd=_head_sgd().model_copy(update=QUICK_HEAD["sgd"]))
     )
@@ -225,6 +224,7 @@ def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutpu
     """Backbone, features, both heads, heatmaps, transfer curves (see the module doc)."""
     device, progress = ctx.device, ctx.progress
     backbone, data, info = get_backbone(cfg, ctx)
+    data = data.standing_in_for("cifar10")  # the synthetic stand-in says so everywhere
     grouping = get_grouping(cfg.grouping)
     fb = cfg.head.feature_batch_size
     phi_train = frozen_features(backbone, data.train.x, fb, device)
@@ -283,7 +283,7 @@ def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutpu
     # transfer curves: the whole network, attacked in the paper's normalised space
     model_b = FrozenBackboneClassifier(backbone, head_b)
     model_f = FrozenBackboneClassifier(backbone, head_f)
-    split = attack_points(data.test, cfg.attack.points, cfg.seed)
+    split = attack_points(data.test, cfg.attack.points)
     with torch.no_grad():
         x = model_b.normalize(split.x.to(device).float() / 255.0)
     readouts = build_readouts(model_b.net, model_f.net, groups)
@@ -292,6 +292,7 @@ def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutpu
     )
     units = pixel_units(model_b.normalization, cfg.attack.norm)
     numbers.update(curve_numbers(curves, cfg.attack.method, units))
+    timings = attack_timings(curves)
     numbers.update(
         {
             "backbone": info,
@@ -307,33 +308,28 @@ def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutpu
             "models": {"backbone": info},
         }
     )
-    return _output(
-        cfg,
-        numbers,
-        curves,
-        units,
-        data,
-        grouping,
-        info,
-        views,
-        losses,
-        len(split),
-    )
+    numbers.update(pooled_numbers([numbers], [cfg.seed]))
+    output = _output(cfg, numbers, _Parts(curves, units, data, grouping, info, views, losses))
+    output.timings = timings
+    return output
 
 
-def _output(
-    cfg: Cifar10FeaturesConfig,
-    numbers: dict[str, Any],
-    curves: dict[str, ReadoutCurves],
-    units: PixelUnits,
-    data: ImageDataset,
-    grouping: Grouping,
-    info: dict[str, Any],
-    views: dict[bool, MeansView],
-    losses: list[list[float]],
-    points: int,
-) -> ExperimentOutput:
+class _Parts(NamedTuple):
+    """What a run's figures and tables are made of, beside its numbers."""
+
+    curves: dict[str, ReadoutCurves]
+    units: PixelUnits
+    data: ImageDataset
+    grouping: Grouping
+    info: dict[str, Any]
+    views: dict[bool, MeansView]
+    losses: list[list[float]]
+
+
+def _output(cfg: Cifar10FeaturesConfig, numbers: dict[str, Any], parts: _Parts) -> ExperimentOutput:
     """Figures and tables of a run (see EXPERIMENT's captions)."""
+    curves, units, data, grouping, info, views, losses = parts
+    points = int(numbers["points_attacked"])
     width = cfg.head.width
     banner = f" [{data.stand_in}]" if data.stand_in else ""
     what = f"{data.stand_in or data.name}; {info['label']}"  # the stand-in label says so
@@ -361,6 +357,7 @@ def _output(
         f"{grouping.name}, {points} test points"
     )
     figure = curves_figure(numbers["curves"], cfg.attack, units, title)
+    gap = gap_panel(numbers, units, f"CIFAR-10 heads on frozen features{banner}")
     unit_rows = [
         {
             "head": head,
@@ -385,11 +382,11 @@ def _output(
         tables={
             "robustness": curve_rows(curves, units),
             "alignment": alignment_rows(alignment, grouping, data.classes),
-            "more_robust": numbers["more_robust"],
+            "more_robust": comparison_table(numbers["more_robust"]),
             "unit_cosines": unit_rows,
             "head_training": loss_rows,
         },
-        figures={"heatmap": heat, "robustness": figure},
+        figures={"heatmap": heat, "robustness": figure, "gap": gap},
         data=f"{what}: {len(data.train)} training / {len(data.test)} test images, "
         f"{points} attacked",
         stand_in=data.stand_in is not None,

@@ -25,6 +25,7 @@ from featavg.metrics.curves import crossing_radius
 from featavg.models.image_classifier import Normalization
 from featavg.plots.image_robustness import robustness_figure
 from featavg.progress import bar as progress_bar
+from featavg.trained_models.jobs import EVALUATION_SEED
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # the headline comparison: the 10-class model's binary decision (group of argmax) against
 # the binary model
 BINARY, TENCLASS = "binary", "group_argmax"
+# the summary entry of the per-point correctness a single-seed run records
+POINTS = "point_correct"
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,11 @@ def pixel_units(normalization: Normalization, norm: str) -> PixelUnits:
     return PixelUnits(factor, lo, hi, False, note)
 
 
-def attack_points(split: ImageSplit, points: int | None, seed: int) -> ImageSplit:
+def attack_points(split: ImageSplit, points: int | None) -> ImageSplit:
     """The test points attacked: a class-balanced subset of ``points`` (all if None) drawn
-    from the stream ``attack/points`` of ``seed``."""
-    return split.subset(points, seed, "attack/points")
+    from the stream ``attack/points`` of :data:`~featavg.trained_models.jobs.EVALUATION_SEED`,
+    the same for every training seed (the seeds' curves are then paired point by point)."""
+    return split.subset(points, EVALUATION_SEED, "attack/points")
 
 
 @dataclass
@@ -183,85 +187,14 @@ def curve_rows(curves: Mapping[str, ReadoutCurves], units: PixelUnits) -> list[d
     return rows
 
 
-def verdict(difference: float) -> str:
-    """The plain statement for acc(10-class, group of argmax) - acc(binary) at one radius."""
-    if abs(difference) < 1e-12:
-        return "tie"
-    return "10-class more robust" if difference > 0 else "binary more robust"
-
-
-def more_robust(
-    curves: Mapping[str, ReadoutCurves], method: str, units: PixelUnits
-) -> tuple[list[dict[str, Any]], float]:
-    """Per radius, whether the 10-class model (group of argmax) is more robust than the
-    binary model under ``method``; and the fraction of radii > 0 where it is (nan if the
-    grid has none).
-
-    Each row also holds ``two_se``, twice the standard error of the paired difference
-    (both models are attacked on the same B points: d_b = robust_10(b) - robust_bin(b),
-    two_se = 2 std(d) / sqrt(B), inf for B < 2), and ``beyond_noise`` = |difference| >
-    two_se: with 200 points a gap of a few points is often within noise, and the verdict
-    alone would not say so."""
-    a = curves[BINARY].curves[method]
-    b = curves[TENCLASS].curves[method]
-    paired = b.per_point_correct.double() - a.per_point_correct.double()  # (R, B)
-    points = paired.shape[1]
-    two_se = (
-        (2 * paired.std(dim=1) / math.sqrt(points)).tolist()
-        if points > 1
-        else [math.inf] * paired.shape[0]
-    )
-    rows, wins, positive = [], 0, 0
-    for eps, acc_bin, acc_ten, noise in zip(
-        a.eps.tolist(), a.robust_accuracy.tolist(), b.robust_accuracy.tolist(), two_se, strict=True
-    ):
-        diff = acc_ten - acc_bin
-        rows.append(
-            {
-                "radius": eps,
-                "radius_pixel": units.to_pixel(eps),
-                "binary": acc_bin,
-                "group_argmax": acc_ten,
-                "difference": diff,
-                "verdict": verdict(diff),
-                "two_se": noise,
-                "beyond_noise": abs(diff) > noise,
-            }
-        )
-        if eps > 0:
-            positive += 1
-            wins += diff > 1e-12
-    return rows, (wins / positive if positive else math.nan)
-
-
-def more_robust_statement(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One plain sentence from the rows of :func:`more_robust`: at how many radii > 0 each
-    model is the more robust, and the largest gap (with its radius in both units)."""
-    positive = [r for r in rows if r["radius"] > 0]
-    if not positive:
-        return "No radius > 0 attacked: nothing to compare."
-    count = {
-        v: sum(r["verdict"] == v for r in positive)
-        for v in ("10-class more robust", "binary more robust", "tie")
-    }
-    widest = max(positive, key=lambda r: abs(r["difference"]))
-    text = (
-        f"The 10-class model (group of argmax) is more robust than the binary model at "
-        f"{count['10-class more robust']} of {len(positive)} radii > 0, the binary model at "
-        f"{count['binary more robust']} (ties: {count['tie']}); largest gap "
-        f"{widest['difference']:+.3f} (10-class minus binary) at radius {widest['radius']:g} "
-        f"(normalised) = {widest['radius_pixel']:.3g} (pixels)."
-    )
-    if all("beyond_noise" in r for r in positive):
-        clear = {
-            v: sum(r["verdict"] == v and r["beyond_noise"] for r in positive)
-            for v in ("10-class more robust", "binary more robust")
-        }
-        text += (
-            f" Beyond twice the standard error of the paired difference: 10-class at "
-            f"{clear['10-class more robust']}, binary at {clear['binary more robust']}."
-        )
-    return text
+def point_strings(curves: Mapping[str, ReadoutCurves], method: str) -> dict[str, list[str]]:
+    """For the binary model and the 10-class model (group of argmax): per radius of the
+    ``method`` curve, which attacked points it still gets right, as a '0'/'1' string."""
+    out = {}
+    for name in (BINARY, TENCLASS):
+        correct = curves[name].curves[method].per_point_correct.to(dtype=torch.bool).cpu().numpy()
+        out[name] = ["".join("1" if c else "0" for c in row) for row in correct]
+    return out
 
 
 def curve_numbers(
@@ -271,9 +204,11 @@ def curve_numbers(
 
     Per read-out r: clean_acc_r (attacked points), radius50_r (where the ``method`` curve
     crosses 1/2, interpolated, normalised units; inf if it stays above) and
-    radius50_pixel_r; per read-out and method m: radius50_r_m, gradient_evaluations_r_m,
-    attack_wall_s_r_m. Then ``more_robust`` (per radius), ``tenclass_more_robust_fraction``
-    and ``curves`` (the accuracies per method and read-out)."""
+    radius50_pixel_r; per read-out and method m: radius50_r_m and gradient_evaluations_r_m
+    (the attacks' wall times are timings, :func:`attack_timings`, never results). Then
+    ``curves`` (the accuracies per method and read-out) and, for the binary and the
+    10-class model, which attacked points stay correct at each radius
+    (:func:`point_strings`: what the comparison over seeds pairs)."""
     numbers: dict[str, Any] = {}
     for name, rc in curves.items():
         numbers[f"clean_acc_{name}"] = rc.clean_acc
@@ -284,11 +219,7 @@ def curve_numbers(
                 numbers[f"radius50_pixel_{name}"] = units.to_pixel(r50)
             numbers[f"radius50_{name}_{method_key(m)}"] = r50
             numbers[f"gradient_evaluations_{name}_{method_key(m)}"] = curve.gradient_evaluations
-            numbers[f"attack_wall_s_{name}_{method_key(m)}"] = round(curve.wall_s, 3)
-    rows, fraction = more_robust(curves, method, units)
-    numbers["more_robust"] = rows
-    numbers["tenclass_more_robust_fraction"] = fraction
-    numbers["more_robust_statement"] = more_robust_statement(rows)
+    numbers[POINTS] = point_strings(curves, method)
     first = next(iter(curves.values()))
     eps = first.curves[method].eps.tolist()
     numbers["curves"] = {
@@ -301,6 +232,16 @@ def curve_numbers(
         },
     }
     return numbers
+
+
+def attack_timings(curves: Mapping[str, ReadoutCurves]) -> dict[str, float]:
+    """Seconds each read-out's attack took, per method (provenance: they vary with the
+    machine and its load, so they are never results and never in a sweep's table)."""
+    return {
+        f"attack_s_{name}_{method_key(m)}": round(curve.wall_s, 3)
+        for name, rc in curves.items()
+        for m, curve in rc.curves.items()
+    }
 
 
 def curves_figure(

@@ -1,22 +1,26 @@
-"""The real-data robustness experiment (SPEC §3.1, §3.2): binary vs 10-class model on the
-binary task, every read-out attacked in the paper's normalised units.
+"""The real-data robustness experiment: binary vs 10-class model on the binary task, every
+read-out attacked in the paper's normalised units, the verdict pooled over seeds.
 
-:func:`run_robustness` is the whole experiment, which ``mnist-robustness``, ``mnist-linf``
-and ``cifar10-robustness`` run with their own defaults and presets (their modules hold the
-claims, presets and captions); :func:`robustness_checks` and
-:func:`robustness_summary_keys` declare what it writes.
+:func:`run_robustness` is one seed of it and :func:`pool_robustness` pools several seeds'
+runs (the runner makes one single-seed run per seed, :mod:`.image_seeds`); the experiments
+``mnist-robustness``, ``mnist-linf`` and ``cifar10-robustness`` run them with their own
+defaults and presets (their modules hold the claims, presets and captions);
+:func:`robustness_checks` and :func:`robustness_summary_keys` declare what they write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from featavg.attacks.readouts import READOUT_LABELS, READOUTS, build_readouts
 from featavg.experiments.image_attack import (
+    PixelUnits,
     attack_points,
     attack_readouts,
+    attack_timings,
     curve_numbers,
     curve_rows,
     curves_figure,
@@ -27,10 +31,22 @@ from featavg.experiments.image_common import (
     ImageRobustnessConfig,
     alignment_rows,
     fc_alignment,
+    paper_dataset,
     train_pair,
 )
+from featavg.experiments.image_seeds import (
+    comparison_table,
+    cosine_matrix,
+    gap_panel,
+    mean_alignment_rows,
+    mean_curve_table,
+    mean_curves,
+    mean_metrics,
+    pooled_numbers,
+)
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import Check
+from featavg.experiments.spec import Check, SeedRun
+from featavg.models.image_classifier import normalization_by_name
 from featavg.plots.image_robustness import alignment_figure
 from featavg.runs.context import RunContext
 from featavg.trained_models import TrainedModel
@@ -52,13 +68,15 @@ def _model_record(trained: TrainedModel) -> dict[str, Any]:
 
 
 def run_robustness(cfg: ImageRobustnessConfig, ctx: RunContext, *, title: str) -> ExperimentOutput:
-    """Train both models, attack the four read-outs in the paper's normalised space on the
-    attacked test points, measure the last layer's alignment, and summarise. ``title``
-    names the experiment in figure titles (e.g. "MNIST, L2")."""
+    """One seed (``cfg.seed``): train both models, attack the four read-outs in the paper's
+    normalised space on the attacked test points, measure the last layer's alignment, and
+    summarise, the comparison included (one seed: its verdict says it ignores training
+    randomness). ``title`` names the experiment in figure titles (e.g. "MNIST, L2")."""
     device, progress = ctx.device, ctx.progress
     pair = train_pair(cfg, ctx)
-    data = pair.binary.data
-    split = attack_points(data.test, cfg.attack.points, cfg.seed)
+    # labelled when it is not the paper's data set (a stand-in, or the 5000-digit subset)
+    data = pair.binary.data.standing_in_for(paper_dataset(cfg.train.dataset))
+    split = attack_points(data.test, cfg.attack.points)
     model_b, model_f = pair.binary.model.eval(), pair.fine.model.eval()
     with torch.no_grad():  # the paper's attack space: the net's normalised input
         x = model_b.normalize(split.x.to(device).float() / 255.0)
@@ -86,37 +104,114 @@ def run_robustness(cfg: ImageRobustnessConfig, ctx: RunContext, *, title: str) -
             "models": {"binary": _model_record(pair.binary), "tenclass": _model_record(pair.fine)},
         }
     )
-    what = data.stand_in or data.name
-    text = (
-        f"{what}: {len(data.train)} training / {len(data.test)} test images, "
-        f"{len(split)} attacked; grouping {pair.grouping.name}"
-    )
-    banner = f" — on {data.stand_in}" if data.stand_in else ""
-    fig_title = (
-        f"{title}{banner}: binary vs 10-class model, grouping {pair.grouping.name}, "
-        f"{len(split)} test points"
-    )
-    figure = curves_figure(numbers["curves"], cfg.attack, units, fig_title)
-    groups_text = [f"group {s}: {list(pair.grouping.members(s))}" for s in range(2)]
+    numbers.update(pooled_numbers([numbers], [cfg.seed]))
+    view = _View(title, data.stand_in, pair.grouping.name, len(split), cfg)
     heat = alignment_figure(
         alignment.binary.numpy(),
         alignment.fine.numpy(),
-        groups_text,
+        [f"group {s}: {list(pair.grouping.members(s))}" for s in range(2)],
         data.classes,
-        f"{title}{banner}: final-layer rows vs class means of the penultimate features"
-        + (" (centred)" if cfg.centre_features else ""),
+        view.heading("final-layer rows vs class means of the penultimate features"),
     )
     return ExperimentOutput(
         numbers=numbers,
         tables={
             "robustness": curve_rows(curves, units),
             "alignment": alignment_rows(alignment, pair.grouping, data.classes),
-            "more_robust": numbers["more_robust"],
+            "more_robust": comparison_table(numbers["more_robust"]),
         },
-        figures={"robustness": figure, "alignment": heat},
-        data=text,
+        figures={**view.curves(numbers, units), "alignment": heat},
+        data=_data_text(data.stand_in or data.name, len(data.train), len(data.test), view),
         stand_in=data.stand_in is not None,
+        timings=attack_timings(curves),
     )
+
+
+def pool_robustness(
+    cfg: ImageRobustnessConfig, seed_runs: Sequence[SeedRun], ctx: RunContext, *, title: str
+) -> ExperimentOutput:
+    """``cfg.seeds`` seeds from their single-seed runs (``seed_runs``: directory, summary;
+    each trained and attacked its own models on the same test points): the means over seeds
+    of every scalar (with intervals and each seed's value), the mean curves, the alignment
+    averaged over seeds, and the pooled comparison (:func:`featavg.experiments.image_seeds.
+    pooled_numbers`)."""
+    summaries = [summary for _, summary in seed_runs]
+    first = summaries[0]
+    seeds = [int(s["config"]["seed"]) for s in summaries]
+    numbers = mean_metrics(summaries)
+    numbers.update({k: first[k] for k in _SHARED if k in first})
+    numbers["curves"] = mean_curves(summaries)
+    numbers["seed_runs"] = [str(directory) for directory, _ in seed_runs]
+    by_seed = list(zip(seeds, summaries, strict=True))
+    numbers["model_dirs"] = {str(s): summary["model_dirs"] for s, summary in by_seed}
+    numbers["models"] = {str(s): summary["models"] for s, summary in by_seed}
+    numbers.update(pooled_numbers(summaries, seeds))
+    units = pixel_units(normalization_by_name(str(first["normalization"])), cfg.attack.norm)
+    stand_in = first.get("stand_in_label")
+    grouping = first["grouping"]["name"]
+    view = _View(title, stand_in, grouping, int(first["points_attacked"]), cfg, len(seeds))
+    rows = mean_alignment_rows([directory for directory, _ in seed_runs])
+    classes = sorted({(r["class"], r["class_name"]) for r in rows})
+    heat = alignment_figure(
+        cosine_matrix(rows, "binary"),
+        cosine_matrix(rows, "tenclass"),
+        sorted({r["unit_label"] for r in rows if r["model"] == "binary"}),
+        [name for _, name in classes],
+        view.heading("final-layer rows vs class means, mean over seeds"),
+    )
+    return ExperimentOutput(
+        numbers=numbers,
+        tables={
+            "robustness": mean_curve_table(numbers["curves"], units),
+            "alignment": rows,
+            "more_robust": comparison_table(numbers["more_robust"]),
+        },
+        figures={**view.curves(numbers, units), "alignment": heat},
+        data=_data_text(str(stand_in or first["dataset"]["name"]), 0, 0, view),
+        stand_in=bool(first.get("stand_in")) or stand_in is not None,
+    )
+
+
+# what a pooled run takes over from its first seed as it is (the same for every seed)
+_SHARED = ("dataset", "stand_in_label", "grouping", "normalization", "pixel_units",
+           "points_attacked")  # fmt: skip
+
+
+class _View:
+    """Titles of one run's figures: the experiment, the data's stand-in label, the
+    grouping, the attacked points and the seeds."""
+
+    def __init__(
+        self,
+        title: str,
+        stand_in: str | None,
+        grouping: str,
+        points: int,
+        cfg: ImageRobustnessConfig,
+        seeds: int = 1,
+    ) -> None:
+        self.title, self.banner = title, f" — on {stand_in}" if stand_in else ""
+        self.grouping, self.points, self.cfg, self.seeds = grouping, points, cfg, seeds
+
+    def heading(self, what: str) -> str:
+        centred = " (centred)" if self.cfg.centre_features else ""
+        return f"{self.title}{self.banner}: {what}{centred}"
+
+    def curves(self, numbers: dict[str, Any], units: PixelUnits) -> dict[str, Any]:
+        """The robustness figure (mean curves over the seeds) and the gap figure."""
+        seeds = f", mean over {self.seeds} seeds" if self.seeds > 1 else ", one seed"
+        head = f"binary vs 10-class model, grouping {self.grouping}, {self.points} test points"
+        robust = curves_figure(
+            numbers["curves"], self.cfg.attack, units, self.heading(head + seeds)
+        )
+        gap = gap_panel(numbers, units, self.heading("10-class minus binary"))
+        return {"robustness": robust, "gap": gap}
+
+
+def _data_text(what: str, train: int, test: int, view: _View) -> str:
+    sizes = f"{train} training / {test} test images, " if train else ""
+    seeds = f"; {view.seeds} seeds" if view.seeds > 1 else ""
+    return f"{what}: {sizes}{view.points} attacked; grouping {view.grouping}{seeds}"
 
 
 def robustness_checks(cfg: ImageRobustnessConfig) -> list[Check]:
@@ -144,7 +239,8 @@ def robustness_checks(cfg: ImageRobustnessConfig) -> list[Check]:
         Check(
             "fraction of radii > 0 where the 10-class model (group of argmax) is more robust",
             "tenclass_more_robust_fraction",
-            note="per radius: more_robust",
+            note="where the 95% interval of the mean gap over seeds and points lies above 0; "
+            "per radius: more_robust",
         )
     )
     return rows
@@ -156,13 +252,15 @@ def robustness_summary_keys(cfg: ImageRobustnessConfig) -> tuple[str, ...]:
         f"{kind}_{r}_{method_key(m)}"
         for r in READOUTS
         for m in cfg.attack.methods
-        for kind in ("radius50", "gradient_evaluations", "attack_wall_s")
+        for kind in ("radius50", "gradient_evaluations")
     )
     return (
         *(f"radius50_pixel_{r}" for r in READOUTS),
         *per_method,
         "more_robust",
         "more_robust_statement",
+        "seeds_pooled",
+        "verdict_ignores_training_randomness",
         "curves",
         "dataset",
         "stand_in_label",
@@ -183,17 +281,34 @@ def robustness_summary_keys(cfg: ImageRobustnessConfig) -> tuple[str, ...]:
 ROBUSTNESS_TABLES: dict[str, tuple[str, ...]] = {
     "robustness": ("readout", "method", "radius", "radius_pixel", "robust_acc"),
     "alignment": ("model", "unit", "class", "cosine"),
-    "more_robust": ("radius", "radius_pixel", "binary", "group_argmax", "verdict"),
+    "more_robust": (
+        "radius",
+        "radius_pixel",
+        "binary",
+        "group_argmax",
+        "difference",
+        "lo",
+        "hi",
+        "positive",
+        "seeds",
+        "verdict",
+        "two_se",
+    ),
 }
 
 
 def robustness_figures(norm: str) -> dict[str, str]:
-    """Captions of the two figures for an attack in ``norm`` ("L2" or "L∞")."""
+    """Captions of the three figures for an attack in ``norm`` ("L2" or "L∞")."""
     return {
         "robustness": f"Robust test accuracy against the {norm} radius (bottom: the paper's "
         "normalised units; top: [0, 1]-pixel units) for the binary model and the three "
-        "read-outs of the 10-class model. Solid: the headline method; dashed: the paper's "
-        "per-radius protocol where run. PGD curves upper-bound the robust accuracy.",
+        "read-outs of the 10-class model, the mean over the seeds. Solid: the headline "
+        "method; dashed: the paper's per-radius protocol where run. An attack's curve "
+        "upper-bounds the robust accuracy.",
+        "gap": f"The verdict per {norm} radius: 10-class model (group of argmax) minus binary "
+        "model robust accuracy, each seed (grey), their mean (bold) and its 95% interval over "
+        "seeds and attacked points (band). Above 0 the 10-class model is the more robust; "
+        "only where the band excludes 0 is either model shown to be.",
         "alignment": "Cosine of each row of the final linear layer (rows, labelled by the "
         "group or class it votes for) with the class means of the model's own penultimate "
         "features over the training set (columns).",

@@ -11,18 +11,22 @@ the ``paper`` preset takes 5, as the one archived L-inf set does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
 
 from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
+    QUICK_SEEDS,
+    SEEDS_HELP,
     ImageAttackSection,
     ImageRobustnessConfig,
     ImageTrainSection,
 )
 from featavg.experiments.image_robustness import (
     ROBUSTNESS_TABLES,
+    pool_robustness,
     robustness_checks,
     robustness_figures,
     robustness_summary_keys,
@@ -32,7 +36,7 @@ from featavg.experiments.mnist_robustness import PRESETS as L2_PRESETS
 from featavg.experiments.mnist_robustness import QUICK_ATTACK as L2_QUICK_ATTACK
 from featavg.experiments.mnist_robustness import QUICK_TRAIN
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
 # radii 0.004 j, j = 0..25, normalised units (SPEC §3.1, L-inf)
@@ -52,11 +56,17 @@ class MnistLinfConfig(ImageRobustnessConfig):
 
     train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+    seeds: int = Field(QUICK_SEEDS, ge=1, le=100, description=SEEDS_HELP)
 
 
 def run(cfg: MnistLinfConfig, ctx: RunContext) -> ExperimentOutput:
     """Train (or reuse) both models, attack every read-out with L-inf PGD, summarise."""
     return run_robustness(cfg, ctx, title="MNIST, L∞")
+
+
+def pool(cfg: MnistLinfConfig, seed_runs: Sequence[SeedRun], ctx: RunContext) -> ExperimentOutput:
+    """Pool the single-seed runs of ``cfg.seeds`` seeds (made by the runner)."""
+    return pool_robustness(cfg, seed_runs, ctx, title="MNIST, L∞")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -65,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": L2_PRESETS["paper"]["train"],
         "attack": {"radii": LINF_RADII, "points": None, "also_per_radius": True, "steps": 5},
     },
-    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK},
+    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK, "seeds": QUICK_SEEDS},
 }
 
 CLAIM = Claim(
@@ -89,6 +99,7 @@ EXPERIMENT = Experiment(
     "ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
     config_cls=MnistLinfConfig,
     run=run,
+    pool=pool,
     cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L∞"),
@@ -99,6 +110,7 @@ EXPERIMENT = Experiment(
         **PRESETS,
         REPRODUCE_REAL: {},  # the default: the quick preset
         TINY: {
+            "seeds": 1,
             "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
             "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
         },

@@ -14,25 +14,29 @@ labels every output as a stand-in for MNIST.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
 
 from featavg.experiments.costs import image_run_estimate
 from featavg.experiments.image_common import (
+    QUICK_SEEDS,
+    SEEDS_HELP,
     ImageAttackSection,
     ImageRobustnessConfig,
     ImageTrainSection,
 )
 from featavg.experiments.image_robustness import (
     ROBUSTNESS_TABLES,
+    pool_robustness,
     robustness_checks,
     robustness_figures,
     robustness_summary_keys,
     run_robustness,
 )
 from featavg.experiments.output import ExperimentOutput
-from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment
+from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
 # radii 0, 0.1, ..., 2.0 in normalised units (SPEC §3.1)
@@ -61,11 +65,19 @@ class MnistRobustnessConfig(ImageRobustnessConfig):
 
     train: ImageTrainSection = Field(default_factory=lambda: ImageTrainSection(**QUICK_TRAIN))
     attack: ImageAttackSection = Field(default_factory=lambda: ImageAttackSection(**QUICK_ATTACK))
+    seeds: int = Field(QUICK_SEEDS, ge=1, le=100, description=SEEDS_HELP)
 
 
 def run(cfg: MnistRobustnessConfig, ctx: RunContext) -> ExperimentOutput:
     """Train both models, attack every read-out with L2 PGD, summarise."""
     return run_robustness(cfg, ctx, title="MNIST, L2")
+
+
+def pool(
+    cfg: MnistRobustnessConfig, seed_runs: Sequence[SeedRun], ctx: RunContext
+) -> ExperimentOutput:
+    """Pool the single-seed runs of ``cfg.seeds`` seeds (made by the runner)."""
+    return pool_robustness(cfg, seed_runs, ctx, title="MNIST, L2")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -75,7 +87,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"train_size": None, "test_size": None, "sgd": {"epochs": 10}},
         "attack": {"radii": PAPER_RADII, "points": None, "also_per_radius": True},
     },
-    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK},
+    "quick": {"train": QUICK_TRAIN, "attack": QUICK_ATTACK, "seeds": QUICK_SEEDS},
 }
 
 CLAIM = Claim(
@@ -104,6 +116,7 @@ EXPERIMENT = Experiment(
     "10-class ResNet-18; default = --preset quick (CPU minutes); paper: the authors' recipe",
     config_cls=MnistRobustnessConfig,
     run=run,
+    pool=pool,
     cost=image_run_estimate,
     claim=CLAIM,
     figures=robustness_figures("L2"),
@@ -114,6 +127,7 @@ EXPERIMENT = Experiment(
         **PRESETS,
         REPRODUCE_REAL: {},  # the default: the quick preset
         TINY: {
+            "seeds": 1,
             "train": {"model": "cnn", "train_size": 600, "test_size": 200, "sgd": {"epochs": 1}},
             "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
         },

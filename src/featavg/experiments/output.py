@@ -25,13 +25,15 @@ class ExperimentOutput:
     """numbers: JSON-able summary entries; tables: name -> CSV rows; figures: name ->
     matplotlib Figure. data: what the numbers were computed on (None: the experiment's
     declared data); stand_in: True when that is a stand-in for the paper's data set, so
-    every summary, figure and report section says so."""
+    every summary, figure and report section says so; timings: seconds of its parts
+    (recorded in the provenance: they vary with the machine and its load, never results)."""
 
     numbers: dict[str, Any]
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     data: str | None = None
     stand_in: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def kinds_of(

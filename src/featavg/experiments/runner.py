@@ -26,8 +26,9 @@ from featavg import runs
 from featavg.config import build_config
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
-from featavg.experiments.spec import Experiment
+from featavg.experiments.spec import Experiment, SeedRun
 from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
+from featavg.progress import bar as progress_bar
 from featavg.runs import guards
 from featavg.runs.context import RunContext, open_context
 from featavg.runs.door import SUMMARIES, Failed, Made, Served, Slot, cached_run, cached_runs
@@ -209,10 +210,15 @@ def run_experiment_batch(
 
 
 def _make_one(exp: Experiment[Any], cfg: BaseModel, ctx: RunContext) -> Made[dict[str, Any]]:
-    """Check resources, run, check the output; the files to write (nothing written yet)."""
+    """Check resources, run (or pool the seeds' runs), check the output; the files to write
+    (nothing written yet)."""
     guards.check(exp.name, exp.estimate([cfg]), ctx.device, ctx.allow_large)
     start = time.perf_counter()
-    output = exp.run(cfg, ctx)
+    seeds = int(getattr(cfg, "seeds", 1))
+    if exp.pool is not None and seeds > 1:
+        output = exp.pool(cfg, seed_runs(exp, cfg, ctx), ctx)
+    else:
+        output = exp.run(cfg, ctx)
     verify_output(exp, cfg, output)
     check_finite(exp, output)
     wall = time.perf_counter() - start
@@ -250,6 +256,25 @@ def _make_ensemble(
     ]
 
 
+def seed_config(exp: Experiment[Any], cfg: BaseModel, seed: int) -> BaseModel:
+    """The single-seed run ``seed`` of a config whose seeds are runs (``seed=s, seeds=1``)."""
+    return build_config(exp.config_cls, {**cfg.model_dump(mode="json"), "seed": seed, "seeds": 1})
+
+
+def seed_runs(exp: Experiment[Any], cfg: BaseModel, ctx: RunContext) -> list[SeedRun]:
+    """Each seed of ``cfg`` as its own cached run in the run store (served when finished:
+    more seeds reuse the runs of fewer), in seed order."""
+    first, count = int(getattr(cfg, "seed", 0)), int(getattr(cfg, "seeds", 1))
+    out = []
+    bar = progress_bar(total=count, desc="seeds", enabled=ctx.progress)
+    for seed in range(first, first + count):
+        result = run_experiment(exp.name, seed_config(exp, cfg, seed), ctx=ctx)
+        out.append((result.directory, result.summary))
+        bar.update(1)
+    bar.close()
+    return out
+
+
 def made_run(
     exp: Experiment[Any],
     cfg_json: dict[str, Any],
@@ -264,6 +289,8 @@ def made_run(
     provenance = runs.provenance(dev, wall, seeds)
     if batch > 1:
         provenance["batched_with_cells"] = batch
+    if output.timings:
+        provenance["timings_s"] = output.timings
     summary = {
         "experiment": exp.name,
         "data": output.data or exp.data,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -116,6 +117,9 @@ def no_keys(cfg: Any) -> tuple[str, ...]:
 
 C = TypeVar("C", bound=BaseModel)
 
+#: one finished single-seed run of an experiment whose seeds are runs: (directory, summary)
+SeedRun = tuple[Path, dict[str, Any]]
+
 #: the named presets featavg itself reads: ``featavg reproduce`` runs every experiment that
 #: has REPRODUCE (the synthetic ones, a couple of minutes in all), ``featavg reproduce
 #: --real`` also those with REPRODUCE_REAL (trained image models, CPU minutes each); the
@@ -146,6 +150,11 @@ class Experiment(Generic[C]):
     runtime: wall time on 2 CPU cores at the default config; data: what data it needs.
     run_batch / batch_fields: several configs differing only in ``batch_fields`` (dotted)
     run as one ensemble (sweeps use it).
+    pool(cfg, seed_runs, ctx): for an experiment whose seeds are separate training runs (the
+    real-data ones): with ``seeds`` > 1 the runner first makes each seed its own cached run
+    (``seed=s, seeds=1``; adding seeds reuses the finished ones, a sweep may compute them as
+    separate cells), then ``pool`` makes the run's output from those (:data:`SeedRun`). None:
+    ``run`` takes every seed itself (the synthetic experiments: one ensemble).
     paper_refs: ids of the paper's figures this experiment reproduces, in the data file of
     :mod:`featavg.reference` (e.g. ``("fig2ab",)``); the report shows their published values
     beside the run's.
@@ -168,6 +177,7 @@ class Experiment(Generic[C]):
     run_batch: Callable[[list[C], RunContext], list[ExperimentOutput]] | None = None
     batch_fields: tuple[str, ...] = ()
     paper_refs: tuple[str, ...] = ()
+    pool: Callable[[C, Sequence[SeedRun], RunContext], ExperimentOutput] | None = None
 
     def preset(self, name: str | None) -> dict[str, Any]:
         """The overrides of preset ``name`` ({} for None); a ConfigError naming the allowed

@@ -6,9 +6,12 @@ The real-data experiments (``mnist-robustness``, ``mnist-linf``, ``cifar10-robus
 ``cifar10-features``) write ``more_robust``: one record per radius with ``radius``
 (normalised units, the paper's), ``radius_pixel`` ([0, 1]-pixel units), ``binary`` and
 ``group_argmax`` (robust accuracy of the binary model and of the 10-class model read out by
-the class group of its argmax), ``difference`` (10-class - binary) and ``verdict``
-("10-class more robust" | "binary more robust" | "tie"). Display strings only; the
-templates write the HTML.
+the class group of its argmax, means over the seeds), ``difference`` (10-class - binary),
+``lo`` / ``hi`` (its 95% interval over seeds and attacked points), ``positive`` of
+``seeds`` (the sign count), ``two_se`` (the within-run noise band: test points only) and
+``verdict`` ("10-class more robust" | "binary more robust" | "no difference shown", from
+the interval). Runs made before the seeds were pooled have no interval; their rows are
+shown as they are. Display strings only; the templates write the HTML.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from featavg.report.view import Cell, Comparison, Table, fmt
 
 QUESTION = "Is the 10-class model more robust than the binary one?"
 TENCLASS, BINARY, TIE = "10-class more robust", "binary more robust", "tie"
+NONE_SHOWN = "no difference shown"
 # a difference this small is a tie (the experiments' own threshold)
 TIE_TOL = 1e-12
 HEADER = (
@@ -72,17 +76,19 @@ def _pixel(value: Any) -> str:
     return fmt(value) if value is not None else "—"
 
 
-def sentence(verdicts: list[tuple[float, str]]) -> str:
+def sentence(verdicts: list[tuple[float, str]], seeds: int | None = None) -> str:
     """One sentence over the radii > 0, e.g. "10-class more robust at 15 of 20 radii > 0
-    (binary more robust at 4, tie at 1)."; radius 0 (clean accuracy) is left out."""
+    (no difference shown at 5), pooled over 5 seeds."; radius 0 (clean accuracy) is left
+    out."""
     attacked = [v for r, v in verdicts if r > 0]
     if not attacked:
         return "No radius > 0 was attacked: only the clean accuracies are compared."
     n = len(attacked)
-    counts = {v: attacked.count(v) for v in (TENCLASS, BINARY, TIE)}
-    others = [f"{name} at {counts[name]}" for name in (BINARY, TIE) if counts[name]]
+    counts = {v: attacked.count(v) for v in (TENCLASS, BINARY, NONE_SHOWN, TIE)}
+    others = [f"{name} at {counts[name]}" for name in (BINARY, NONE_SHOWN, TIE) if counts[name]]
     rest = f" ({', '.join(others)})" if others else ""
-    return f"{TENCLASS} at {counts[TENCLASS]} of {n} radi{'i' if n != 1 else 'us'} > 0{rest}."
+    over = f", pooled over {seeds} seed{'s' if seeds != 1 else ''}" if seeds else ""
+    return f"{TENCLASS} at {counts[TENCLASS]} of {n} radi{'i' if n != 1 else 'us'} > 0{rest}{over}."
 
 
 def comparison_view(summary: dict[str, Any]) -> Comparison | None:
@@ -92,9 +98,10 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
     if not isinstance(records, list) or not records:
         return None
     rows, verdicts, skipped = [], [], 0
-    # runs since the noise band was added record it: show it, and say which gaps are noise
+    # pooled runs record the interval over seeds and points, and the sign count
+    pooled = any(isinstance(r, dict) and is_number(r.get("lo")) for r in records)
     noise = any(isinstance(r, dict) and is_number(r.get("two_se")) for r in records)
-    clear = {TENCLASS: 0, BINARY: 0}
+    seeds = None
     for row in records:
         if not isinstance(row, dict) or not is_number(row.get("radius")):
             skipped += 1
@@ -109,27 +116,46 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
             Cell(fmt(row.get("group_argmax"), "acc"), "num"),
             Cell(f"{diff:+.3f}" if diff is not None else "—", "num"),
         ]
+        if pooled:
+            seeds = int(row.get("seeds") or 1)
+            interval = (
+                f"[{float(row['lo']):+.3f}, {float(row['hi']):+.3f}]"
+                if is_number(row.get("lo"))
+                else "—"
+            )
+            cells.append(Cell(interval, "num"))
+            cells.append(Cell(f"{row.get('positive', '—')} of {seeds}", "num"))
         if noise:
             two_se = row.get("two_se")
             band = f"±{float(two_se):.3f}" if isinstance(two_se, int | float) else "—"
             cells.append(Cell(band, "num"))
-            if verdict in clear and row.get("beyond_noise") is False:
-                verdict += " (within noise)"
-            elif verdict in clear and row["radius"] > 0:
-                clear[verdict] += 1
         rows.append([*cells, Cell(verdict)])
     notes = []
+    if pooled:
+        notes.append(
+            "95% interval: of the mean gap over seeds and attacked points (a bootstrap that "
+            "resamples both); the verdict is where it excludes 0. Seeds positive: how many "
+            "seeds have the 10-class model ahead."
+        )
+        if seeds == 1:
+            notes.append(
+                "One training run: the verdict ignores training randomness; a second seed "
+                "can flip it (run with --seeds 5)."
+            )
     if noise:
         notes.append(
-            "2 SE: twice the standard error of the paired difference over the attacked points;"
-            f" beyond it at radii > 0: 10-class more robust at {clear[TENCLASS]}, binary at "
-            f"{clear[BINARY]}."
+            "2 SE: twice the standard error of the paired difference over the attacked points "
+            "of one run: test-point noise only, narrower than the seeds' spread."
         )
     units = summary.get("pixel_units")
     if isinstance(units, str) and units:
         notes.append(f"Pixel radii: {units}")
     if skipped:
         notes.append(f"{skipped} record(s) of more_robust without a radius are left out.")
-    header = [*HEADER[:-1], "2 SE (paired)", HEADER[-1]] if noise else list(HEADER)
-    table = Table([Cell(h) for h in header], rows)
-    return Comparison(QUESTION, sentence(verdicts), table, notes)
+    header = list(HEADER[:-1])
+    if pooled:
+        header += ["95% interval (seeds and points)", "Seeds positive"]
+    if noise:
+        header += ["2 SE (test points only)"]
+    table = Table([Cell(h) for h in [*header, HEADER[-1]]], rows)
+    return Comparison(QUESTION, sentence(verdicts, seeds), table, notes)

@@ -40,6 +40,7 @@ from featavg.device import check_device_name
 from featavg.faults import is_failure
 from featavg.runs import guards
 from featavg.runs.guards import check_grid
+from featavg.sweep import sharing
 from featavg.sweep.executors import (
     DASK_MISSING,
     EXECUTORS,
@@ -163,11 +164,45 @@ def run_sweep(
         bar.update(1)
 
     try:
+        if pending and not isinstance(executor, LocalExecutor):
+            _seed_runs_first(experiment, [c for g in pending for c in g], executor, device)
         if pending:  # all cached: no pool to start, no cluster to reach
             executor.run(experiment, pending, device, done)
     finally:
         bar.close()
     return write_results(directory, experiment, grid, cells, metrics, base.get("seeds") or 1)
+
+
+def _seed_runs_first(
+    experiment: str, cells: list[SweepCell], executor: Executor, device: str
+) -> None:
+    """For an experiment whose seeds are separate runs (``Experiment.pool``, the real-data
+    ones): the single-seed runs of every pending cell, as cells of their own, so that a
+    process pool or a cluster computes them side by side; each cell then pools its seeds'
+    runs, served from the run store (the numbers one process gives)."""
+    from featavg.experiments.registry import get_experiment
+    from featavg.experiments.runner import seed_config
+
+    exp = get_experiment(experiment)
+    if exp.pool is None:
+        return
+    wanted: dict[str, SweepCell] = {}
+    for cell in cells:
+        cfg = build_config(exp.config_cls, cell.config)
+        first, count = int(cell.config.get("seed", 0)), int(cell.config.get("seeds", 1))
+        if count < 2:
+            continue
+        for seed in range(first, first + count):
+            one = seed_config(exp, cfg, seed).model_dump(mode="json")
+            where = runs.run_dir(experiment, one, sharing.models_store(cell.directory))
+            wanted.setdefault(str(where), SweepCell({"seed": seed}, one, where))
+    todo = [
+        [c]
+        for c in wanted.values()
+        if runs.cached_summary(c.directory, experiment, c.config) is None
+    ]
+    if todo:  # a seed that fails is retried, and reported, by the cell that pools it
+        executor.run(experiment, todo, device, lambda cell, summary: None)
 
 
 def _check_groups(

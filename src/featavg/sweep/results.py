@@ -176,6 +176,44 @@ def sweep_figure(
     return fig
 
 
+def _comparisons(cells: list[SweepCell]) -> bool:
+    """Whether every finished cell holds a pooled comparison per radius (``more_robust`` rows
+    with an interval: the real-data experiments)."""
+    ok = [c for c in cells if not is_failure(_summary(c))]
+    return bool(ok) and all(
+        isinstance(rows := _summary(c).get("more_robust"), list)
+        and bool(rows)
+        and all(isinstance(r, dict) and "lo" in r for r in rows)
+        for c in ok
+    )
+
+
+def gap_sweep_figure(experiment: str, cells: list[SweepCell], seeds: int = 1) -> Figure:
+    """The pooled comparison of every cell: the mean gap (10-class minus binary robust
+    accuracy) against the radius with its 95% interval over seeds and points as a band,
+    one per grid value; above 0 the 10-class model is the more robust."""
+    from featavg.plots import new_figure
+
+    fig, ax = new_figure(figsize=(9, 4.6))
+    for i, cell in enumerate(c for c in cells if not is_failure(_summary(c))):
+        rows = _summary(cell)["more_robust"]
+        x = [float(r["radius"]) for r in rows]
+        mean = [100 * float(r["difference"]) for r in rows]
+        lo = [100 * float(r["lo"]) for r in rows]
+        hi = [100 * float(r["hi"]) for r in rows]
+        color = f"C{i % 10}"
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.plot(x, mean, color=color, marker="o", ms=3, label=cell_label(cell.values))
+    ax.axhline(0.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("radius, normalised units")
+    ax.set_ylabel("10-class minus binary robust accuracy (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{experiment}: the verdict per grid value, {seeds_note(seeds)} per cell "
+                 "(band: 95% interval over seeds and points)", fontsize=10)  # fmt: skip
+    return fig
+
+
 def write_results(
     directory: Path,
     experiment: str,
@@ -189,7 +227,12 @@ def write_results(
 
     rows = table_rows(cells)
     runs.write_csv(directory / "sweep.csv", rows)
-    runs.write_figure(
-        directory / "sweep.png", sweep_figure(experiment, grid, cells, metrics, seeds)
+    # real-data cells pool their seeds' verdicts: the figure is the gap per radius, one band
+    # per grid value (--metric asks for the usual metric panels instead)
+    figure = (
+        gap_sweep_figure(experiment, cells, seeds)
+        if _comparisons(cells) and not metrics
+        else sweep_figure(experiment, grid, cells, metrics, seeds)
     )
+    runs.write_figure(directory / "sweep.png", figure)
     return SweepResult(experiment, directory, grid, cells, pd.DataFrame(rows))

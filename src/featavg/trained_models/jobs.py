@@ -161,17 +161,26 @@ def resolve_normalization(cfg: TrainJobConfig) -> Normalization:
     return default_normalization(resolve_model_name(cfg), cfg.dataset)
 
 
+# what the evaluation side of every training run is drawn from, whatever its seed: models of
+# different seeds are then scored (and attacked) on the same test points, so their
+# comparison is paired
+EVALUATION_SEED = 0
+
+
 def load_job_data(cfg: TrainJobConfig) -> ImageDataset:
-    """The dataset with the config's class-balanced subsets applied."""
+    """The dataset with the config's class-balanced subsets applied: the training subset
+    from ``cfg.seed`` (a seed is an independent draw of it), the data themselves (the
+    synthetic CIFAR stand-in is drawn) and the test subset from :data:`EVALUATION_SEED`,
+    the same for every seed (seed 0 draws what it always drew)."""
     from dataclasses import replace
 
     from featavg.data.images import load_dataset
 
-    data = load_dataset(cfg.dataset, cfg.data_dir, stand_in=cfg.stand_in, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, cfg.data_dir, stand_in=cfg.stand_in, seed=EVALUATION_SEED)
     return replace(
         data,
         train=data.train.subset(cfg.train_size, cfg.seed, "train/subset"),
-        test=data.test.subset(cfg.test_size, cfg.seed, "test/subset"),
+        test=data.test.subset(cfg.test_size, EVALUATION_SEED, "test/subset"),
     )
 
 

@@ -1,0 +1,110 @@
+"""Seeds as the unit of evidence on real data: a run of S seeds pools S single-seed runs
+(each cached on its own, attacked on the same points), the pooled verdict is the plain
+computation on their per-point results, and a process pool computing the seeds as cells
+gives the same numbers as one process."""
+
+import json
+
+import numpy as np
+import pytest
+
+import featavg
+from featavg.experiments.registry import EXPERIMENTS
+from featavg.metrics.pooled import pooled_gap
+from featavg.sweep import run_sweep
+
+EXP = "mnist-robustness"
+# the tiny config on the real 5000-digit subset
+TINY = {**EXPERIMENTS[EXP].tiny, "train": {**EXPERIMENTS[EXP].tiny["train"], "dataset": "mnist-5k"}}
+
+
+def correct(summary, readout):
+    """(R, B) bool from a single-seed run's per-point record."""
+    return np.array([[c == "1" for c in row] for row in summary["point_correct"][readout]])
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    return root, featavg.run(EXP, root=root, device="cpu", **{**TINY, "seeds": 2})
+
+
+@pytest.mark.slow
+def test_a_two_seed_run_pools_its_single_seed_runs(two_seeds):
+    root, pooled = two_seeds
+    s = pooled.summary
+    assert s["seeds_pooled"] == [0, 1] and not s["verdict_ignores_training_randomness"]
+    seed_runs = [json.loads((featavg.load(d).directory / "summary.json").read_text())
+                 for d in s["seed_runs"]]  # fmt: skip
+    assert [r["config"]["seed"] for r in seed_runs] == [0, 1]
+    assert all(r["config"]["seeds"] == 1 and r["verdict_ignores_training_randomness"]
+               for r in seed_runs)  # fmt: skip
+    # the pooled comparison, computed plainly from the seed runs' per-point results
+    binary = np.stack([correct(r, "binary") for r in seed_runs])
+    tenclass = np.stack([correct(r, "group_argmax") for r in seed_runs])
+    assert binary.shape[2] == s["points_attacked"] == 100  # the same points for both seeds
+    reference = pooled_gap(binary, tenclass)
+    rows = s["more_robust"]
+    np.testing.assert_allclose([r["difference"] for r in rows], reference.mean)
+    np.testing.assert_allclose([r["lo"] for r in rows], reference.lo)
+    np.testing.assert_allclose([r["per_seed"] for r in rows], reference.per_seed.T)
+    assert [r["verdict"] for r in rows] == reference.verdict
+    # each seed's own gap is the seed run's one-seed comparison
+    for i, run in enumerate(seed_runs):
+        np.testing.assert_allclose(
+            [r["difference"] for r in run["more_robust"]], [r["per_seed"][i] for r in rows]
+        )
+    # the scalars are means over the seeds, each seed's value kept
+    acc = [r["clean_acc_binary"] for r in seed_runs]
+    assert s["clean_acc_binary"] == pytest.approx(np.mean(acc))
+    assert s["per_seed"]["clean_acc_binary"] == pytest.approx(acc)
+    assert {"robustness", "gap", "alignment"} <= set(pooled.figures)
+    assert "Pooled over 2 seed(s)" in s["more_robust_statement"]
+
+
+@pytest.mark.slow
+def test_adding_a_seed_reuses_the_finished_seed_runs(two_seeds):
+    root, pooled = two_seeds
+    before = {d: (featavg.load(d).directory / "manifest.json").read_bytes()
+              for d in pooled.summary["seed_runs"]}  # fmt: skip
+    three = featavg.run(EXP, root=root, device="cpu", **{**TINY, "seeds": 3})
+    assert three.summary["seed_runs"][:2] == pooled.summary["seed_runs"]
+    for d, manifest in before.items():  # served, not recomputed
+        assert (featavg.load(d).directory / "manifest.json").read_bytes() == manifest
+    assert three.summary["seeds_pooled"] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_one_seed_says_its_verdict_ignores_training_randomness(two_seeds, capsys):
+    from featavg.cli import main
+
+    root, pooled = two_seeds
+    first = featavg.load(pooled.summary["seed_runs"][0])
+    assert first.summary["verdict_ignores_training_randomness"]
+    assert "ignores training randomness" in first.summary["more_robust_statement"]
+    args = ["run", EXP, "--seeds", "1", "--out", str(first.directory)]
+    args += ["--set=train.dataset=mnist-5k", "--preset", "tiny"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "data: MNIST" in out and "ignores training randomness" in out
+    assert "upper bound" in out
+
+
+@pytest.mark.slow
+def test_seeds_as_process_pool_cells_give_the_numbers_of_one_process(two_seeds, tmp_path):
+    _, pooled = two_seeds
+    overrides = {k: v for k, v in TINY.items() if k != "seeds"}
+    sweep = run_sweep(
+        EXP,
+        {"grouping": ["parity"]},
+        seeds=2,
+        overrides=overrides,
+        root=tmp_path,
+        executor="process",
+        workers=2,
+        progress=False,
+        device="cpu",
+    )
+    (cell,) = sweep.cells
+    for key in ("more_robust", "clean_acc_binary", "clean_acc_group_argmax", "curves"):
+        assert cell.summary[key] == pooled.summary[key], key
