@@ -423,3 +423,25 @@ def test_a_float_outside_float32_is_refused_by_name_before_anything_runs(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"featavg: error: {field}: ") and "float32" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cmd", [["run", "mnist-robustness"], ["train"]])
+@pytest.mark.parametrize("missing", ["empty", "absent"])
+def test_an_explicit_data_dir_without_the_files_exits_2_before_any_compute(
+    cmd, missing, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # nothing may be left behind, not even an empty runs/
+    data_dir = tmp_path / "data"
+    if missing == "empty":
+        data_dir.mkdir()
+    assert main([*cmd, "--data-dir", str(data_dir), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    field = "train.data_dir" if cmd[0] == "run" else "data_dir"
+    assert err.startswith(f"featavg: error: {field}: ") and len(err.splitlines()) == 1
+    assert ("train-images-idx3-ubyte" in err) if missing == "empty" else ("does not exist" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["data"] if missing == "empty" else [])
+
+
+def test_data_dir_is_for_the_experiments_that_read_image_files(capsys):
+    assert main(["run", "synthetic-alignment", "--data-dir", "x"]) == 2
+    assert "--data-dir: synthetic-alignment reads no image files" in capsys.readouterr().err

@@ -22,6 +22,13 @@ def _overrides(args: argparse.Namespace, exp: Experiment[Any]) -> dict[str, Any]
     overrides = parse_overrides(args.overrides)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None:
+        train = exp.config_cls.model_fields.get("train")
+        fields = getattr(train.annotation, "model_fields", {}) if train is not None else {}
+        if "data_dir" not in fields:
+            raise ConfigError(f"--data-dir: {exp.name} reads no image files (it draws its data)")
+        overrides.setdefault("train", {})["data_dir"] = data_dir
     return _with_preset(exp, args.preset, overrides)
 
 

@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", metavar="DIR", help="run directory (default: runs/<experiment>-<config hash>)"
     )
+    run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the real-data experiments' image files in torchvision's layout (shortcut for "
+        "--set train.data_dir=DIR; a directory without the files is an error, never a "
+        "stand-in)",
+    )
     _add_run_options(run)
     sweep = sub.add_parser(
         "sweep",

@@ -36,6 +36,20 @@ from featavg.trained_models import NORMALIZATIONS, TrainedModel, TrainJobConfig,
 from featavg.training.image_sgd import SGDConfig
 
 
+def _check_data_dir(dataset: str, data_dir: str | None) -> None:
+    """An explicitly given data directory must hold the dataset's files, checked when the
+    config is built: before any compute, and also when the run is cached (a directory is
+    never silently replaced by other data). ValueError("data_dir: ...") for a validator."""
+    from featavg.config import ConfigError
+    from featavg.data.images import check_data_dir
+
+    if data_dir is not None:
+        try:
+            check_data_dir(dataset, data_dir)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
+
 class ImageTrainSection(BaseModel):
     """Data, architecture and optimiser shared by the binary and the 10-class model."""
 
@@ -80,6 +94,7 @@ class ImageTrainSection(BaseModel):
             raise ValueError(
                 f"model: must be auto or one of {', '.join(BUILTIN_MODELS)}, got {self.model!r}"
             )
+        _check_data_dir(self.dataset, self.data_dir)
         return self
 
     def job(self, labels: Literal["coarse", "fine"], grouping: str, seed: int) -> TrainJobConfig:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featavg.config import ConfigError, build_config
 from featavg.data.groupings import get_grouping
-from featavg.data.images import DATASETS
+from featavg.data.images import DATASETS, check_data_dir
 from featavg.training.image_sgd import SGDConfig
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class TrainJobConfig(BaseModel):
             )
         try:
             get_grouping(self.grouping)
+            if self.data_dir is not None:  # an explicit directory must hold the files
+                check_data_dir(self.dataset, self.data_dir)
         except ConfigError as err:
             raise ValueError(str(err)) from None
         return self
