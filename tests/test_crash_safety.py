@@ -367,5 +367,5 @@ def test_dask_local_cluster_processes_die_with_their_owner(tmp_path):
     processes += psutil.Process(owner.pid).children(recursive=True)
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait(timeout=10)
-    _, alive = psutil.wait_procs(processes, timeout=20)
+    _, alive = psutil.wait_procs(processes, timeout=120)
     assert not alive, f"Dask processes outlived their owner: {alive}"
