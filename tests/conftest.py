@@ -17,6 +17,18 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Every test starts with one thread here, as if under ``--threads 1`` (process-pool
+    workers then get one each): a CLI command run in this process applies its thread policy
+    (``--threads``, else ``$OMP_NUM_THREADS``) to the process and would leave it to the
+    next test, whose results compared bit for bit with a child's would then differ."""
+    from featavg import threads
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(threads, "_in_force", 1)
+
+
+@pytest.fixture(autouse=True)
 def _seed_global_rng():
     # tests that draw with the global RNG (torch.randn without a generator) are deterministic
     torch.manual_seed(0)
