@@ -1,15 +1,14 @@
 """Concurrency: processes sharing one run store compute each run and cell once, never
 corrupt or mix a directory, and a process that waited serves the finished run as a hit."""
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
-import psutil
 import pytest
 
 from featavg import runs
@@ -21,6 +20,7 @@ from featavg.runs.door import lock_names
 from featavg.sweep import run_sweep
 from featavg.sweep.plan import plan_sweep
 from featavg.sweep.sharing import cell_slot
+from kill_points import hold_cells, wait_for, wait_until_waiting
 
 EXP = "synthetic-robustness"
 TINY = dict(EXPERIMENTS[EXP].tiny)
@@ -40,7 +40,7 @@ for _ in range(rounds):
         with open(log, "a") as f:
             f.write(f"in {os.getpid()}\\n")
         n = int(count.read_text()) if count.exists() else 0
-        time.sleep(0.002)
+        time.sleep(0.002)  # widens the window a broken exclusion would show in; decides nothing
         count.write_text(str(n + 1))
         with open(log, "a") as f:
             f.write(f"out {os.getpid()}\\n")
@@ -78,9 +78,27 @@ def test_claims_exclude_other_processes_and_lose_no_update(tmp_path):
     assert not (tmp_path / run_lock.LOCKS).exists()
 
 
-def test_claims_are_reentrant_and_exclusive_between_threads(tmp_path):
+def test_claims_are_reentrant_and_exclusive_between_threads(tmp_path, monkeypatch):
     directory = tmp_path / "run"
     order = []
+    contended = threading.Event()
+
+    class Announcing:
+        """A claim's per-path thread lock that says when a thread must wait for it."""
+
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            if not self.lock.acquire(blocking=False):
+                contended.set()
+                self.lock.acquire()
+
+        def __exit__(self, *exc):
+            self.lock.release()
+
+    thread_lock = run_lock._thread_lock
+    monkeypatch.setattr(run_lock, "_thread_lock", lambda key: Announcing(thread_lock(key)))
 
     def other():
         with run_lock.claim(directory):
@@ -92,9 +110,11 @@ def test_claims_are_reentrant_and_exclusive_between_threads(tmp_path):
         assert run_lock.held(directory) and not run_lock.held(tmp_path / "b")
         thread = threading.Thread(target=other)
         thread.start()
-        time.sleep(0.2)
-        order.append("first")  # the other thread is still waiting
-    thread.join(timeout=10)
+        # no sleep decides the overlap: wait until the other thread has found the claim
+        # taken (or, were claims not exclusive, has got it and finished)
+        wait_for(lambda: contended.is_set() or not thread.is_alive(), lambda: True, "a claim")
+        order.append("first")
+    thread.join(timeout=600)
     assert order == ["first", "other"]
     assert not run_lock.held(directory)
 
@@ -106,7 +126,7 @@ def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
             sys.executable,
             "-c",
             "import sys, time; from featavg.runs import lock as run_lock\n"
-            "with run_lock.claim(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+            "with run_lock.claim(sys.argv[1]):\n    print('held', flush=True); time.sleep(600)",
             str(directory),
         ],
         stdout=subprocess.PIPE,
@@ -115,12 +135,18 @@ def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
     assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
     lock = run_lock.lock_path(directory)
     assert lock.exists()
-    os.kill(holder.pid, signal.SIGKILL)
-    holder.wait(timeout=10)
-    start = time.monotonic()
-    with run_lock.claim(directory):  # the kernel dropped the dead holder's lock
-        pass
-    assert time.monotonic() - start < 5
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):  # held: a non-blocking lock is refused
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=60)
+        # the kernel dropped the dead holder's lock: free at once, no waiting
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    with run_lock.claim(directory):
+        assert run_lock.held(directory)
     # a lock file a killed holder left (unlocked) is removed with the other leftovers
     lock.parent.mkdir(exist_ok=True)
     lock.write_text("")
@@ -128,32 +154,18 @@ def test_a_killed_holder_never_blocks_the_next_claim(tmp_path):
     assert not lock.parent.exists()
 
 
-def _blocked_on_a_lock(pid, timeout=120):
-    """Wait until process ``pid`` waits for a flock (``/proc/locks`` marks waiters with
-    "->"); False if it never does within ``timeout`` seconds (or ends first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/locks") as f:
-            if any("->" in line and f" {pid} " in line for line in f):
-                return True
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return False
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_a_process_waiting_for_a_run_serves_it_as_a_hit(tmp_path):
     """This process claims the run and computes it while another asks for the same run:
     the other waits for the claim, then finds the run finished (a cache hit)."""
     out = tmp_path / "run"
-    with run_lock.claim(out):
+    with hold_cells([out]) as locks:
         other = subprocess.Popen(
             [sys.executable, "-c", RUNNER, EXP, json.dumps(TINY), str(out)],
             stdout=subprocess.PIPE,
             env=_env(),
         )
-        assert _blocked_on_a_lock(other.pid), "the other process never waited for the run"
+        wait_until_waiting(other.pid, locks)  # the other process waits for the run
         assert not run_experiment(EXP, overrides=TINY, out=out, ctx=open_context("cpu")).cached
     stdout, _ = other.communicate(timeout=300)
     assert other.returncode == 0
@@ -190,13 +202,13 @@ def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
 
     cfg = job_config(None, MODEL)
     directory = model_directory(cfg, load_job_data(cfg), tmp_path / "models")
-    with run_lock.claim(directory):
+    with hold_cells([directory]) as locks:
         other = subprocess.Popen(
             [sys.executable, "-c", TRAINER, json.dumps(MODEL), str(tmp_path)],
             stdout=subprocess.PIPE,
             env=_env(),
         )
-        assert _blocked_on_a_lock(other.pid), "the other process never waited for the model"
+        wait_until_waiting(other.pid, locks)  # the other process waits for the model
         mine = train_model(cfg, open_context("cpu", tmp_path))
         assert not mine.cached and mine.directory == directory
     stdout, _ = other.communicate(timeout=300)
@@ -225,13 +237,13 @@ def test_same_and_overlapping_sweeps_compute_each_cell_once(tmp_path):
     first = tmp_path / "a"
     _, _, cells = plan_sweep(SWEEP_EXP, same, overrides=SMALL, out=first)
     held = lock_names([cell_slot(SWEEP_EXP, c.config, c.directory) for c in cells])
-    with run_lock.claim(*held):
+    with hold_cells(held) as locks:
         other = subprocess.Popen(
             [sys.executable, "-c", SWEEPER, json.dumps(same), str(first), json.dumps(SMALL)],
             stdout=subprocess.PIPE,
             env=_env(),
         )
-        assert _blocked_on_a_lock(other.pid), "the other sweep never waited for a cell"
+        wait_until_waiting(other.pid, locks)  # the other sweep waits for a cell
         mine = run_sweep(SWEEP_EXP, same, overrides=SMALL, out=first, progress=False)
         manifests = {c.name: runs.sha256_file(c.directory / runs.MANIFEST) for c in mine.cells}
     assert not any(c.cached for c in mine.cells)

@@ -4,17 +4,14 @@ uninterrupted one; the workers of a killed sweep die with it. The full counts (2
 executor) are in scripts/reliability_crash.py."""
 
 import collections
-import contextlib
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import psutil
 import pytest
@@ -27,18 +24,25 @@ from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
 from featavg.runs.context import open_context
 from featavg.runs.state import inspect_run
-from featavg.sweep import DaskExecutor, run_sweep
+from featavg.sweep import DaskExecutor, plan_sweep, run_sweep
+from kill_points import (
+    alive,
+    close_gate,
+    hold_cells,
+    restore,
+    sweep_with_threads,
+    wait_for,
+    wait_until_waiting,
+    waiting,
+)
 
 EXP = "synthetic-robustness"
 TINY = dict(EXPERIMENTS[EXP].tiny)
 OTHER = {**TINY, "seed": 7}
 SWEEP_EXP = "synthetic-alignment"
 SMALL = {"data": {"d": 40, "n_train": 60, "n_test": 30}, "train": {"steps": 10}}
-# train.lr is a batch field: each data.k is one group of two cells trained as one ensemble,
-# so a kill can also fall between the two cells of a group
+# train.lr is a batch field: each data.k is one group of two cells trained as one ensemble
 GRID = {"train.lr": [0.001, 0.01], "data.k": [3, 4]}
-# kills per executor (the process pool and Dask restart slower); the script does 20 each
-KILLS_IN_CI = {"local": 2, "process": 1, "dask": 1}
 
 
 def contents(directory):
@@ -143,6 +147,22 @@ def test_a_kill_at_every_moment_of_a_write_leaves_a_whole_run(two_runs, tmp_path
 
 
 # ---------------------------------------------------------------- killed and restarted sweeps
+# Each kill lands at a chosen point of the sweep, whatever the machine's speed: the sweep is
+# held there (tests/kill_points.py) until it is killed. Group 1 is data.k=3, group 2 data.k=4.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every process here computes with one thread (pool workers take a share of the
+    threads, Dask workers have one): results are compared bit for bit, which is promised
+    at equal thread counts only."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    if before is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = before
 
 
 @pytest.fixture(scope="module")
@@ -175,46 +195,42 @@ def cluster():
         yield cluster
 
 
-def _finished(out):
-    return len(list(out.glob("cells/*/summary.json")))
+def group(out, k):
+    """The cell directories of the group data.k = ``k`` of the sweep into ``out``."""
+    _, _, cells = plan_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out)
+    return [c.directory for c in cells if c.values["data.k"] == k]
 
 
-def kill_restart(ctx, out, options, kills, seed):
-    """Start the sweep into ``out`` in a child and SIGKILL it ``kills`` times, each time
-    once it has finished one more cell than before (or at once) plus a random delay; after
-    each kill check that no process of the sweep survives and that every cell directory is
-    a whole run or no run. Returns the number of kills that landed mid-sweep."""
-    rng = random.Random(seed)
-    landed = 0
-    for _ in range(kills):
-        before = _finished(out)
-        child = ctx.Process(
-            target=run_sweep,
-            args=(SWEEP_EXP, GRID),
-            kwargs={"overrides": SMALL, "out": str(out), "progress": False, **options},
-        )
+def finished(out):
+    """The cell directories of ``out`` that hold a finished run (summary.json last)."""
+    return sorted(p.parent for p in out.glob("cells/*/summary.json"))
+
+
+def kill_when(ctx, out, options, held=(), ready=lambda: True):
+    """Start the sweep into ``out`` in a child process while this process claims the cell
+    directories ``held``; SIGKILL it once it (or a worker) waits for one of them and
+    ``ready()`` holds (with nothing held: once ``ready()`` holds). Then check that no process
+    of the sweep survives and that every cell directory is a whole run or no run."""
+    kwargs = {"overrides": SMALL, "out": str(out), "progress": False, **options}
+    with hold_cells(list(held)) as locks:
+        child = ctx.Process(target=sweep_with_threads, args=(1, SWEEP_EXP, GRID), kwargs=kwargs)
         child.start()
-        deadline = time.monotonic() + 120
-        while child.is_alive() and _finished(out) <= before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.6))
         try:
+            if held:
+                wait_until_waiting(child.pid, locks)
+            wait_for(ready, alive(child.pid), "its kill point")
             workers = psutil.Process(child.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            workers = []
-        landed += child.is_alive()
-        with contextlib.suppress(ProcessLookupError):  # it may have just finished
+        finally:
             os.kill(child.pid, signal.SIGKILL)
-        child.join(timeout=30)
-        assert child.exitcode in (0, -signal.SIGKILL), f"the sweep failed: {child.exitcode}"
-        _, alive = psutil.wait_procs(workers, timeout=20)
-        assert not alive, f"workers outlived the killed sweep: {alive}"
-        for cell in out.glob("cells/*"):
-            if cell.name.startswith("."):
-                continue
-            state = inspect_run(cell, SWEEP_EXP, json.loads((cell / "config.json").read_text()))
-            assert state.kind in ("hit", "absent"), f"{cell}: {state.detail}"
-    return landed
+            child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL, f"the sweep ended by itself: {child.exitcode}"
+    _, survivors = psutil.wait_procs(workers, timeout=60)
+    assert not survivors, f"workers outlived the killed sweep: {survivors}"
+    for cell in out.glob("cells/*"):
+        if cell.name.startswith("."):
+            continue
+        state = inspect_run(cell, SWEEP_EXP, json.loads((cell / "config.json").read_text()))
+        assert state.kind in ("hit", "absent"), f"{cell}: {state.detail}"
 
 
 def check_resumed(result, reference):
@@ -230,25 +246,49 @@ def check_resumed(result, reference):
 @pytest.mark.slow
 def test_killed_local_sweep_restarts_to_identical_results(forkserver, reference, tmp_path):
     out = tmp_path / "sweep"
-    assert kill_restart(forkserver, out, {}, KILLS_IN_CI["local"], seed=1) >= 1
+    first, second = group(out, 3), group(out, 4)
+    kill_when(forkserver, out, {}, held=first)  # waiting for its first cell: nothing done
+    assert finished(out) == []
+    kill_when(forkserver, out, {}, held=second)  # group 1 done, waiting for group 2
+    assert finished(out) == sorted(first)
     check_resumed(run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False), reference)
 
 
 @pytest.mark.slow
 def test_killed_process_pool_sweep_leaves_no_worker_and_restarts(forkserver, reference, tmp_path):
+    """Killed with both workers alive: one has finished group 1, the other waits for
+    group 2; both must die with the sweep."""
     out = tmp_path / "sweep"
+    first, second = group(out, 3), group(out, 4)
     options = {"executor": "process", "workers": 2}
-    assert kill_restart(forkserver, out, options, KILLS_IN_CI["process"], seed=2) >= 1
+    kill_when(forkserver, out, options, second, ready=lambda: finished(out) == sorted(first))
     resumed = run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False, **options)
     check_resumed(resumed, reference)
 
 
 @pytest.mark.slow
 def test_killed_dask_sweep_restarts_to_identical_results(forkserver, reference, cluster, tmp_path):
-    out = tmp_path / "sweep"
+    """The client is killed with group 1 written and group 2 in a worker's hands (waiting
+    at a gate there): the worker's result goes nowhere, the restart computes it again."""
+    import distributed
+
+    out, gate = tmp_path / "sweep", tmp_path / "gate"
+    gate.mkdir()
+    first = group(out, 3)
     options = {"executor": "dask", "scheduler": cluster.scheduler_address}
-    assert kill_restart(forkserver, out, options, KILLS_IN_CI["dask"], seed=3) >= 1
-    resumed = run_sweep(SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False, **options)
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.run(close_gate, SWEEP_EXP, str(gate), "data.k", 4)
+        try:
+            ready = lambda: finished(out) == sorted(first) and bool(waiting(gate))  # noqa: E731
+            kill_when(forkserver, out, options, ready=ready)
+            assert finished(out) == sorted(first)
+            (gate / "open").touch()
+            resumed = run_sweep(
+                SWEEP_EXP, GRID, overrides=SMALL, out=out, progress=False, **options
+            )
+        finally:
+            (gate / "open").touch()
+            client.run(restore, SWEEP_EXP)
     check_resumed(resumed, reference)
 
 
@@ -268,8 +308,12 @@ class CountingExecutor:
 
 @pytest.mark.slow
 def test_a_dask_worker_killed_mid_sweep_loses_and_duplicates_nothing(reference, cluster, tmp_path):
+    """The worker holding group 2 (waiting at a gate in it) is killed: the task reruns on
+    another worker, and every cell is handed back exactly once."""
     import distributed
 
+    gate = tmp_path / "gate"
+    gate.mkdir()
     executor = CountingExecutor(DaskExecutor(scheduler=cluster.scheduler_address))
     result = {}
 
@@ -285,17 +329,16 @@ def test_a_dask_worker_killed_mid_sweep_loses_and_duplicates_nothing(reference, 
 
     thread = threading.Thread(target=sweep)
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-        pids = client.run(os.getpid)
-        thread.start()
-        busy = []
-        deadline = time.monotonic() + 120
-        while not busy and thread.is_alive() and time.monotonic() < deadline:
-            busy = [w for w, keys in client.processing().items() if keys]
-            time.sleep(0.05)
-        assert busy, "no task ever ran"
-        time.sleep(random.Random(6).uniform(0.0, 0.3))
-        os.kill(pids[busy[0]], signal.SIGKILL)  # a worker dies with a task in hand
-        thread.join(timeout=300)
+        client.run(close_gate, SWEEP_EXP, str(gate), "data.k", 4)
+        try:
+            thread.start()
+            wait_for(lambda: bool(waiting(gate)), thread.is_alive, "a task at the gate")
+            os.kill(waiting(gate)[0], signal.SIGKILL)  # a worker dies with a task in hand
+            (gate / "open").touch()
+            thread.join(timeout=600)
+        finally:
+            (gate / "open").touch()
+            client.run(restore, SWEEP_EXP)
     assert not thread.is_alive()
     assert executor.calls == {cell.name: 1 for cell in reference.cells}  # none lost, none twice
     check_resumed(result["sweep"], reference)
@@ -326,5 +369,5 @@ def test_dask_local_cluster_processes_die_with_their_owner(tmp_path):
     processes += psutil.Process(owner.pid).children(recursive=True)
     os.kill(owner.pid, signal.SIGKILL)
     owner.wait(timeout=10)
-    _, alive = psutil.wait_procs(processes, timeout=20)
+    _, alive = psutil.wait_procs(processes, timeout=120)
     assert not alive, f"Dask processes outlived their owner: {alive}"

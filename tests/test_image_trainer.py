@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from featavg.training.checkpoint import (
 from featavg.training.image_sgd import ImageSGD, SGDConfig, evaluate, predict_logits
 from featavg.training.interface import Trainer
 from image_trainer_child import CONFIG, run, tiny_cnn, toy_data, without_timing
+from kill_points import wait_for
 
 CHILD = Path(__file__).with_name("image_trainer_child.py")
 FAST = SGDConfig(epochs=2, batch_size=64, lr=0.05, augment="crop-flip", crop_padding=2)
@@ -547,11 +547,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not (killed / "hanging").exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the child never reached epoch 3"
-            time.sleep(0.05)
+        # the child says when it is about to train batch 20, then waits there to be killed
+        try:
+            wait_for((killed / "hanging").exists, lambda: proc.poll() is None, "epoch 3")
+        except AssertionError as err:
+            proc.kill()
+            stderr = proc.communicate(timeout=60)[1].decode()[-2000:]
+            raise AssertionError(f"{err}: {stderr}") from None
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from featavg.reproduction import reproduce
 from featavg.runs import files, identity, staging
 from featavg.runs.context import open_context
 from featavg.runs.state import diff_keys, inspect_run
+from kill_points import wait_for
 
 EXP = "synthetic-robustness"  # its tiny config runs in about 2 s
 TINY = dict(EXPERIMENTS[EXP].tiny)
@@ -79,9 +79,14 @@ def test_fingerprint_follows_sources_and_templates_not_bytecode(tmp_path):
     assert runs.fingerprint_tree(pkg) not in (first, second)  # the name counts too
 
 
-def test_fingerprint_is_of_the_installed_package():
+def test_fingerprint_is_of_the_installed_package_and_computed_once(monkeypatch):
     package = Path(featavg.__file__).resolve().parent
-    assert runs.source_fingerprint() == runs.fingerprint_tree(package)
+    first = runs.source_fingerprint()
+    assert first == runs.fingerprint_tree(package)
+    # every run asks for it: the package is read once per process, then remembered
+    walks = []
+    monkeypatch.setattr(identity, "fingerprint_tree", lambda root: walks.append(root) or "other")
+    assert [runs.source_fingerprint() for _ in range(3)] == [first] * 3 and walks == []
 
 
 def test_run_directory_hash_and_provenance_carry_the_fingerprint(base_run, monkeypatch):
@@ -311,7 +316,7 @@ _write = runs.write_figure
 def slow(path, fig):
     _write(path, fig)
     pathlib.Path({marker!r}).touch()
-    time.sleep(120)
+    time.sleep(600)  # keeps the writer alive, mid-write, until it is killed
 runs.write_figure = slow
 from featavg.cli import entry
 entry()
@@ -327,12 +332,13 @@ def kill_mid_write(tmp_path, argv):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "slow"
+    try:
+        wait_for(marker.exists, lambda: proc.poll() is None, "the figure write")
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.communicate(timeout=60)[1].decode()[-2000:]) from None
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
 
 
 @pytest.mark.slow

@@ -6,15 +6,24 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
+import torch
 
 from featavg.cli import build_parser, main
 from featavg.config import ConfigError
 from featavg.experiments.runner import run_experiment
-from featavg.sweep import DASK_MISSING, EXECUTORS, LocalExecutor, parse_grid, run_sweep
+from featavg.sweep import (
+    DASK_MISSING,
+    EXECUTORS,
+    LocalExecutor,
+    parse_grid,
+    plan_sweep,
+    run_sweep,
+)
+from float_agreement import REL, disagreements
+from kill_points import hold_cells, wait_until_waiting
 
 EXP = "synthetic-alignment"
 # tiny cells (~0.3-1 s each) so the whole file stays fast on 2 cores
@@ -152,25 +161,31 @@ UNBATCHED_ARGS = ["--grid", "net.m=2,3", "--grid", "data.k=3,4"]
 
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume(tmp_path):
+    """Kill -9 ``featavg sweep`` after its third cell (of four), resume, and get the table
+    of an uninterrupted sweep. The kill point is fixed, not timed: this test claims the
+    last cell (as another process computing it would), so the sweep finishes the cells
+    before it and then waits for the claim; it is killed while it waits."""
     reference = run_sweep(
         EXP, UNBATCHED, seeds=2, overrides=SMALL, out=tmp_path / "ref", progress=False
     )
     out = tmp_path / "killed"
+    _, _, cells = plan_sweep(EXP, UNBATCHED, seeds=2, overrides=SMALL, out=out)
     cmd = [sys.executable, "-m", "featavg.cli", "sweep", EXP, *UNBATCHED_ARGS, "--seeds", "2"]
-    proc = subprocess.Popen(
-        [*cmd, *SMALL_ARGS, "--out", str(out), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    finished = []
-    while not finished and time.monotonic() < deadline and proc.poll() is None:
-        finished = list(out.glob("cells/*/summary.json"))
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    finished = list(out.glob("cells/*/summary.json"))
-    assert 1 <= len(finished) < 4, "the kill should land between the first and the last cell"
+    cmd.append(f"--threads={torch.get_num_threads()}")  # the reference's count: same bits
+    with hold_cells([cells[-1].directory]) as locks:
+        proc = subprocess.Popen(
+            [*cmd, *SMALL_ARGS, "--out", str(out), "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until_waiting(proc.pid, locks)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    # the local executor runs the cells in grid order: all but the held one are finished
+    finished = sorted(p.parent for p in out.glob("cells/*/summary.json"))
+    assert finished == sorted(c.directory for c in cells[:-1])
     assert not (out / "sweep.csv").exists()
     # a cell cut off mid-write: files but no summary.json; it must be redone, not trusted
     described = json.loads((out / "sweep.json").read_text())
@@ -179,19 +194,20 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     (partial / "metrics.csv").write_text("garbage\n")
 
     resumed = run_sweep(EXP, UNBATCHED, seeds=2, overrides=SMALL, out=out, progress=False)
-    assert sum(c.cached for c in resumed.cells) == len(finished)  # finished cells not redone
-    pd.testing.assert_frame_equal(pd.read_csv(resumed.csv_path), pd.read_csv(reference.csv_path))
+    assert [c.cached for c in resumed.cells] == [True] * 3 + [False]  # finished: not redone
+    # no cell of this grid is trained in an ensemble with another: equal bit for bit
+    assert resumed.csv_path.read_bytes() == reference.csv_path.read_bytes()
 
 
 @pytest.mark.slow
 def test_cells_differing_in_lr_are_one_ensemble(reference, tmp_path):
-    """The reference grid varies train.lr: its cells per data.k train as one ensemble, equal
-    (to float rounding) to the same cells run alone; a half-finished group resumes by
-    training only its unfinished cells."""
+    """The reference grid varies train.lr: its cells per data.k train as one ensemble, which
+    agrees to float rounding (README, Determinism) with the same cells run alone; a
+    half-finished group resumes by training only its unfinished cells."""
     assert all(c.summary["provenance"].get("batched_with_cells") == 2 for c in reference.cells)
     first = reference.cells[0]
-    alone = run_experiment(EXP, overrides=first.config, out=tmp_path / "alone").summary
-    assert alone[METRIC] == pytest.approx(first.summary[METRIC], rel=1e-6)
+    run_experiment(EXP, overrides=first.config, out=tmp_path / "alone")
+    assert disagreements(first.directory, tmp_path / "alone") == []
     # finish one cell of a group alone, then sweep: the other cell is trained by itself
     partial = tmp_path / "partial"
     plan = run_sweep(EXP, GRID, seeds=2, overrides=SMALL, out=partial, progress=False)
@@ -199,8 +215,10 @@ def test_cells_differing_in_lr_are_one_ensemble(reference, tmp_path):
         (cell.directory / "summary.json").unlink()
     resumed = run_sweep(EXP, GRID, seeds=2, overrides=SMALL, out=partial, progress=False)
     assert [c.cached for c in resumed.cells] == [True] + [False] * (len(resumed.cells) - 1)
+    for cell, ref in zip(resumed.cells, reference.cells, strict=True):
+        assert disagreements(cell.directory, ref.directory) == [], cell.name
     pd.testing.assert_frame_equal(
-        _metrics(resumed.to_frame()), _metrics(reference.to_frame()), rtol=1e-6
+        _metrics(resumed.to_frame()), _metrics(reference.to_frame()), rtol=REL, atol=0
     )
 
 
