@@ -445,3 +445,10 @@ def test_an_explicit_data_dir_without_the_files_exits_2_before_any_compute(
 def test_data_dir_is_for_the_experiments_that_read_image_files(capsys):
     assert main(["run", "synthetic-alignment", "--data-dir", "x"]) == 2
     assert "--data-dir: synthetic-alignment reads no image files" in capsys.readouterr().err
+
+
+def test_a_config_too_large_is_refused_naming_the_real_limit(capsys):
+    radii = ",".join(str(i / 10_000) for i in range(10_001))
+    assert main(["show-config", "mnist-robustness", "--set", f"attack.radii=[{radii}]"]) == 2
+    err = capsys.readouterr().err
+    assert "more than 10000 values in all" in err and "alias" not in err

@@ -108,3 +108,47 @@ def test_seeds_as_process_pool_cells_give_the_numbers_of_one_process(two_seeds, 
     (cell,) = sweep.cells
     for key in ("more_robust", "clean_acc_binary", "clean_acc_group_argmax", "curves"):
         assert cell.summary[key] == pooled.summary[key], key
+
+
+def _mnist_dir(root, label=None):
+    """An MNIST directory of 60 random images (torchvision's layout); ``label`` replaces
+    the first training label (200: out of range)."""
+    from image_file_cases import idx_bytes
+
+    rng = np.random.default_rng(0)
+    folder = root / "MNIST" / "raw"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        if label is not None and prefix == "train":
+            labels[0] = label
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    return root
+
+
+@pytest.mark.slow
+def test_a_sweep_cell_with_bad_data_fails_alone_and_the_sweep_completes(tmp_path):
+    good, bad = _mnist_dir(tmp_path / "good"), _mnist_dir(tmp_path / "bad", label=200)
+    base = {
+        "seeds": 1,
+        "train": {"model": "mlp", "train_size": None, "test_size": None, "sgd": {"epochs": 1}},
+        "attack": {"points": None, "radii": [0.0, 1.0]},
+    }
+    sweep = run_sweep(
+        EXP,
+        {"train.data_dir": [str(good), str(bad)]},
+        overrides=base,
+        root=tmp_path / "runs",
+        progress=False,
+        device="cpu",
+    )
+    ok, failed = sweep.cells
+    assert ok.summary["points_attacked"] == 20 and "status" not in ok.summary
+    assert failed.summary["status"] == "failed" and "label 200" in failed.summary["reason"]
+    table = (sweep.directory / "sweep.csv").read_text()
+    assert "failed" in table and "label 200" in table
+    assert not failed.directory.exists()  # nothing written for the failed cell
+    models = tmp_path / "runs" / "models"
+    assert not (models / ".featavg-progress").exists()  # no empty progress folder left

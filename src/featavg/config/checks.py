@@ -110,7 +110,10 @@ def check_input(cls: type[BaseModel] | None, data: Any, where: str = "") -> None
 def _walk(value: Any, tp: Any, where: str, depth: int, budget: list[int]) -> None:
     budget[0] -= 1
     if budget[0] < 0:  # counted per visit, so shared (aliased) values count every time
-        raise ConfigError(f"config: more than {MAX_NODES} values; is it a YAML alias bomb?")
+        raise ConfigError(
+            f"config: more than {MAX_NODES} values in all (lists included), the most a config "
+            "may hold"
+        )
     field = where or "config"
     if isinstance(value, bool):
         if tp is not None and not _admits_bool(tp):

@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel
 
 from featavg import runs
-from featavg.config import build_config
+from featavg.config import ConfigError, build_config
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment, SeedRun
@@ -179,7 +179,8 @@ def run_slots(
     the batch's wall time.
 
     A config whose run fails (:class:`~featavg.faults.RunFailed`, e.g. a diverging learning
-    rate) does not stop the others: when the ensemble fails, each config is rerun alone,
+    rate, or a :class:`~featavg.config.ConfigError` from the files it reads, e.g. a label out
+    of range) does not stop the others: when the ensemble fails, each config is rerun alone,
     and a failing one gets ``failed`` (its one-line reason) with a
     :func:`~featavg.faults.failure_summary`; nothing is written into its directory."""
     exp = get_experiment(name)
@@ -190,7 +191,7 @@ def run_slots(
         if exp.run_batch is not None and len(cfgs) > 1:
             try:
                 return list(_make_ensemble(exp, cfgs, ctx))
-            except RunFailed:
+            except (RunFailed, ConfigError):
                 pass  # one member failed the whole ensemble: find it by running each alone
         return [_make_alone(exp, cfg, ctx) for cfg in cfgs]
 
@@ -228,11 +229,13 @@ def _make_one(exp: Experiment[Any], cfg: BaseModel, ctx: RunContext) -> Made[dic
 def _make_alone(
     exp: Experiment[Any], cfg: BaseModel, ctx: RunContext
 ) -> Made[dict[str, Any]] | Failed:
-    """One config of a batch on its own; a :class:`RunFailed` becomes a :class:`Failed`."""
+    """One config of a batch on its own; a :class:`RunFailed`, or a :class:`ConfigError`
+    from what the run reads (bad data files: the config itself was checked when the batch
+    was planned), becomes a :class:`Failed` with its one-line reason."""
     try:
         # resources were checked by the caller (the sweep, for every group at once)
         return _make_one(exp, cfg, ctx.with_(allow_large=True))
-    except RunFailed as err:
+    except (RunFailed, ConfigError) as err:
         summary = failure_summary(exp.name, cfg.model_dump(mode="json"), one_line(err))
         return Failed(summary["reason"], summary)
 

@@ -154,7 +154,13 @@ def train_models(
         )
         for cfg, directory in zip(configs, directories, strict=True)
     ]
-    served = cached_runs(Door(serve, _model_state), slots, make, force=force)
+    try:
+        served = cached_runs(Door(serve, _model_state), slots, make, force=force)
+    except BaseException:  # a failed training leaves no empty progress folder (nor models/)
+        for folder in (progress_file.parent, progress_file.parent.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     if any(not s.cached for s in served):  # written whole: the progress file has done its job
         for path in (progress_file, _progress_file([s.directory for s in served if not s.cached])):
             path.unlink(missing_ok=True)
