@@ -10,7 +10,7 @@ from featavg.data import SyntheticConfig, sample_synthetic
 from featavg.experiments.runner import run_experiment
 from featavg.models import NetConfig, binary_ensemble, multiclass_ensemble
 from featavg.seeding import generator
-from featavg.training import FactoredInputs, TrainConfig, train
+from featavg.training import FactoredInputs, TrainConfig, TrainOptions, train
 from featavg.training.adversarial import (
     RowSpaceInputs,
     adversarial_perturb,
@@ -175,8 +175,8 @@ def test_training_on_factored_inputs_equals_training_on_plain_pgd_examples(start
             return torch.stack(out)
 
         hook = adversarial_perturb(eps, 5, 2.0, random_start=start, seeds=seeds)
-        train(factored, x, ds.y_train, cfg, perturb=hook)
-        train(full, x, ds.y_train, cfg, perturb=materialised)
+        train(factored, x, ds.y_train, cfg, options=TrainOptions(perturb=hook))
+        train(full, x, ds.y_train, cfg, options=TrainOptions(perturb=materialised))
         adv = hook(0, factored, x, ds.y_train)
         assert isinstance(adv, RowSpaceInputs) and isinstance(adv, FactoredInputs)
         assert torch.allclose(factored.weight, full.weight, rtol=1e-9, atol=1e-12)
@@ -191,7 +191,13 @@ def test_the_start_changes_training():
     for start in ("sphere", "none"):
         net = binary_ensemble([0], 80, NetConfig(m=3))
         hook = adversarial_perturb(eps, 5, 2.0, random_start=start, seeds=[0])
-        train(net, ds.x_train, ds.y_train, TrainConfig(steps=10, lr=0.05), perturb=hook)
+        train(
+            net,
+            ds.x_train,
+            ds.y_train,
+            TrainConfig(steps=10, lr=0.05),
+            options=TrainOptions(perturb=hook),
+        )
         nets.append(net.weight)
     assert not torch.allclose(nets[0], nets[1])
 

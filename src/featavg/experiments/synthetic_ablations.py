@@ -38,8 +38,8 @@ from featavg.models.two_layer import binary_ensemble, multiclass_ensemble
 from featavg.plots.ablations import ablation_grid
 from featavg.runs.context import RunContext
 from featavg.runs.guards import ResourceEstimate
-from featavg.training import accuracy, train_many
-from featavg.training.adversarial import adversarially_train
+from featavg.training import TrainOptions, accuracy, train_many
+from featavg.training.adversarial import AdversarialPGD, adversarially_train
 
 
 class SyntheticAblationsConfig(SyntheticRunConfig):
@@ -192,7 +192,7 @@ def _train_group(
         cfg.train,
         lr=lrs,
         seed=cfg.seed,
-        progress=progress,
+        options=TrainOptions(progress=progress),
     )
     cos_b = cosine_matrix(binary.weight, data.centers)
     cos_m = cosine_matrix(multi.weight, data.centers)
@@ -301,7 +301,13 @@ def run(cfg: SyntheticAblationsConfig, ctx: RunContext) -> ExperimentOutput:
         train_cfg = cfg.train.model_copy(update={"steps": cfg.adversarial_steps})
         eps = cfg.adversarial_eps  # the paper's training attack: PGD 7 x 10 from the sphere
         model, data, member_seeds = adversarially_train(
-            cfg.data, net, train_cfg, seeds, eps, 7, 10.0, device, progress, "sphere"
+            cfg.data,
+            net,
+            train_cfg,
+            seeds,
+            AdversarialPGD(eps, 7, 10.0, "sphere"),
+            device,
+            progress,
         )
         cos = cosine_matrix(model.weight, data.centers)
         align = binary_alignment(cos, model.unit_sign, data.signs[0])

@@ -43,7 +43,7 @@ from featavg.progress import stage
 from featavg.runs.context import RunContext
 from featavg.runs.guards import ResourceEstimate
 from featavg.training import TrainConfig, accuracy
-from featavg.training.adversarial import RandomStart, adversarially_train
+from featavg.training.adversarial import AdversarialPGD, RandomStart, adversarially_train
 
 
 class SyntheticAdversarialConfig(SyntheticRunConfig):
@@ -109,12 +109,9 @@ def run(cfg: SyntheticAdversarialConfig, ctx: RunContext) -> ExperimentOutput:
         cfg.net,
         cfg.train,
         seeds,
-        cfg.eps,
-        cfg.pgd_steps,
-        cfg.pgd_step_size,
+        AdversarialPGD(cfg.eps, cfg.pgd_steps, cfg.pgd_step_size, cfg.pgd_random_start),
         device,
         progress,
-        cfg.pgd_random_start,
     )
     signs = data.signs[0]
     cos = cosine_matrix(model.weight, data.centers)

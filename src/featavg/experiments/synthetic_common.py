@@ -23,7 +23,7 @@ from featavg.models.two_layer import (
     binary_ensemble,
     multiclass_ensemble,
 )
-from featavg.training import Record, TrainConfig, train_many
+from featavg.training import Record, TrainConfig, TrainOptions, train_many
 from featavg.training.two_layer_gd import TwoLayerRecordHook
 
 # extra_metrics(data, member seeds) -> (binary hook, fine-grained hook), see train_pair
@@ -140,7 +140,7 @@ def train_pairs(
         lr=rates.to(device),
         seed=base.seed,
         on_record=[binary_metrics, multiclass_metrics] if record_alignment else None,
-        progress=progress,
+        options=TrainOptions(progress=progress),
     )
     pairs = []
     for c in range(len(cfgs)):

@@ -27,6 +27,7 @@ from featavg.training.two_layer_engines import (
 from featavg.training.two_layer_gd import (
     TrainConfig,
     TrainingDiverged,
+    TrainOptions,
     TwoLayerGD,
     accuracy,
     backprop,
@@ -36,6 +37,7 @@ from featavg.training.two_layer_gd import (
 )
 
 __all__ = [
+    "TrainOptions",
     "GRAM_MEMORY_LIMIT",
     "DirectEngine",
     "FactoredInputs",

@@ -40,7 +40,7 @@ import torch
 from featavg.data.synthetic import SyntheticConfig, SyntheticDataset, sample_synthetic_stacked
 from featavg.models.two_layer import NetConfig, TwoLayerEnsemble, binary_ensemble
 from featavg.seeding import generator
-from featavg.training.two_layer_gd import Perturb, TrainConfig, backprop, train
+from featavg.training.two_layer_gd import Perturb, TrainConfig, TrainOptions, backprop, train
 
 RandomStart = Literal["sphere", "none"]
 RANDOM_STARTS: tuple[RandomStart, ...] = ("sphere", "none")
@@ -276,21 +276,32 @@ def adversarial_perturb(
     return perturb
 
 
+@dataclass(frozen=True)
+class AdversarialPGD:
+    """The inner attack of adversarial training (the authors' ``adv_train.py``): L2 PGD at
+    every radius of ``eps`` (one member per radius), ``steps`` steps of ``step_size``, a
+    random start (``sphere``: uniform on the eps-sphere)."""
+
+    eps: Sequence[float]
+    steps: int = 7
+    step_size: float = 10.0
+    random_start: RandomStart = "sphere"
+
+
 def adversarially_train(
     data_cfg: SyntheticConfig,
     net_cfg: NetConfig,
     train_cfg: TrainConfig,
     seeds: Sequence[int],
-    eps: Sequence[float],
-    pgd_steps: int,
-    step_size: float,
+    pgd: AdversarialPGD,
     device: torch.device | str,
     progress: bool = False,
-    random_start: RandomStart = "sphere",
 ) -> tuple[TwoLayerEnsemble, SyntheticDataset, list[int]]:
     """Binary nets trained with L2 PGD adversarial training, one member per (seed, eps),
     seed-major, all in one ensemble. Returns (model, stacked data of every member, member
-    seeds); member i uses eps[i % len(eps)] and the data, init and PGD starts of its seed."""
+    seeds); member i uses pgd.eps[i % len(pgd.eps)] and the data, init and PGD starts of its
+    seed."""
+    eps, pgd_steps, step_size, random_start = pgd.eps, pgd.steps, pgd.step_size, pgd.random_start
     member_seeds = [s for s in seeds for _ in eps]
     data = sample_synthetic_stacked(data_cfg, member_seeds).to(device)
     model = binary_ensemble(member_seeds, data_cfg.d, net_cfg).to(device)
@@ -300,7 +311,9 @@ def adversarially_train(
         data.x_train,
         data.y_train,
         train_cfg,
-        perturb=adversarial_perturb(member_eps, pgd_steps, step_size, random_start, member_seeds),
-        progress=progress,
+        options=TrainOptions(
+            adversarial_perturb(member_eps, pgd_steps, step_size, random_start, member_seeds),
+            progress,
+        ),
     )
     return model, data, member_seeds

@@ -19,6 +19,7 @@ before): a run that diverges, underflows or stalls stops with a one-line
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -223,6 +224,16 @@ def _batches(
         epoch += 1
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """What a training does beside plain GD: ``perturb(step, model, x, targets)`` gives the
+    inputs to take each step's gradient on (e.g. adversarial examples, see :func:`train`),
+    ``progress`` shows a bar."""
+
+    perturb: Perturb | None = None
+    progress: bool = False
+
+
 def train(
     model: TwoLayerEnsemble,
     x: torch.Tensor,
@@ -232,8 +243,7 @@ def train(
     lr: float | torch.Tensor | None = None,
     seed: int = 0,
     on_record: TwoLayerRecordHook | None = None,
-    perturb: Perturb | None = None,
-    progress: bool = False,
+    options: TrainOptions = TrainOptions(),
 ) -> list[Record]:
     """Train every member of ``model`` in place; return the records.
 
@@ -243,7 +253,7 @@ def train(
     seed: the mini-batch order (unused for full-batch GD).
     on_record(step, model) -> extra per-member metrics, called at recorded steps with the
     model holding the weights of that step.
-    perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
+    options.perturb(step, model, x, targets) -> inputs (S, n, d) to take this step's gradient on,
     e.g. adversarial examples (:mod:`featavg.training.adversarial`), or
     :class:`~featavg.training.interface.FactoredInputs` standing for them
     (:class:`featavg.training.adversarial.RowSpaceInputs`); forces the direct formulation,
@@ -264,8 +274,7 @@ def train(
         lr=lr,
         seed=seed,
         on_record=[on_record],
-        perturb=perturb,
-        progress=progress,
+        options=options,
     )[0]
 
 
@@ -278,13 +287,13 @@ def train_many(
     lr: float | torch.Tensor | None = None,
     seed: int = 0,
     on_record: Sequence[TwoLayerRecordHook | None] | None = None,
-    perturb: Perturb | None = None,
-    progress: bool = False,
+    options: TrainOptions = TrainOptions(),
 ) -> list[list[Record]]:
     """:func:`train` for several ensembles (same S and inputs, any readouts and losses) in
     one loop: each is trained exactly as alone, but the Gram formulation reads the data once
     per step for all of them. ``targets`` and ``on_record`` hold one entry per model;
-    ``perturb`` needs a single model. Returns one list of records per model."""
+    ``options.perturb`` needs a single model. Returns one list of records per model."""
+    perturb, progress = options.perturb, options.progress
     models = list(models)
     if not models or len(targets) != len(models):
         raise ValueError("targets: need one target tensor per model")
@@ -403,8 +412,7 @@ class TwoLayerGD:
             lr=self.lr,
             seed=seed,
             on_record=on_record,
-            perturb=self.perturb,
-            progress=progress,
+            options=TrainOptions(self.perturb, progress),
         )
 
     def __repr__(self) -> str:
