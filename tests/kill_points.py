@@ -104,7 +104,7 @@ def sweep_with_threads(threads: int, *args: Any, **kwargs: Any) -> None:
     """:func:`featavg.sweep.run_sweep` with ``threads`` torch threads in this process and
     the same policy for its workers (the target of a test's sweep process)."""
     from featavg import threads as policy
-    from featavg.sweep import run_sweep
+    from featavg.api import run_sweep
 
     policy.configure(threads)
     run_sweep(*args, **kwargs)

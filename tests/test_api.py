@@ -135,15 +135,18 @@ def test_cached_run_still_checks_the_device(run_dir):
 
 
 def test_one_device_default_everywhere():
+    from featavg.api import RunOptions
     from featavg.cli import build_parser
     from featavg.device import DEFAULT_DEVICE
     from featavg.reproduction import reproduce
     from featavg.runs.context import open_context
-    from featavg.sweep import run_sweep
+    from featavg.sweep import SweepOptions
 
     assert DEFAULT_DEVICE == "auto"
-    # the runner takes a RunContext: its default comes from open_context
-    for fn in (featavg.run, featavg.reproduce, run_sweep, open_context):
+    # the runner takes a RunContext: its default comes from open_context; featavg.run and
+    # featavg.run_sweep take their device keyword into RunOptions / SweepOptions
+    assert RunOptions().device == SweepOptions().device == DEFAULT_DEVICE
+    for fn in (featavg.reproduce, open_context):
         assert inspect.signature(fn).parameters["device"].default == DEFAULT_DEVICE, fn
     assert inspect.signature(reproduce).parameters["device"].default == DEFAULT_DEVICE
     parser = build_parser()

@@ -12,12 +12,12 @@ import threading
 import pytest
 
 from featavg import runs
+from featavg.api import run_sweep
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
 from featavg.runs.context import open_context
 from featavg.runs.door import lock_names
-from featavg.sweep import run_sweep
 from featavg.sweep.plan import plan_sweep
 from featavg.sweep.sharing import cell_slot
 from kill_points import hold_cells, wait_for, wait_until_waiting
@@ -220,7 +220,7 @@ def test_two_processes_asking_for_one_model_train_it_once(tmp_path):
 
 SWEEPER = """
 import json, sys
-from featavg.sweep import run_sweep
+from featavg.api import run_sweep
 grid, out = json.loads(sys.argv[1]), sys.argv[2]
 result = run_sweep("synthetic-alignment", grid, overrides=json.loads(sys.argv[3]), out=out,
                    progress=False)

@@ -18,13 +18,14 @@ import pytest
 
 import featavg
 from featavg import runs
+from featavg.api import run_sweep
 from featavg.config import ConfigError
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.experiments.runner import run_experiment
 from featavg.runs import lock as run_lock
 from featavg.runs.context import open_context
 from featavg.runs.state import inspect_run
-from featavg.sweep import DaskExecutor, plan_sweep, run_sweep
+from featavg.sweep import DaskExecutor, plan_sweep
 from kill_points import (
     alive,
     close_gate,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from featavg import runs
+from featavg.api import run_sweep
 from featavg.cli import main
 from featavg.config import deep_merge
 from featavg.data.synthetic import SyntheticConfig, check_dataset, sample_synthetic
@@ -24,7 +25,6 @@ from featavg.experiments.synthetic_common import SyntheticRunConfig
 from featavg.faults import RUN_FAILED_EXIT, NumericalFault, RunFailed, is_failure
 from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
 from featavg.runs.context import open_context
-from featavg.sweep import run_sweep
 from featavg.sweep.executors import FAILED, store_files
 from featavg.training import TrainConfig, TrainingDiverged, train
 from featavg.training.two_layer_gd import DIVERGENCE_FACTOR, check_step

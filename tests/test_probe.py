@@ -16,6 +16,7 @@ from featavg.api import probe
 from featavg.config import ConfigError
 from featavg.data.groupings import Grouping
 from featavg.experiments.synthetic_common import SyntheticRunConfig, train_pair
+from featavg.faults import NumericalFault
 from featavg.metrics.alignment import binary_alignment, cosine_matrix, multiclass_alignment
 from featavg.metrics.feature_alignment import class_means as reference_class_means
 from featavg.probing.capture import unit_weights
@@ -275,6 +276,22 @@ def test_bad_input_is_a_one_line_config_error(kwargs, needle):
     with pytest.raises(ConfigError) as err:
         probe(model, x, y, **kwargs)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_activations_that_overflow_on_a_later_batch_are_a_numerical_fault():
+    """Finite weights, a first batch that passes the up-front checks, and a later batch whose
+    features overflow float32: the class means would turn NaN, so the probe stops and names
+    the batch instead of reporting NaN measures."""
+    x = torch.randn(40, 12, generator=torch.Generator().manual_seed(5))
+    y = torch.arange(40) % 4
+    x[25] = 3e38  # batch 2 (from 0) of size 10: W x = 12 * 3e38 overflows to inf
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    assert bool(torch.isfinite(model(x[:10])).all())  # the first batch is fine
+    with pytest.raises(NumericalFault, match=r"non-finite values in the probed layer's input "
+                       r"on batch 2 \(probe: fit data\)"):  # fmt: skip
+        probe(model, x, y, "0,0,1,1", layer="2", batch_size=10, probe_points=20)
 
 
 def test_wrong_number_of_logits_and_labels():

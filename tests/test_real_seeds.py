@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import featavg
+from featavg.api import run_sweep
 from featavg.experiments.registry import EXPERIMENTS
 from featavg.metrics.pooled import pooled_gap
-from featavg.sweep import run_sweep
 
 EXP = "mnist-robustness"
 # the tiny config on the real 5000-digit subset

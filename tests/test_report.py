@@ -228,7 +228,7 @@ def test_default_discovery_orders_runs_and_renders_sweeps(runs, tmp_path):
 
 
 def test_real_sweep_directory(tmp_path):
-    from featavg.sweep import run_sweep
+    from featavg.api import run_sweep
 
     sweep = run_sweep(
         "synthetic-alignment",

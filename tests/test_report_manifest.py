@@ -126,7 +126,7 @@ def test_an_untouched_probe_renders(probe_dir, tmp_path):
 
 
 def test_a_forged_sweep_cell_is_refused_and_the_others_shown(tmp_path):
-    from featavg.sweep import run_sweep
+    from featavg.api import run_sweep
 
     sweep = run_sweep(
         "synthetic-alignment",
@@ -150,7 +150,7 @@ def test_a_forged_sweep_cell_is_refused_and_the_others_shown(tmp_path):
 
 
 def test_a_sweep_with_a_manifest_is_checked_too(tmp_path):
-    from featavg.sweep import run_sweep
+    from featavg.api import run_sweep
     from test_report import seal
 
     sweep = run_sweep(

@@ -11,6 +11,7 @@ import torch
 
 import featavg
 from featavg import runs
+from featavg.api import run_sweep
 from featavg.cli import main
 from featavg.config import ConfigError, build_config
 from featavg.experiments import synthetic_common
@@ -19,7 +20,7 @@ from featavg.experiments.runner import run_experiment
 from featavg.runs import guards
 from featavg.runs.context import open_context
 from featavg.runs.guards import ResourceEstimate, check, check_grid
-from featavg.sweep import plan, run_sweep
+from featavg.sweep import plan
 from featavg.trained_models.cost import training_estimate
 
 EXP = "synthetic-alignment"

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from featavg.api import run_sweep
 from featavg.cli import build_parser, main
 from featavg.config import ConfigError
 from featavg.experiments.runner import run_experiment
@@ -20,7 +21,6 @@ from featavg.sweep import (
     LocalExecutor,
     parse_grid,
     plan_sweep,
-    run_sweep,
 )
 from float_agreement import REL, disagreements
 from kill_points import hold_cells, wait_until_waiting

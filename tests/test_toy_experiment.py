@@ -6,9 +6,9 @@ import json
 import pytest
 
 import featavg
+from featavg.api import run_sweep
 from featavg.experiments.registry import EXPERIMENTS, register, reproduce_plan, unregister
 from featavg.reproduction import reproduce
-from featavg.sweep import run_sweep
 from toy_experiment import EXPERIMENT
 
 

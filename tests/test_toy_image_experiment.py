@@ -7,8 +7,8 @@ import json
 import pytest
 
 import featavg
+from featavg.api import run_sweep
 from featavg.experiments.registry import register, unregister
-from featavg.sweep import run_sweep
 from toy_image_experiment import EXPERIMENT
 
 

@@ -17,6 +17,7 @@ import torch
 
 import featavg
 from featavg import runs
+from featavg.api import run_sweep
 from featavg.cli import main
 from featavg.config import ConfigError, build_config
 from featavg.experiments.registry import EXPERIMENTS, get_experiment
@@ -25,7 +26,6 @@ from featavg.report import write_report
 from featavg.runs import paths as out_paths
 from featavg.runs.context import open_context
 from featavg.runs.state import inspect_run
-from featavg.sweep import run_sweep
 from featavg.sweep.record import cell_dirs, read_record
 
 EXP = "synthetic-robustness"

@@ -41,36 +41,52 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     return nest(kwargs, sep="__")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run` runs (never what it computes): the ``device``; ``force`` redoes a
+    cached run; ``progress`` shows bars; ``allow_large`` lifts the memory/time guard."""
+
+    device: str = DEFAULT_DEVICE
+    force: bool = False
+    progress: bool = False
+    allow_large: bool = False
+
+
+def _split_options(kwargs: dict[str, Any], cls: Any) -> dict[str, Any]:
+    """Pop the keywords that name a field of the dataclass ``cls`` (no config field shares
+    a name with one) and return them; what stays in ``kwargs`` is config."""
+    names = {f.name for f in fields(cls)}
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+
+
 def run(
     experiment: str,
     *,
     preset: str | None = None,
-    seeds: int | None = None,
     out: str | Path | None = None,
     root: str | Path = "runs",
     config_file: str | Path | None = None,
-    device: str = DEFAULT_DEVICE,
-    force: bool = False,
-    progress: bool = False,
-    allow_large: bool = False,
-    **overrides: Any,
+    **kwargs: Any,
 ) -> RunOutput:
-    """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment. The
-    device is checked first, so a bad or unavailable one is a ConfigError even when the run
-    is cached. ``preset``: the experiment's named overrides (e.g. "quick"), under the
-    others. A config estimated beyond the machine's memory or time is a ConfigError unless
-    ``allow_large``; a run that fails numerically raises :class:`featavg.faults.RunFailed`."""
+    """``featavg run EXPERIMENT``: run (or reuse the cached run of) one experiment.
+
+    ``preset``: the experiment's named overrides (e.g. "quick"), under the others. The
+    keywords ``device``, ``force``, ``progress`` and ``allow_large`` are
+    :class:`RunOptions`; every other keyword is a config override (``seeds=5``,
+    ``train={"lr": 0.01}`` or ``train__lr=0.01``). The device is checked first, so a bad or
+    unavailable one is a ConfigError even when the run is cached. A config estimated beyond
+    the machine's memory or time is a ConfigError unless ``allow_large``; a run that fails
+    numerically raises :class:`featavg.faults.RunFailed`."""
     from featavg.config import deep_merge
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import run_experiment
     from featavg.runs.context import open_context
 
-    ctx = open_context(device, root, progress=progress, allow_large=allow_large)
-    cfg = deep_merge(get_experiment(experiment).preset(preset), _overrides(overrides))
-    if seeds is not None:
-        cfg["seeds"] = seeds
+    opts = RunOptions(**_split_options(kwargs, RunOptions))
+    ctx = open_context(opts.device, root, progress=opts.progress, allow_large=opts.allow_large)
+    cfg = deep_merge(get_experiment(experiment).preset(preset), _overrides(kwargs))
     result = run_experiment(
-        experiment, overrides=cfg, config_file=config_file, out=out, force=force, ctx=ctx
+        experiment, overrides=cfg, config_file=config_file, out=out, force=opts.force, ctx=ctx
     )
     loaded = load(result.directory)
     shared = {f.name: getattr(loaded, f.name) for f in fields(loaded)}
@@ -135,15 +151,19 @@ def write_report(
 
 def run_sweep(experiment: str, grid: dict[str, list[Any]], **kwargs: Any) -> SweepResult:
     """``featavg sweep``: every grid cell (with ``seeds`` replicates each) into its own
-    cached run; see :func:`featavg.sweep.run_sweep` for the arguments. With the local or
+    cached run; see :func:`featavg.sweep.run_sweep` for the arguments, and give the
+    :class:`featavg.sweep.SweepOptions` (``executor``, ``workers``, ``device``, ...) as
+    keywords too. With the local or
     process executor the device is checked here first (cached cells included); a Dask
     cluster's workers check their own."""
     from featavg.device import resolve_device
+    from featavg.sweep import SweepOptions
     from featavg.sweep import run_sweep as _run_sweep
 
-    if kwargs.get("executor", "local") in ("local", "process"):
-        resolve_device(kwargs.get("device", DEFAULT_DEVICE))
-    return _run_sweep(experiment, grid, **kwargs)
+    options = SweepOptions(**_split_options(kwargs, SweepOptions))
+    if options.executor in ("local", "process"):
+        resolve_device(options.device)
+    return _run_sweep(experiment, grid, **kwargs, options=options)
 
 
 def train(

@@ -255,9 +255,7 @@ def curves_figure(
         {m: curves[m] for m in attack.methods},
         READOUT_LABELS,
         main_method=attack.method,
-        to_pixel=units.to_pixel,
-        pixel_label=units.axis_label,
+        units=units,
         norm=attack.norm,
         title=title,
-        note=units.note,
     )

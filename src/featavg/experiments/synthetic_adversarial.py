@@ -38,7 +38,7 @@ from featavg.metrics.alignment import binary_alignment, cosine_matrix
 from featavg.metrics.curves import radius50_grid
 from featavg.metrics.intervals import plural
 from featavg.models.two_layer import NetConfig
-from featavg.plots.adversarial import adversarial_figure
+from featavg.plots.adversarial import AdversarialHeatmaps, adversarial_figure
 from featavg.progress import stage
 from featavg.runs.context import RunContext
 from featavg.runs.guards import ResourceEstimate
@@ -175,12 +175,14 @@ def run(cfg: SyntheticAdversarialConfig, ctx: RunContext) -> ExperimentOutput:
     }
 
     fig = adversarial_figure(
-        cfg.eps,
-        cos[:n_eps].cpu().numpy(),
-        model.unit_sign.tolist(),
-        signs.tolist(),
-        frac[:n_eps].tolist(),
-        align["cos_same_class_mean"][:n_eps].tolist(),
+        AdversarialHeatmaps(
+            cfg.eps,
+            cos[:n_eps].cpu().numpy(),
+            model.unit_sign.tolist(),
+            signs.tolist(),
+            frac[:n_eps].tolist(),
+            align["cos_same_class_mean"][:n_eps].tolist(),
+        ),
         radii,
         {f"trained at eps={e:g}": numbers["curves"][f"eps{e:g}"] for e in cfg.eps},
         note=f"heatmaps: seed {seeds[0]}; curves: mean of {plural(len(seeds), 'seed')}",

@@ -4,12 +4,26 @@ class-mean features as heatmaps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from featavg.plots import new_figure
+
+
+class PixelScale(Protocol):
+    """How normalised radii read in [0, 1]-pixel units (e.g. ``image_attack.PixelUnits``)."""
+
+    @property
+    def note(self) -> str: ...
+
+    def to_pixel(self, r: float) -> float: ...
+
+    @property
+    def axis_label(self) -> str: ...
+
 
 COLORS = {"binary": "C3", "group_argmax": "C1", "sum": "C2", "tenway": "C0"}
 
@@ -20,18 +34,18 @@ def robustness_figure(
     labels: Mapping[str, str],
     *,
     main_method: str,
-    to_pixel: Callable[[float], float],
-    pixel_label: str,
+    units: PixelScale,
     norm: str,
     title: str,
-    note: str = "",
 ) -> Figure:
     """Robust accuracy against the radius.
 
     radii: (R,) normalised radii; curves: method -> read-out -> (R,) accuracies; labels:
     read-out -> legend text. ``main_method`` is drawn solid, other methods (the paper's
     per-radius protocol) dashed in the same colour. The top axis shows the radius in pixel
-    units through ``to_pixel`` (a linear map)."""
+    units through ``units.to_pixel`` (a linear map), labelled ``units.axis_label``, with
+    ``units.note`` (how exact the map is) in the corner."""
+    note = units.note
     fig, ax = new_figure(figsize=(9, 5.2))
     x = np.asarray(radii, dtype=float)
     for method, per_readout in curves.items():
@@ -48,9 +62,9 @@ def robustness_figure(
                 ms=3 if main else 5,
                 label=f"{labels.get(name, name)} ({method})",
             )
-    scale = to_pixel(1.0)  # pixel radius per normalised unit
+    scale = units.to_pixel(1.0)  # pixel radius per normalised unit
     top = ax.secondary_xaxis("top", functions=(lambda r: r * scale, lambda p: p / scale))
-    top.set_xlabel(pixel_label)
+    top.set_xlabel(units.axis_label)
     symbol = "L2" if norm == "l2" else "L∞"
     ax.set_xlabel(f"{symbol} radius ε, normalised units (the paper's)")
     ax.set_ylabel("robust test accuracy")

@@ -25,6 +25,7 @@ from torch import nn
 
 from featavg.attacks.incremental import eval_mode
 from featavg.config import ConfigError
+from featavg.faults import NumericalFault
 from featavg.progress import bar
 from featavg.seeding import generator
 
@@ -179,6 +180,19 @@ def _keep(
     cap.kept_x, cap.kept_y, cap.kept_keys = x, ys, ks
 
 
+@dataclass(frozen=True)
+class CaptureSettings:
+    """What one capture pass keeps: gradients on the first ``grad_points`` points, a
+    subsample of ``keep`` points drawn from ``seed``'s ``stream``; ``desc`` names the
+    progress bar."""
+
+    grad_points: int = 2048
+    keep: int = 4096
+    seed: int = 0
+    stream: str = "probe/keep"
+    desc: str = "probe"
+
+
 def capture(
     model: nn.Module,
     layer: nn.Module,
@@ -186,12 +200,8 @@ def capture(
     groups: torch.Tensor,
     *,
     device: torch.device,
-    grad_points: int = 2048,
-    keep: int = 4096,
-    seed: int = 0,
-    stream: str = "probe/keep",
+    settings: CaptureSettings = CaptureSettings(),
     progress: bool = False,
-    desc: str = "probe",
 ) -> Capture:
     """Run ``model`` (in eval mode; modes restored after) over ``batches`` of (x, fine y).
 
@@ -199,8 +209,13 @@ def capture(
     [0, 1] pixels); y: (B,) fine labels in 0..k-1 with k = len(groups). ``groups`` (k,) maps
     a fine class to its coarse group (J_s). The model must return (B, O) logits with O = G
     (a coarse model), O = k (a fine model; read out by the group of its argmax) or O = 1
-    when G = 2 (a margin, see :func:`as_logits`); anything else is a ConfigError.
+    when G = 2 (a margin, see :func:`as_logits`); anything else is a ConfigError. A batch
+    whose layer input or logits are not finite (NaN, inf: weights that are finite can still
+    overflow) is a :class:`~featavg.faults.NumericalFault` naming the batch, since a class
+    mean through it would be NaN and every measure after it meaningless.
     """
+    grad_points, keep, seed = settings.grad_points, settings.keep, settings.seed
+    stream, desc = settings.stream, settings.desc
     kind = layer_kind(layer)
     k = int(groups.numel())
     n_groups = int(groups.max()) + 1
@@ -211,7 +226,7 @@ def capture(
     cap: Capture | None = None
     try:
         with eval_mode(model), bar(desc=desc, enabled=progress, unit="batch") as pbar:
-            for x, y in batches:
+            for batch, (x, y) in enumerate(batches):
                 x = x.to(device)
                 x = x.float() / 255.0 if x.dtype == torch.uint8 else x
                 y = y.to(device, torch.long).reshape(-1)
@@ -230,6 +245,7 @@ def capture(
                         "once: probe a layer the model uses once)"
                     )
                 assert tap.features is not None
+                _check_finite(tap.features, logits, batch, desc)
                 n_out = logits.shape[1]
                 if n_out not in (n_groups, k):
                     raise ConfigError(
@@ -257,6 +273,17 @@ def capture(
     if cap is None:
         raise ConfigError("data: no points (the probe needs at least one batch)")
     return cap
+
+
+def _check_finite(features: torch.Tensor, logits: torch.Tensor, batch: int, desc: str) -> None:
+    """A NumericalFault when the layer's input or the logits of one batch are not finite."""
+    for what, t in (("the probed layer's input", features), ("the logits", logits)):
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise NumericalFault(
+                f"model: {bad} non-finite values in {what} on batch {batch} ({desc}); the "
+                "model overflows on this data (check its weights and input scale)"
+            )
 
 
 def _add_gradients(cap: Capture, logits: torch.Tensor, tap: _Tap, kind: str) -> None:

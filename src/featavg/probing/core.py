@@ -23,7 +23,14 @@ from featavg.device import resolve_device
 from featavg.faults import NumericalFault
 from featavg.metrics.feature_alignment import group_mean_cosines, unit_class_cosines
 from featavg.probing import measures
-from featavg.probing.capture import Capture, capture, find_layer, layer_kind, unit_weights
+from featavg.probing.capture import (
+    Capture,
+    CaptureSettings,
+    capture,
+    find_layer,
+    layer_kind,
+    unit_weights,
+)
 from featavg.probing.data import ProbeData, ProbeInput, as_probe_data
 from featavg.probing.loading import check_model_fits
 from featavg.probing.options import ProbeOptions
@@ -233,16 +240,16 @@ def measure(plan: ProbePlan, options: ProbeOptions, progress: bool = False) -> P
     groups = torch.tensor(plan.group.groups)
     keep, seed = options.probe_points, options.seed
     fit = capture(
-        model, plan.module, pdata.fit(), groups, device=dev, grad_points=options.grad_points,
-        keep=keep, seed=seed, stream="probe/keep/fit", progress=progress,
-        desc="probe: fit data",
+        model, plan.module, pdata.fit(), groups, device=dev, progress=progress,
+        settings=CaptureSettings(
+            options.grad_points, keep, seed, "probe/keep/fit", "probe: fit data"
+        ),
     )  # fmt: skip
     held = None
     if pdata.held_out is not None:
         held = capture(
-            model, plan.module, pdata.held_out(), groups, device=dev, grad_points=0,
-            keep=keep, seed=seed, stream="probe/keep/held-out", progress=progress,
-            desc="probe: held-out data",
+            model, plan.module, pdata.held_out(), groups, device=dev, progress=progress,
+            settings=CaptureSettings(0, keep, seed, "probe/keep/held-out", "probe: held-out data"),
         )  # fmt: skip
     means = _means(fit, options.class_means, options.centre)
     m = _measure(fit, held, means, plan.weights, groups, plan.k, seed, dev)

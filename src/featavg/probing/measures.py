@@ -21,6 +21,7 @@ members J_s (the fine classes of group s, a :class:`~featavg.data.groupings.Grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -143,6 +144,15 @@ def alignment(
     return nums, index
 
 
+@dataclass(frozen=True)
+class ProbeFit:
+    """The linear probe's fit: ridge ``l2``, ``steps`` full-batch Adam steps of rate ``lr``."""
+
+    l2: float = 1e-3
+    steps: int = 200
+    lr: float = 0.1
+
+
 def linear_probe(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -150,9 +160,7 @@ def linear_probe(
     y_test: torch.Tensor,
     num_classes: int,
     *,
-    l2: float = 1e-3,
-    steps: int = 200,
-    lr: float = 0.1,
+    fit: ProbeFit = ProbeFit(),
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Decodability of the fine labels: a k-way linear probe on the layer's features.
@@ -170,7 +178,9 @@ def linear_probe(
     Returns ``probe_accuracy`` (held out), ``probe_train_accuracy``, ``probe_chance`` (the
     held-out frequency of the most common class) and the point counts.
 
-    Shapes: x_train (N, D), y_train (N,) in 0..k-1; x_test (M, D), y_test (M,)."""
+    Shapes: x_train (N, D), y_train (N,) in 0..k-1; x_test (M, D), y_test (M,). ``fit``:
+    l2, steps and lr (:class:`ProbeFit`)."""
+    l2, steps, lr = fit.l2, fit.steps, fit.lr
     dev = torch.device(device)
     xt, yt = x_train.to(dev, torch.float32), y_train.to(dev, torch.long)
     xe, ye = x_test.to(dev, torch.float32), y_test.to(dev, torch.long)

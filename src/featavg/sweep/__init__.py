@@ -1,7 +1,9 @@
 """Sweeps: one experiment over a grid of config values, run locally or on a Dask cluster.
 
-A *cell* is one grid point; its seeds are not separate cells but one ensemble inside one
-run (``seeds=N``), so they share every data pass. Each cell is an ordinary cached run in
+A *cell* is one grid point. Its seeds are one ensemble inside one run (``seeds=N``) for
+the synthetic experiments, so they share every data pass; for the real-data ones (those
+with ``Experiment.pool``) each seed is a cached single-seed run of its own, computed side
+by side as cells of their own first, and the cell pools them. Each cell is an ordinary cached run in
 ``<sweep>/cells/<cell name>`` (``summary.json`` written last marks it finished), which makes
 a sweep resumable: after an interruption, even SIGKILL, finished cells are cache hits and a
 half-written cell, having no summary, is redone. The results table ``sweep.csv`` (mean and
@@ -30,6 +32,7 @@ nothing is written into the failed cell's directory, so the next run of the swee
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,7 @@ __all__ = [
     "LocalExecutor",
     "ProcessExecutor",
     "SweepCell",
+    "SweepOptions",
     "SweepResult",
     "cell_label",
     "cell_name",
@@ -81,6 +85,24 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep runs (never what it computes). ``executor``: a name in :data:`EXECUTORS`
+    (with ``scheduler`` for dask, ``workers`` for process, default 2) or an
+    :class:`Executor`; ``device`` for every cell; ``force`` redoes finished cells;
+    ``progress`` shows a bar; ``metrics`` picks the summary keys plotted (default: the
+    experiment's main ones); ``allow_large`` lifts the size guards (module docstring)."""
+
+    executor: str | Executor = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+    device: str = "auto"
+    force: bool = False
+    progress: bool = True
+    metrics: list[str] | None = None
+    allow_large: bool = False
+
+
 def run_sweep(
     experiment: str,
     grid: dict[str, list[Any]],
@@ -90,31 +112,31 @@ def run_sweep(
     config_file: str | Path | None = None,
     out: str | Path | None = None,
     root: str | Path = runs.DEFAULT_ROOT,
-    executor: str | Executor = "local",
-    scheduler: str | None = None,
-    workers: int | None = None,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    metrics: list[str] | None = None,
-    allow_large: bool = False,
+    options: SweepOptions = SweepOptions(),
 ) -> SweepResult:
     """Run ``experiment`` at every point of ``grid`` ({dotted key: values}) with ``seeds``
-    replicates per cell, reusing finished cells unless ``force``; write sweep.json,
+    replicates per cell, reusing finished cells unless ``options.force``; write sweep.json,
     cells/<cell>/..., sweep.csv and sweep.png into the sweep directory (``out``, or
-    ``root/sweep-<experiment>-<hash>``). ``executor``: a name in :data:`EXECUTORS` (with
-    ``scheduler`` for dask, ``workers`` for process, default 2) or an :class:`Executor`.
-    ``metrics`` picks the summary keys plotted. Bad input, and a grid or cells too large
-    for the machine without ``allow_large`` (module docstring), raise :class:`ConfigError`
-    before anything runs. A failing cell is recorded as failed (module docstring)."""
+    ``root/sweep-<experiment>-<hash>``). Bad input, and a grid or cells too large for the
+    machine without ``options.allow_large`` (module docstring), raise :class:`ConfigError`
+    before anything runs. A failing cell is recorded as failed (module docstring).
+    :func:`featavg.run_sweep` takes the options as plain keywords."""
     from featavg.progress import bar as progress_bar
 
+    executor, device, force, progress = (
+        options.executor,
+        options.device,
+        options.force,
+        options.progress,
+    )
     check_device_name(device)
     if isinstance(executor, str):
-        executor = make_executor(executor, progress=progress, scheduler=scheduler, workers=workers)
-    elif scheduler is not None or workers is not None:
+        executor = make_executor(
+            executor, progress=progress, scheduler=options.scheduler, workers=options.workers
+        )
+    elif options.scheduler is not None or options.workers is not None:
         raise ConfigError("scheduler, workers: pass them to the executor object instead")
-    check_grid(grid, allow_large)  # before a config is built for every cell
+    check_grid(grid, options.allow_large)  # before a config is built for every cell
     directory, base, cells = plan_sweep(
         experiment,
         grid,
@@ -136,7 +158,7 @@ def run_sweep(
     pending = [group for group in pending if group]
     if not isinstance(executor, DaskExecutor):  # a cluster's memory is not ours to measure
         pool = executor.workers if isinstance(executor, ProcessExecutor) else 0
-        _check_groups(experiment, pending, device, pool, allow_large)
+        _check_groups(experiment, pending, device, pool, options.allow_large)
 
     # written once the sweep is accepted: a refused sweep leaves nothing behind
     check_sweep_dir(directory, experiment, grid, base, force)  # before anything is written
@@ -170,7 +192,9 @@ def run_sweep(
             executor.run(experiment, pending, device, done)
     finally:
         bar.close()
-    return write_results(directory, experiment, grid, cells, metrics, base.get("seeds") or 1)
+    return write_results(
+        directory, experiment, grid, cells, options.metrics, base.get("seeds") or 1
+    )
 
 
 def _seed_runs_first(
