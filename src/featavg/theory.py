@@ -1,4 +1,4 @@
-"""Closed-form minimal L2 flipping radii of the idealised networks (SPEC section 2).
+"""Closed-form minimal L2 flipping radii of the idealised networks (the paper's Fig. 1).
 
 Setting (Assumption 3.2): mutually orthogonal centers mu_1..mu_k with ||mu_j|| = sqrt(d),
 J+ and J- a partition of the k clusters, the nets of :mod:`featavg.models.idealised`, and

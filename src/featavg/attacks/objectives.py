@@ -8,7 +8,7 @@ Each objective implements :class:`Objective`:
   two-layer attacks of :mod:`featavg.attacks.two_layer` backpropagate by hand);
 * ``correct(logits, y) -> (B,) bool``: whether each prediction is right.
 
-Three read-outs cover the paper (SPEC §1):
+Three read-outs cover the paper:
 
 * :class:`CrossEntropy`: k-way softmax cross-entropy on a class index; also the binary
   :class:`~featavg.models.two_layer.TwoLayerNet`, whose logits [-f/2, f/2] make CE on the
@@ -161,7 +161,7 @@ class BinaryMargin:
 
 
 class GroupCrossEntropy:
-    """A k-class model read out as a coarse classifier by class group (SPEC §1, argmax form).
+    """A k-class model read out as a coarse classifier by class group (the argmax form).
 
     ``groups``: (k,) long, the group id of each class (e.g. 0 for clusters in J-, 1 for J+);
     y is a group id. With p = softmax(logits),

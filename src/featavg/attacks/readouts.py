@@ -1,7 +1,7 @@
 """The binary decisions compared in the real-data experiments: read-outs of two trained nets.
 
 A coarse ("binary") model f^bin predicts the class group of an image directly; a fine
-(10-class) model f = (f_1, ..., f_k) is read out on the same coarse task three ways (SPEC §1):
+(10-class) model f = (f_1, ..., f_k) is read out on the same coarse task three ways:
 
 * ``group_argmax``: predict the group of argmax_j f_j(x); attacked with the group loss
   -log sum_{j in J_y} softmax_j(f(x)) (:class:`~featavg.attacks.objectives.GroupCrossEntropy`);
@@ -54,7 +54,7 @@ class SumReadout(nn.Module):
     """The sum form of a fine model: G logits s_g(x) = sum_{j in J_g} f_j(x), i.e. f(x) M.
 
     For two groups (J- = group 0, J+ = group 1) the logit difference s_1 - s_0 is the paper's
-    F(x) = sum_{J+} f_j - sum_{J-} f_j (SPEC §1, Fig. 1), so argmax predicts sign F and the
+    F(x) = sum_{J+} f_j - sum_{J-} f_j (the paper's Fig. 1), so argmax predicts sign F and the
     2-logit cross-entropy is the logistic loss softplus(-y F). ``M`` is a non-persistent
     buffer (it moves with ``.to``; forward also follows the logits' device).
 

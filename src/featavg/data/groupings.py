@@ -1,10 +1,10 @@
 """Coarse groupings of the fine classes: which binary (or G-way) task a coarse model learns.
 
 The paper's real-data experiments train a model on coarse labels (the class *group* of a
-sample, J+ vs J- in §1) and compare it with a 10-class model read out through the same
+sample, J+ vs J- in the paper) and compare it with a 10-class model read out through the same
 grouping. The authors' training scripts use ``parity`` (even classes -> 0, odd -> 1); their
 10-class evaluation script uses ``halves`` (0-4 -> 0, 5-9 -> 1). Pick one grouping and use it
-for both models (SPEC §3.1).
+for both models.
 
 The fine label always stays available in the data; a :class:`Grouping` only maps it, and its
 :meth:`Grouping.describe` goes into every summary so a result says which grouping it used.

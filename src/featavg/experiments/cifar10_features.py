@@ -1,4 +1,4 @@
-"""Paper Fig. 2c/d and the transfer curves: heads on a frozen pretrained backbone (SPEC §3.3).
+"""Paper Fig. 2c/d and the transfer curves: heads on a frozen pretrained backbone.
 
 A CIFAR-10 ResNet-18 (the ``pretrained`` stem: 3x3/1 conv + BN + ReLU + 3x3/2 max-pool,
 huyvnphan/PyTorch_CIFAR10's layout) is frozen in eval mode; on its 512-d features phi(x)
@@ -136,10 +136,10 @@ def summary_keys(cfg: Cifar10FeaturesConfig) -> tuple[str, ...]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SPEC §3.3: the whole CIFAR-10 train set for the heads and the class means, every test
+    # the authors' protocol: the whole CIFAR-10 train set for the heads and class means, every test
     # point attacked, per-radius AND fmn+descend curves; give backbone=PATH (the authors
     # used huyvnphan/PyTorch_CIFAR10's resnet18); without it a ResNet-18 trains here on
-    # the SPEC §3.2 standard recipe (a GPU job)
+    # the standard CIFAR-10 recipe (a GPU job)
     "paper": {
         "train": PAPER_TRAIN,
         "head": {"sgd": {"epochs": 20}},

@@ -1,5 +1,5 @@
 """Paper Fig. 3 right: CIFAR-10 from scratch, robust accuracy against the L2 radius, binary
-vs 10-class ResNet-18 (SPEC §3.2).
+vs 10-class ResNet-18.
 
 The recipe behind the paper's figure is not in the authors' repository, and their archived
 script does not reach the figure's clean accuracy (near 98 % for the binary read-outs). So

@@ -54,7 +54,7 @@ from featavg.seeding import generator as seeded_generator
 from featavg.training.heads import fit_heads_on_features
 from featavg.training.image_sgd import SGDConfig
 
-# radii 0, 0.2, ..., 4.0 in normalised units (SPEC §3.3)
+# radii 0, 0.2, ..., 4.0 in normalised units (the authors' heads on pretrained features)
 PAPER_RADII = [round(0.2 * j, 10) for j in range(21)]
 
 # the default = the `quick` preset: a small CNN backbone trained here on the stand-in
@@ -74,7 +74,7 @@ QUICK_ATTACK: dict[str, Any] = {
 # the heads of the quick preset take as many SGD steps as the paper's (20 epochs of 50k
 # images at batch 128 = 7820 steps): 200 epochs of 5000 (7800), seconds on cached features
 QUICK_HEAD: dict[str, Any] = {"sgd": {"epochs": 200}}
-# SPEC §3.2 "standard" recipe for a ResNet-18 backbone trained here (the paper preset uses
+# the "standard" CIFAR-10 recipe for a ResNet-18 backbone trained here (the paper preset uses
 # it only when no backbone file is given; the authors' weights came from huyvnphan)
 PAPER_TRAIN: dict[str, Any] = {
     "dataset": "cifar10",
@@ -92,7 +92,7 @@ PAPER_TRAIN: dict[str, Any] = {
 
 
 def _head_sgd() -> SGDConfig:
-    # SPEC §3.3: only the first head layer trains, SGD 1e-3 / 0.9 / 5e-4, 20 epochs, batch 128
+    # the authors' heads: only the first layer trains, SGD 1e-3 / 0.9 / 5e-4, 20 epochs, batch 128
     return SGDConfig(lr=1e-3, momentum=0.9, weight_decay=5e-4, epochs=20, batch_size=128)
 
 

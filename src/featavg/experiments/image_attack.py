@@ -1,7 +1,7 @@
 """Robustness curves of the read-outs of :mod:`featavg.attacks.readouts`, in the paper's units,
 and what a summary states about them.
 
-The authors attack in the NORMALISED input space with no box clamp (SPEC §3.1, §3.2), so
+The authors attack in the NORMALISED input space with no box clamp (MNIST, CIFAR-10), so
 every read-out wraps ``model.net`` and is attacked at ``model.normalize(x)``: radii are then
 exactly the paper's, also for CIFAR's per-channel std. Pixel-unit radii ([0, 1] pixels)
 follow from the std (:func:`pixel_units`): exact for a uniform std (MNIST: normalised =

@@ -1,4 +1,4 @@
-"""What the real-data robustness experiments share (SPEC §3.1, §3.2): their config sections,
+"""What the real-data robustness experiments share (MNIST, CIFAR-10): their config sections,
 training the binary and the 10-class model together, and the alignment of the trained
 models' last layer with class-mean features.
 
@@ -12,7 +12,7 @@ models' last layer with class-mean features.
 * :func:`train_pair`: both models in ONE epoch loop over the same batches, cached under
   ``ctx.models_root``;
 * :func:`fc_alignment`: cos(w_r, mu_j) between the rows w_r of the last linear layer and
-  the class means mu_j of the penultimate features (SPEC §3.3's heatmap, on these models).
+  the class means mu_j of the penultimate features (the Fig. 2c/d heatmap, on these models).
 
 The experiment itself (train, attack, align, summarise) is :mod:`.image_robustness`.
 """

@@ -1,5 +1,5 @@
 """MNIST under L-inf attacks, binary vs 10-class ResNet-18 (asked for in the paper's review;
-SPEC §3.1, L-inf).
+the authors' MNIST protocol under L-inf).
 
 The models and their training are those of ``mnist-robustness`` (same recipe, same cache:
 a run of one reuses the other's trained models). The attack: L-inf PGD in the normalised
@@ -39,7 +39,7 @@ from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
-# radii 0.004 j, j = 0..25, normalised units (SPEC §3.1, L-inf)
+# radii 0.004 j, j = 0..25, normalised units (the authors' L-inf runs)
 LINF_RADII = [round(0.004 * j, 10) for j in range(26)]
 
 QUICK_ATTACK: dict[str, Any] = {
@@ -70,7 +70,7 @@ def pool(cfg: MnistLinfConfig, seed_runs: Sequence[SeedRun], ctx: RunContext) ->
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SPEC §3.1: the full recipe; 5 steps of eps/4, as the archived L-inf set
+    # the authors' full recipe; 5 steps of eps/4, as their archived L-inf set
     "paper": {
         "train": L2_PRESETS["paper"]["train"],
         "attack": {"radii": LINF_RADII, "points": None, "also_per_radius": True, "steps": 5},

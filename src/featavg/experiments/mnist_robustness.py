@@ -1,5 +1,5 @@
 """Paper Fig. 3 middle: MNIST, robust accuracy against the L2 radius, binary vs 10-class
-ResNet-18 (SPEC §3.1).
+ResNet-18 (the authors' MNIST protocol).
 
 Both models (ResNet-18 with the 1-channel 7x7/2 stem, inputs normalised to [-1, 1]) train
 on the same batches, one on the coarse labels of the grouping (parity by default), one on
@@ -39,7 +39,7 @@ from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import REPRODUCE_REAL, TINY, Claim, Experiment, SeedRun
 from featavg.runs.context import RunContext
 
-# radii 0, 0.1, ..., 2.0 in normalised units (SPEC §3.1)
+# radii 0, 0.1, ..., 2.0 in normalised units (the authors' MNIST protocol)
 PAPER_RADII = [round(0.1 * j, 10) for j in range(21)]
 
 # the default = the `quick` preset: the paper's protocol at CPU size (see EXPERIMENT.runtime)
@@ -81,7 +81,7 @@ def pool(
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SPEC §3.1 exactly: full 60k / 10k, 10 epochs, every test point, the per-radius
+    # the authors' MNIST protocol: full 60k / 10k, 10 epochs, every test point, the per-radius
     # protocol AND fmn+descend curves (meant for a GPU: ~27 min per model on 2 CPU cores)
     "paper": {
         "train": {"train_size": None, "test_size": None, "sgd": {"epochs": 10}},

@@ -1,4 +1,4 @@
-"""SPEC §3 ablations: when does feature averaging (and decoupling) survive?
+"""The paper's ablations: when does feature averaging (and decoupling) survive?
 
 Every setting changes one knob of the paper config: init std (the pattern fades from 1e-3),
 He init, learning rate, training-set size n (optionally with its own learning rate, as the

@@ -1,4 +1,4 @@
-"""Adversarial training of the synthetic binary net (SPEC §3): does it decouple features?
+"""Adversarial training of the synthetic binary net (the paper's): does it decouple features?
 
 One ensemble holds the same binary net (2m = 100 units, same data and initialisation)
 trained with L2 PGD adversarial training at each radius of ``eps`` (0 = standard training;
@@ -47,7 +47,7 @@ from featavg.training.adversarial import AdversarialPGD, RandomStart, adversaria
 
 
 class SyntheticAdversarialConfig(SyntheticRunConfig):
-    """Config of ``synthetic-adversarial`` (defaults: SPEC §3)."""
+    """Config of ``synthetic-adversarial`` (defaults: the authors' ``adv_train.py``)."""
 
     net: NetConfig = NetConfig(m=50)
     train: TrainConfig = TrainConfig(steps=200)

@@ -1,6 +1,6 @@
 """Paper Fig. 2a/b: binary labels -> feature averaging; fine-grained labels -> decoupling.
 
-Trains, on each replicate's own draw of the multi-cluster data (SPEC §1, authors' config:
+Trains, on each replicate's own draw of the multi-cluster data (the authors' config:
 d = 3072, k = 10, n = 1000, m = 5, 100 full-batch GD steps at lr 1e-3, init N(0, 1e-5^2),
 second layer +-1), the binary net on y and the fine-grained net (h = 1) on the cluster
 labels, all replicates as one ensemble. Reports cos(w_r, mu_j) against the theory

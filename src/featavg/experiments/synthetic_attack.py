@@ -191,7 +191,8 @@ def attack_pair(
 
 
 def theory_radii(d: int, k: int) -> dict[str, float]:
-    """Closed forms of SPEC §2 at a cluster center (balanced J+/J-), as summary entries."""
+    """Closed forms of :mod:`featavg.theory` at a cluster center (balanced J+/J-), as summary
+    entries."""
     return {
         "theory_radius_feature_averaging": theory.radius_feature_averaging(d, k),
         "theory_radius_decoupling_sum_zero_bias": theory.radius_decoupling_sum(d, k - k // 2),

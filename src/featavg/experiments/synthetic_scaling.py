@@ -1,6 +1,6 @@
 """Ours: how the robustness radius scales with the number of clusters k and with d.
 
-Theory (SPEC §2): the feature-averaging binary net flips at sqrt(d/k) (log-log slope -1/2
+Theory (the paper's claims): the feature-averaging binary net flips at sqrt(d/k) (log-log slope -1/2
 in k, +1/2 in d); the decoupled fine-grained net read out k-way or by argmax needs
 Theta(sqrt(d)) (slope 0 in k); its zero-bias sum form sqrt(d/(1 + k/2)) shrinks like
 1/sqrt(k) again. For every k (at d = ``d_for_k``) and every d (at k = ``k_for_d``) we train

@@ -1,5 +1,5 @@
 """A user's pretrained backbone from a file: the public CIFAR-10 weights the paper used, or
-any featavg model (SPEC §3.3: "accept any user checkpoint").
+any featavg model, or any user checkpoint of a ResNet-18.
 
     model, info = load_backbone_file("resnet18.pt")   # huyvnphan/PyTorch_CIFAR10's weights
     model.features(x)                                  # x (N, 3, 32, 32) in [0, 1] -> (N, 512)

@@ -6,7 +6,8 @@
 
 Every builtin is an :class:`~featavg.models.image_classifier.ImageClassifier`: pixels in
 [0, 1] in, logits out, ``features`` the penultimate layer. The ResNet-18 variants follow
-SPEC §3.1-§3.3; ``cnn`` and ``mlp`` are small CPU models (:mod:`.small_image`).
+the paper's and the authors' recipes; ``cnn`` and ``mlp`` are small CPU models
+(:mod:`.small_image`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     for m in (
         BuiltinModel(
             "resnet18-mnist",
-            "ResNet-18, 1-channel 7x7/2 stem + max-pool, 28x28 -> 7x7 (SPEC §3.1)",
+            "ResNet-18, 1-channel 7x7/2 stem + max-pool, 28x28 -> 7x7 (the authors' MNIST)",
             lambda k, c, s, g: resnet18(k, "mnist", c, generator=g),
             _resnet18_parameters(7),
             in_channels=1,
@@ -86,20 +87,20 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         ),
         BuiltinModel(
             "resnet18-cifar",
-            "ResNet-18, 3x3/1 stem without max-pool (SPEC §3.2 'standard')",
+            "ResNet-18, 3x3/1 stem without max-pool (the usual CIFAR-10 recipe)",
             lambda k, c, s, g: resnet18(k, "cifar", c, generator=g),
             _resnet18_parameters(3),
         ),
         BuiltinModel(
             "resnet18-pretrained",
             "ResNet-18, 3x3/1 stem + max-pool: huyvnphan/PyTorch_CIFAR10's layout and keys "
-            "(SPEC §3.3)",
+            "(the authors' pretrained CIFAR-10 backbone)",
             lambda k, c, s, g: resnet18(k, "pretrained", c, generator=g),
             _resnet18_parameters(3),
         ),
         BuiltinModel(
             "resnet18-imagenet",
-            "ResNet-18, 7x7/2 stem + max-pool: torchvision's resnet18 (SPEC §3.2 'authors')",
+            "ResNet-18, 7x7/2 stem + max-pool: torchvision's resnet18 (the authors' CIFAR-10)",
             lambda k, c, s, g: resnet18(k, "imagenet", c, generator=g),
             _resnet18_parameters(7),
         ),
@@ -189,11 +190,12 @@ def check_size(name: str, num_classes: int, in_channels: int, image_size: int) -
 
 
 def default_normalization(model_name: str, dataset_name: str) -> Normalization:
-    """The SPEC's normalisation for a model on a dataset.
+    """The recipe's normalisation for a model on a dataset.
 
-    MNIST-like data (``mnist``, ``fashion-mnist``, ``mnist-5k``) -> MNIST_HALF (§3.1);
+    MNIST-like data (``mnist``, ``fashion-mnist``, ``mnist-5k``) -> MNIST_HALF (the authors');
     CIFAR-10 (``cifar10``, ``cifar10-synthetic``) -> CIFAR_PRETRAINED for
-    ``resnet18-pretrained`` (what its public weights expect, §3.3), else CIFAR_AUTHORS (§3.2).
+    ``resnet18-pretrained`` (what its public weights expect), else CIFAR_AUTHORS (the authors'
+    CIFAR-10 script).
     ConfigError for an unknown model or dataset.
     """
     builtin_model(model_name)

@@ -1,6 +1,6 @@
-"""Heads on a frozen pretrained backbone: the paper's Fig. 2c/d setting (SPEC §3.3).
+"""Heads on a frozen pretrained backbone: the paper's Fig. 2c/d setting.
 
-A :class:`BlockHead` is the two-layer net of the paper's §3 put on top of frozen features
+A :class:`BlockHead` is the two-layer net of the paper's Section 3 put on top of frozen features
 phi(x) in R^D (D = 512 for ResNet-18):
 
     f_i(x) = sum_{r in R_i} ReLU(<w_r, phi(x)> + b_r),   R_i = {3i, 3i+1, 3i+2}
@@ -10,7 +10,7 @@ with weight 1). Only the first layer (w_r, b_r) trains, from PyTorch's default L
 The block matrix is a buffer, never a parameter: no optimiser can move it.
 
 The binary head is the same construction with k = 2 outputs, one per class group J_s
-(SPEC §3.3: "for the binary head, blocks of the two groups"): Linear(512, 6), units 0-2 vote
+(the authors' binary head: blocks of the two groups): Linear(512, 6), units 0-2 vote
 for group 0 and units 3-5 for group 1. So both heads have ``width`` units per output, the
 heatmap rows (unit groups R_i) of both have the same size, and the binary head is the
 paper's binary net f = f_{+1} - f_{-1} with m = 3 units per class written as 2 logits.
@@ -19,7 +19,7 @@ paper's binary net f = f_{+1} - f_{-1} with m = 3 units per class written as 2 l
 :class:`~featavg.models.image_classifier.ImageClassifier`: normalisation + a net with
 ``features``) and a head into a model that takes pixels in [0, 1]. The backbone stays in
 eval mode whatever ``.train()`` says, so its BatchNorm statistics never drift (the authors
-left theirs in train mode, SPEC §3.3; we fix it), and its parameters do not require grad.
+left theirs in train mode; we fix it), and its parameters do not require grad.
 
 :func:`frozen_features` computes phi once; :func:`featavg.training.heads.fit_heads_on_features`
 trains heads on it (with a frozen backbone in eval mode and no augmentation, phi(x) is a
@@ -93,7 +93,7 @@ class BlockHead(nn.Module):
 
 class FeatureHeadNet(nn.Module):
     """``head(backbone.features(x))`` on NORMALISED images x: the net an attack in the
-    paper's normalised units goes through (SPEC §3.3: backbone.net ∘ head).
+    paper's normalised units goes through (backbone.net ∘ head).
     ``features(x)`` is the backbone's (N, D)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:

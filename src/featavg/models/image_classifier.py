@@ -5,8 +5,9 @@
     model.features(x)   # the net's penultimate features, e.g. (N, 512) for ResNet-18
 
 Normalisation is part of the model so that attacks, whatever space they are quoted in, see
-one function of the pixels. The paper quotes its radii in the *normalised* space (SPEC
-§3.1-§3.3): a perturbation delta of the pixels is delta / std there (per channel). Hence
+one function of the pixels. The paper quotes its radii in the *normalised* space (the
+authors' MNIST and CIFAR-10 code): a perturbation delta of the pixels is delta / std there
+(per channel). Hence
 
     (1 / max std) ||delta||  <=  ||delta / std||  <=  (1 / min std) ||delta||
 
@@ -85,13 +86,15 @@ class Normalization:
         return r_normalised / hi if self.uniform else (r_normalised / hi, r_normalised / lo)
 
 
-# §3.1: Normalize(0.5, 0.5), the net sees [-1, 1]; normalised radii are 2x pixel radii
+# the authors' MNIST code: Normalize(0.5, 0.5), the net sees [-1, 1]; normalised radii are
+# 2x pixel radii
 MNIST_HALF = Normalization(mean=(0.5,), std=(0.5,), name="mnist-half")
-# §3.2: the authors' CIFAR-10 script (the std values common in CIFAR code, not the data's)
+# the authors' CIFAR-10 script (the std values common in CIFAR code, not the data's)
 CIFAR_AUTHORS = Normalization(
     mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010), name="cifar-authors"
 )
-# §3.3: huyvnphan/PyTorch_CIFAR10's normalisation, which its pretrained weights expect
+# huyvnphan/PyTorch_CIFAR10's normalisation, which its pretrained weights expect (the
+# authors' heads on pretrained features)
 CIFAR_PRETRAINED = Normalization(
     mean=(0.4914, 0.4822, 0.4465), std=(0.2471, 0.2435, 0.2616), name="cifar-pretrained"
 )

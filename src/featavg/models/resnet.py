@@ -5,17 +5,17 @@ fc``; each block ``conv1, bn1, conv2, bn2`` and ``downsample.0`` / ``downsample.
 state dict saved from torchvision's ``resnet18`` or from ``huyvnphan/PyTorch_CIFAR10``'s
 ``cifar10_models/resnet.py`` loads with ``load_state_dict(strict=True)``.
 
-Stems (SPEC §3), input (N, C, H, W) -> stem output (N, 64, H', W'):
+Stems (the paper's and the authors' recipes), input (N, C, H, W) -> stem output (N, 64, H', W'):
 
-- ``"mnist"``: 1-channel 7x7/2 conv (pad 3) + BN + ReLU + 3x3/2 max-pool: 28x28 -> 7x7 (§3.1);
-- ``"cifar"``: 3x3/1 conv (pad 1) + BN + ReLU, no max-pool: 32x32 -> 32x32 (§3.2 "standard");
+- ``"mnist"``: 1-channel 7x7/2 conv (pad 3) + BN + ReLU + 3x3/2 max-pool: 28x28 -> 7x7 (MNIST);
+- ``"cifar"``: 3x3/1 conv (pad 1) + BN + ReLU, no max-pool: 32x32 -> 32x32 (CIFAR-10 "standard");
 - ``"pretrained"``: 3x3/1 conv + BN + ReLU + 3x3/2 max-pool: 32x32 -> 16x16, the layout of
-  the public CIFAR-10 weights the authors used (§3.3);
-- ``"imagenet"``: 3-channel 7x7/2 conv + max-pool, torchvision's ``resnet18`` (§3.2 "authors").
+  the public CIFAR-10 weights the authors used (heads on pretrained features);
+- ``"imagenet"``: 3-channel 7x7/2 conv + max-pool, torchvision's ``resnet18`` (authors' CIFAR-10).
 
 Inputs are already normalised (:class:`featavg.models.image_classifier.ImageClassifier` does
 that). ``features`` is the 512-d global-average-pooled representation the paper's heatmaps
-use (class means mu_j of §3.3 are means of these).
+use (the class means mu_j of the Fig. 2c/d heatmaps are means of these).
 """
 
 from __future__ import annotations

@@ -304,7 +304,7 @@ def _add_gradients(cap: Capture, logits: torch.Tensor, tap: _Tap, kind: str) -> 
 def _count(
     cap: Capture, logits: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, n_groups: int
 ) -> None:
-    """Coarse accuracy (a fine model: the group of its argmax, SPEC §1 form 2) and fine."""
+    """Coarse accuracy (a fine model: the group of its argmax, the argmax form) and fine."""
     pred = logits.argmax(1)
     if cap.correct_fine is not None:
         cap.correct_fine += int((pred == y).sum())

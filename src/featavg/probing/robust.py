@@ -38,7 +38,7 @@ def robustness(
     progress: bool,
 ) -> list[dict[str, Any]]:
     """The model's coarse robust accuracy per radius (a fine model read out by group, its
-    attack loss the group cross-entropy of SPEC §1)."""
+    attack loss the group cross-entropy of the argmax read-out)."""
     from featavg.attacks.objectives import CrossEntropy, GroupCrossEntropy
     from featavg.attacks.robustness_curve import robustness_curve
 

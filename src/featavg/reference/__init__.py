@@ -2,8 +2,8 @@
 
 One data file holds, per figure of the paper (Fig. 2a/b, Fig. 3 left, the ablations, ...),
 the settings the figure was made with, the numbers it publishes and its qualitative claims,
-every entry with the source that states it (the paper's text, or the project specification's
-summary of the paper or of the authors' code, named as such). A value the paper gives only as
+every entry with the source that states it (the paper's text, or a summary of the paper or
+of the authors' code that we worked from, named as such). A value the paper gives only as
 a plot is not in the file: the entry says so in its ``statement``.
 
 :func:`load_references` reads and validates the file into :class:`PaperFigure` objects

@@ -87,9 +87,10 @@ class TrainJobConfig(BaseModel):
         return self.model_dump(mode="json", exclude={"data_dir"})
 
 
-# SPEC §3 recipes and CPU-sized presets, as overrides of TrainJobConfig
+# the paper's and the authors' recipes and CPU-sized presets, as overrides of TrainJobConfig
 PRESETS: dict[str, dict[str, Any]] = {
-    # §3.1: ResNet-18 (MNIST stem), SGD 0.01 momentum 0.9, batch 128, 10 epochs, no aug
+    # the authors' MNIST protocol: ResNet-18 (MNIST stem), SGD 0.01 momentum 0.9, batch 128,
+    # 10 epochs, no augmentation
     "mnist": {"dataset": "mnist", "model": "resnet18-mnist"},
     # the same recipe at CPU size: 6000 training images, 2 epochs (~1 min per model here)
     "mnist-quick": {
@@ -99,7 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "test_size": 2000,
         "sgd": {"epochs": 2},
     },
-    # §3.2 "standard": CIFAR stem, lr 0.1, wd 5e-4, cosine, crop+flip, 200 epochs
+    # CIFAR-10 "standard": CIFAR stem, lr 0.1, wd 5e-4, cosine, crop+flip, 200 epochs
     "cifar-standard": {
         "dataset": "cifar10",
         "model": "resnet18-cifar",
@@ -111,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "epochs": 200,
         },
     },
-    # §3.2 "authors": the archived script (ImageNet stem, lr 1e-3, wd 5e-4, 200 epochs)
+    # CIFAR-10 "authors": their archived script (ImageNet stem, lr 1e-3, wd 5e-4, 200 epochs)
     "cifar-authors": {
         "dataset": "cifar10",
         "model": "resnet18-imagenet",

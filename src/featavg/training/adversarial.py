@@ -1,4 +1,4 @@
-"""Adversarial training of two-layer ensembles (SPEC §3: L2 PGD training decouples features).
+"""Adversarial training of two-layer ensembles (the paper: L2 PGD training decouples features).
 
 At every GD step each member s replaces the training inputs by L2 PGD adversarial examples
 of its current weights at its own radius eps_s (Madry et al. 2018), then takes the usual

@@ -15,7 +15,7 @@ and resumed run bit-identical to an uninterrupted one on the CPU.
 Speed (the ``auto`` settings): channels_last everywhere (on the 2-core CPU it made a
 ResNet-18 training step 7-17% faster for every stem); on CUDA also bf16 autocast and
 optionally ``torch.compile``, and the uint8 training set lives on the GPU when it fits.
-bf16 and compile stay off on the CPU: they gave no gain there (SPEC §4).
+bf16 and compile stay off on the CPU: they gave no gain there.
 
 Divergence: after every epoch, before its checkpoint, a NaN/inf or far-too-large mean loss
 or a NaN/inf weight raises :class:`~featavg.faults.NumericalFault` naming the epoch and the

@@ -8,8 +8,8 @@ along
 
 which switches the own-class units off and the other-class units on at once; for the
 idealised net f_FA a perturbation of norm sqrt(d/k) along u flips a cluster center
-(SPEC §2). :func:`line_search_flip_radius` finds, per point, the smallest step along any
-given direction that flips the decision.
+(:mod:`featavg.theory`). :func:`line_search_flip_radius` finds, per point, the smallest
+step along any given direction that flips the decision.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exact L2 PGD for one two-layer net, run in the row space of the first layer (SPEC §5).
+"""Exact L2 PGD for one two-layer net, run in the row space of the first layer.
 
 For f(x) = A relu(W x + b) with W of shape (M, d), the output depends on x only through
 W x. Let Q (r x d, r = rank W <= M) be an orthonormal basis of the row space of W. Write a
