@@ -111,3 +111,26 @@ def test_verdict_and_shape_checks():
     assert verdict_of(-0.01, 0.2) == NO_DIFFERENCE
     with pytest.raises(ValueError, match="need two"):
         pooled_gap(np.zeros((2, 3, 4)), np.zeros((2, 3, 5)))
+
+
+@pytest.mark.parametrize(
+    ("grid", "quoted"),
+    [
+        (np.linspace(0, 2, 21), ["0.5", "1", "1.5", "2"]),  # the L2 grid
+        (np.linspace(0, 0.1, 21), ["0.025", "0.05", "0.075", "0.1"]),  # the L-inf grid
+        (np.array([0.0, 0.3]), ["0.3"]),  # one radius > 0: quoted once
+    ],
+)
+def test_the_terminal_quotes_the_verdict_at_fractions_of_any_grid(grid, quoted):
+    """Once the lines quoted only radii equal to 0.5, 1, 1.5, 2: an L-infinity run (grid up
+    to 0.1) printed a header and nothing under it."""
+    from featavg.experiments.image_seeds import verdict_lines
+
+    rows = [
+        {"radius": float(r), "difference": 0.01, "lo": -0.01, "hi": 0.03, "positive": 3,
+         "seeds": 5, "verdict": NO_DIFFERENCE}
+        for r in np.round(grid, 10)
+    ]  # fmt: skip
+    lines = verdict_lines({"more_robust": rows})
+    shown = [line.split()[1].rstrip(":") for line in lines if line.startswith("  radius ")]
+    assert shown == quoted

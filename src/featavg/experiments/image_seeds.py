@@ -34,8 +34,21 @@ from featavg.metrics.intervals import mean_interval
 from featavg.metrics.pooled import NO_DIFFERENCE, TENCLASS_MORE, pooled_gap
 from featavg.plots.image_robustness import gap_figure
 
-# the radii a terminal line and a statement quote the pooled verdict at (the grid's nearest)
-QUOTED = (0.5, 1.0, 1.5, 2.0)
+# where a terminal line and a statement quote the pooled verdict: these fractions of the
+# largest radius attacked, each at the grid's nearest radius (0.5, 1, 1.5, 2 on the L2 grid
+# up to 2; 0.025 ... 0.1 on the L-infinity grid up to 0.1)
+QUOTED = (0.25, 0.5, 0.75, 1.0)
+
+
+def quoted_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows (radius > 0) nearest to :data:`QUOTED` fractions of the largest radius, in
+    radius order, each once."""
+    attacked = [r for r in rows if r["radius"] > 0]
+    if not attacked:
+        return []
+    top = max(r["radius"] for r in attacked)
+    picked = {id(min(attacked, key=lambda r: abs(r["radius"] - q * top))): q for q in QUOTED}
+    return [r for r in attacked if id(r) in picked]
 
 
 def _correct(numbers: Sequence[Mapping[str, Any]], readout: str) -> np.ndarray:
@@ -86,15 +99,12 @@ def statement(rows: Sequence[Mapping[str, Any]], seeds: int) -> str:
     count = {v: sum(r["verdict"] == v for r in attacked) for v in {r["verdict"] for r in rows}}
     shown = ", ".join(f"{v} at {n}" for v, n in sorted(count.items()) if n)
     parts = [f"Pooled over {seeds} seed(s), of {len(attacked)} radii > 0: {shown}."]
-    quoted = []
-    for target in QUOTED:
-        row = min(attacked, key=lambda r: abs(r["radius"] - target))
-        if abs(row["radius"] - target) < 1e-9:
-            quoted.append(
-                f"at {row['radius']:g}: {100 * row['difference']:+.1f} points "
-                f"[{100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], positive in "
-                f"{row['positive']} of {row['seeds']} seed(s)"
-            )
+    quoted = [
+        f"at {row['radius']:g}: {100 * row['difference']:+.1f} points "
+        f"[{100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], positive in "
+        f"{row['positive']} of {row['seeds']} seed(s)"
+        for row in quoted_rows(attacked)
+    ]
     if quoted:
         parts.append("10-class minus binary " + "; ".join(quoted) + ".")
     if seeds == 1:
@@ -153,14 +163,12 @@ def verdict_lines(summary: Mapping[str, Any]) -> list[str]:
         return []
     seeds = rows[0].get("seeds", 1)
     lines = [f"verdict (10-class minus binary robust accuracy, {seeds} seed(s)):"]
-    for target in QUOTED:
-        row = min(rows, key=lambda r: abs(r["radius"] - target))
-        if abs(row["radius"] - target) < 1e-9:
-            lines.append(
-                f"  radius {row['radius']:g}: {100 * row['difference']:+5.1f} points, 95% "
-                f"[{100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], positive in "
-                f"{row['positive']} of {seeds}: {row['verdict']}"
-            )
+    for row in quoted_rows(rows):
+        lines.append(
+            f"  radius {row['radius']:g}: {100 * row['difference']:+5.1f} points, 95% "
+            f"[{100 * row['lo']:+.1f}, {100 * row['hi']:+.1f}], positive in "
+            f"{row['positive']} of {seeds}: {row['verdict']}"
+        )
     if seeds == 1:
         lines.append(f"  {training_caveat()}")
     elif all(r["verdict"] == NO_DIFFERENCE for r in rows if r["radius"] > 0):

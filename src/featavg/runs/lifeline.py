@@ -15,7 +15,7 @@ initializer (:func:`die_with_parent`):
 * a worker whose owner is already gone when it starts exits at once.
 
 A worker killed mid-write leaves at most a hidden staged directory, which the next write
-beside it removes (:func:`featavg.store.clean_leftovers`): never a partial run.
+beside it removes (:func:`featavg.runs.staging.clean_leftovers`): never a partial run.
 
 This module sits outside :mod:`featavg.sweep` on purpose: the pool's initializer is
 imported in the fresh worker before anything else, and importing the sweep package would

@@ -8,7 +8,7 @@ folder, not in it: a lock file outlives a killed holder, a staged directory does
 
 * the kernel drops it when its holder dies, even by SIGKILL, so a crashed run never blocks
   the next one (its lock file stays behind, unlocked; the next claim reuses it and
-  :func:`featavg.store.clean_leftovers` removes unlocked ones);
+  :func:`featavg.runs.staging.clean_leftovers` removes unlocked ones);
 * the holder deletes the lock file before it lets go, so the lock folder goes away. A
   waiter that then gets the lock of the deleted file sees that the path no longer names
   the file it locked and starts again, so two processes never hold one claim;
@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: claims are per process only
     fcntl = None  # type: ignore[assignment]
 
-STAGING = ".featavg-staging"  # featavg.store.STAGING (not imported: store imports us)
+STAGING = ".featavg-staging"  # = featavg.runs.staging.STAGING (not imported: staging imports us)
 LOCKS = ".featavg-locks"
 LOCK_SUFFIX = ".lock"
 

@@ -1,7 +1,7 @@
 """Output paths checked before anything is computed: where a run, a sweep or a page may go.
 
 A run directory is written by renaming a complete staged directory into place
-(:func:`featavg.store.staged_dir`), so what can go wrong is known before the run starts:
+(:func:`featavg.runs.staging.staged_dir`), so what can go wrong is known before the run starts:
 
 * the name: empty, ``.`` or ``..`` (a run directory needs a name of its own), or too long
   for the filesystem once the staging suffix is added (``ENAMETOOLONG`` after the compute);
@@ -12,8 +12,8 @@ A run directory is written by renaming a complete staged directory into place
   small probe write (full, read-only mount, over quota).
 
 :func:`target_problem` says, in a few words, why a path cannot take a run directory (None
-when it can); :func:`featavg.run_state.inspect_run` turns that into the ``unusable`` state,
-which :func:`~featavg.run_state.check_replaceable` refuses with one line before any compute.
+when it can); :func:`featavg.runs.state.inspect_run` turns that into the ``unusable`` state,
+which :func:`~featavg.runs.state.check_replaceable` refuses with one line before any compute.
 :func:`check_file_target` guards single files (``report.html``): an existing target must be
 a regular file, never a link or a device.
 """

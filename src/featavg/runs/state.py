@@ -18,7 +18,7 @@
   not, so a mistyped ``--out`` cannot delete a user's files. Hidden files (temporary files
   of an interrupted write) are ignored.
 * ``unusable``: no run may be written there (a symbolic link, a file or device, a bad name,
-  a read-only or full filesystem: :mod:`featavg.out_paths`): refused before any compute,
+  a read-only or full filesystem: :mod:`featavg.runs.paths`): refused before any compute,
   ``force`` or not.
 
 Nothing here follows a symbolic link or reads a FIFO or device: a tampered directory is
