@@ -4,6 +4,7 @@ computation on their per-point results, and a process pool computing the seeds a
 gives the same numbers as one process."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -106,6 +107,31 @@ def test_seeds_as_process_pool_cells_give_the_numbers_of_one_process(two_seeds, 
         device="cpu",
     )
     (cell,) = sweep.cells
+    for key in ("more_robust", "clean_acc_binary", "clean_acc_group_argmax", "curves"):
+        assert cell.summary[key] == pooled.summary[key], key
+
+
+@pytest.mark.slow
+def test_seeds_on_a_dask_cluster_are_computed_once_and_pooled_from_the_store(two_seeds, tmp_path):
+    """The seeds run as cluster tasks; the cell that pools them once ran on a worker whose
+    run store (its scratch directory) held none of them, so it trained and attacked every
+    seed again. Now it pools the store's seed runs, here."""
+    import distributed  # a declared test dependency: fail, never skip, if it is missing
+
+    _, pooled = two_seeds
+    overrides = {k: v for k, v in TINY.items() if k != "seeds"}
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        sweep = run_sweep(
+            EXP, {"grouping": ["parity"]}, seeds=2, overrides=overrides, root=tmp_path,
+            executor="dask", scheduler=cluster.scheduler_address, progress=False,
+        )  # fmt: skip
+    (cell,) = sweep.cells
+    store = tmp_path.resolve()
+    used = [pathlib.Path(d).resolve() for d in cell.summary["seed_runs"]]
+    assert len(used) == 2 and all(d.parent == store for d in used), used
     for key in ("more_robust", "clean_acc_binary", "clean_acc_group_argmax", "curves"):
         assert cell.summary[key] == pooled.summary[key], key
 

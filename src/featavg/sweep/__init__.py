@@ -186,10 +186,17 @@ def run_sweep(
         bar.update(1)
 
     try:
+        pooling: list[list[SweepCell]] = []
         if pending and not isinstance(executor, LocalExecutor):
-            _seed_runs_first(experiment, [c for g in pending for c in g], executor, device)
+            pooled = _seed_runs_first(experiment, [c for g in pending for c in g], executor, device)
+            # a cell that pools seed runs only reads them, and they are in this store, which
+            # a Dask worker's scratch directory is not: pooled here (cheap) instead of there
+            pooling = [g for g in pending if all(id(c) in pooled for c in g)]
+            pending = [g for g in pending if not all(id(c) in pooled for c in g)]
         if pending:  # all cached: no pool to start, no cluster to reach
             executor.run(experiment, pending, device, done)
+        if pooling:
+            LocalExecutor(progress=False).run(experiment, pooling, device, done)
     finally:
         bar.close()
     return write_results(
@@ -199,23 +206,26 @@ def run_sweep(
 
 def _seed_runs_first(
     experiment: str, cells: list[SweepCell], executor: Executor, device: str
-) -> None:
+) -> set[int]:
     """For an experiment whose seeds are separate runs (``Experiment.pool``, the real-data
     ones): the single-seed runs of every pending cell, as cells of their own, so that a
     process pool or a cluster computes them side by side; each cell then pools its seeds'
-    runs, served from the run store (the numbers one process gives)."""
+    runs, served from the run store (the numbers one process gives). Returns the ``id`` of
+    every cell that pools seeds."""
     from featavg.experiments.registry import get_experiment
     from featavg.experiments.runner import seed_config
 
     exp = get_experiment(experiment)
     if exp.pool is None:
-        return
+        return set()
     wanted: dict[str, SweepCell] = {}
+    pooled: set[int] = set()
     for cell in cells:
         cfg = build_config(exp.config_cls, cell.config)
         first, count = int(cell.config.get("seed", 0)), int(cell.config.get("seeds", 1))
         if count < 2:
             continue
+        pooled.add(id(cell))
         for seed in range(first, first + count):
             one = seed_config(exp, cfg, seed).model_dump(mode="json")
             where = runs.run_dir(experiment, one, sharing.models_store(cell.directory))
@@ -227,6 +237,7 @@ def _seed_runs_first(
     ]
     if todo:  # a seed that fails is retried, and reported, by the cell that pools it
         executor.run(experiment, todo, device, lambda cell, summary: None)
+    return pooled
 
 
 def _check_groups(
