@@ -69,19 +69,3 @@ def open_regular(path: Path) -> BinaryIO:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-
-
-def read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """The whole regular file ``path``, refused when it is larger than ``limit`` bytes or
-    than the free memory (checked before reading)."""
-    size = file_size(path)
-    if size > limit:
-        raise ConfigError(
-            f"{path}: {size_text(size)}, more than the {size_text(limit)} {what} can be"
-        )
-    check_fits(path, size, what)
-    with open_regular(path) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew since the stat
-        raise ConfigError(f"{path}: more than the {size_text(limit)} {what} can be")
-    return data
