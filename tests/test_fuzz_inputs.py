@@ -803,7 +803,7 @@ def test_config_paths_that_are_fifos_devices_or_worse(odd_paths: dict[str, str])
         ("a: !!python/object/apply:os.system ['true']\n", "could not determine a constructor"),
         ("seeds: 1\nseeds: 2\n", "line 2: key 'seeds' given twice"),
         ("data:\n  d: 5\n  d: 6\n", "key 'd' given twice"),
-        (BILLION_LAUGHS, "alias bomb"),
+        (BILLION_LAUGHS, "more than 10000 values in all"),
         ("a: &x [*x]\n", "nested deeper"),
         ("a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n", "more than 100 YAML aliases"),
         ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested deeper"),

@@ -39,6 +39,7 @@ def test_headline_counts_planted_summaries_by_hand(expecting, tmp_path):  # noqa
 
 def test_commands_are_this_environments(tmp_path, monkeypatch):
     bindir = Path(sys.executable).parent
+    monkeypatch.chdir(tmp_path)  # outside the environment's directory: absolute paths
     call, put = featavg_commands()
     if (bindir / "featavg").is_file():
         assert Path(shlex.split(call)[0]).resolve() == (bindir / "featavg").resolve()
