@@ -20,8 +20,9 @@ Three surfaces, N seeded cases each (default 40, 120 in all):
   computing what a reference built by hand from the same dict computes.
 * ``user-model``: a user module written from random parts (layers, parameter dtypes, what
   forward returns, exceptions and ``sys.exit`` at import or in the factory) through
-  ``import_factory`` and ``check_model_fits``. Correct: a one-line ConfigError, or a model
-  whose output an independent check confirms the probe can use.
+  ``import_factory`` and ``check_model_fits``. Correct: a one-line ConfigError (a one-line
+  NumericalFault for NaN/inf logits), or a model whose output an independent check
+  confirms the probe can use.
 
 Prints the table (cases, refused, discarded, accepted correct, accepted forgeries,
 tracebacks, wrong results, hangs) and the first failures; exit status 1 on any failure.
@@ -507,13 +508,14 @@ def user_model_case(workdir: Path, rng: random.Random, index: int) -> Case:
 
 
 def user_model_verdict(module: Path) -> str:
+    from featavg.faults import NumericalFault
     from featavg.probing.loading import check_model_fits, import_factory
 
     x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
     try:
         model = import_factory(f"{module}:make")
         check_model_fits(model, x, 10, 2)
-    except ConfigError as err:
+    except (ConfigError, NumericalFault) as err:  # NaN/inf logits: a numerical fault
         return one_line(err)
     # accepted: an independent look at what the probe will get
     xf = (x.float() / 255).requires_grad_(True)

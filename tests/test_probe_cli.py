@@ -288,13 +288,6 @@ USER_MODELS = {
         "def make():\n    return nn.Sequential(nn.Flatten(), nn.Embedding(10, 2))\n",
         "forward pass raised",
     ),
-    "NaN logits": (
-        "class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-        "        self.fc = nn.Linear(784, 2)\n"
-        "    def forward(self, x):\n        return self.fc(x.flatten(1)) * float('nan')\n"
-        "def make():\n    return M()\n",
-        "non-finite logits",
-    ),
     "three logits for two groups and ten classes": (
         "def make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n",
         "returns 3 logits",

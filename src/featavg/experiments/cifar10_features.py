@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from featavg.experiments.costs import image_run_estimate
+from featavg.experiments.costs import features_run_estimate
 from featavg.experiments.feature_heads import (
     PAPER_RADII,
     PAPER_TRAIN,
@@ -187,7 +187,7 @@ EXPERIMENT = Experiment(
     config_cls=Cifar10FeaturesConfig,
     run=run,
     pool=pool,
-    cost=image_run_estimate,
+    cost=features_run_estimate,
     claim=CLAIM,
     figures={
         "heatmap": "Mean cos(w_r, μ_j) over the units r of each unit group (rows: R_s of the "

@@ -10,7 +10,8 @@ the pieces they share are here:
   directions S x n x d, PGD states S x radii x points x units;
 * real-data runs (:func:`image_run_estimate`): the models trained together
   (:func:`featavg.trained_models.cost.training_estimate`), then the attacks of every
-  read-out: minimum-norm steps and PGD steps per point and radius.
+  read-out: minimum-norm steps and PGD steps per point and radius; heads on frozen
+  features (:func:`features_run_estimate`) add the features and the heads' training.
 
 The estimates count what dominates, not every temporary: treat them as good to a factor
 of ~2 (:mod:`featavg.runs.guards` refuses what cannot fit).
@@ -18,6 +19,7 @@ of ~2 (:mod:`featavg.runs.guards` refuses what cannot fit).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,12 @@ from featavg.trained_models.cost import DATASET_SIZES, IMAGE_MODELS, training_es
 _RECORD_TENSORS, _TENSOR_OVERHEAD = 16, 400
 # the read-outs every real-data run attacks (binary, group of argmax, sum, 10-way)
 READOUTS = 4
+# the block heads on frozen features: the backbone's feature width and the heads' outputs
+# (binary and 10-class)
+FEATURE_DIM, HEAD_OUTPUTS = 512, 2 + 10
+# one optimiser step of a small head costs at least ~0.1 ms (Python, kernel launches)
+# whatever its flops: a billion epochs of a tiny head take weeks, not the flops' seconds
+STEP_FLOOR_FLOPS = 2e6
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,38 @@ def image_run_estimate(cfg: Any) -> ResourceEstimate:
     memory = max(est.memory, chunk * acts * F32 + RUN_OVERHEAD)
     what = est.what if memory == est.memory else "attack activations of a chunk"
     return ResourceEstimate(memory, est.host, float(flops), what)
+
+
+def features_run_estimate(cfg: Any) -> ResourceEstimate:
+    """Heads on frozen features (``cifar10-features``): :func:`image_run_estimate` (the
+    backbone trained when no file is given, the attacks) plus, once per seed, the features
+    of every training and test image (``head.feature_batch_size`` images per backbone pass)
+    and the binary and 10-class block heads (``head.width`` units per output) trained
+    ``head.sgd.epochs`` epochs on them: weights, gradients and momentum, the features, a
+    batch of hidden units, and every step at least :data:`STEP_FLOOR_FLOPS`."""
+    est = image_run_estimate(cfg)
+    train, head = cfg.train, cfg.head
+    n_train, n_test, _ = DATASET_SIZES.get(train.dataset, (60_000, 10_000, 3072))
+    n_train = min(train.train_size or n_train, n_train)
+    n_test = min(train.test_size or n_test, n_test)
+    _, acts, fwd = IMAGE_MODELS.get(cfg.backbone_arch, IMAGE_MODELS["resnet18-cifar"])
+    units = head.width * HEAD_OUTPUTS
+    batch = min(head.sgd.batch_size, n_train)
+    terms = {
+        "the frozen features": (n_train + n_test) * FEATURE_DIM * F32,
+        "the heads' weights, gradients and momentum": 4 * units * FEATURE_DIM * F32,
+        "the heads' hidden units of a batch": 4 * max(batch, n_test) * units * F32,
+        "backbone activations of a feature batch": min(head.feature_batch_size, n_train)
+        * acts
+        * F32,
+    }
+    steps = head.sgd.epochs * math.ceil(n_train / batch)
+    step = max(6 * batch * FEATURE_DIM * units, STEP_FLOOR_FLOPS)
+    per_seed = fwd * (n_train + n_test) + steps * step
+    flops = est.flops + per_seed * int(getattr(cfg, "seeds", 1))
+    heads = float(sum(terms.values())) + RUN_OVERHEAD  # after the backbone's training
+    what = est.what if heads <= est.memory else max(terms, key=lambda k: terms[k])
+    return ResourceEstimate(max(est.memory, heads), est.host, float(flops), what)
 
 
 def pair_jobs(cfg: Any) -> list[Job]:

@@ -268,10 +268,14 @@ def seed_runs(exp: Experiment[Any], cfg: BaseModel, ctx: RunContext) -> list[See
     """Each seed of ``cfg`` as its own cached run in the run store (served when finished:
     more seeds reuse the runs of fewer), in seed order."""
     first, count = int(getattr(cfg, "seed", 0)), int(getattr(cfg, "seeds", 1))
+    try:  # every seed's config checked before the first one trains
+        configs = [seed_config(exp, cfg, seed) for seed in range(first, first + count)]
+    except ConfigError as err:
+        raise ConfigError(f"seeds: seed {first} + seeds {count} - 1: {err}") from None
     out = []
     bar = progress_bar(total=count, desc="seeds", enabled=ctx.progress)
-    for seed in range(first, first + count):
-        result = run_experiment(exp.name, seed_config(exp, cfg, seed), ctx=ctx)
+    for one in configs:
+        result = run_experiment(exp.name, one, ctx=ctx)
         out.append((result.directory, result.summary))
         bar.update(1)
     bar.close()

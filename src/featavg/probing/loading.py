@@ -21,8 +21,9 @@ Every checkpoint is read with ``torch.load(weights_only=True)``
 execution is refused with a one-line ConfigError that names the conversion.
 
 :func:`check_model_fits` runs a model once on a few inputs before the probe's passes and
-checks that it returns what the probe needs: finite floating logits (N, O), differentiable
-with respect to the input.
+checks that it returns what the probe needs: floating logits (N, O), differentiable with
+respect to the input; logits that are NaN or inf there are a numerical fault (exit code 3),
+as they are on any later batch.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from torch import nn
 from featavg.attacks.incremental import eval_mode
 from featavg.config import ConfigError
 from featavg.data.images import ImageDataset
-from featavg.faults import one_line
+from featavg.faults import NumericalFault, one_line
 from featavg.models.backbone_file import file_sha256, state_tensors
 
 
@@ -254,7 +255,9 @@ def check_model_fits(
     what the probe needs: one tensor (N, O) of finite floating logits, O = ``num_classes``
     (fine), ``num_groups`` (coarse) or 1 (a margin, two groups), that depends on the input
     through autograd. ConfigError (one line, exit code 2): what the model did and what the
-    probe expects. Cheap: called before the probe's passes over the data."""
+    probe expects; non-finite logits (NaN or inf weights, an overflow) are a
+    :class:`~featavg.faults.NumericalFault` (exit code 3), as on the probe's later batches.
+    Cheap: called before the probe's passes over the data."""
     _check_materialised(model, "model: has")
     if x_example.shape[0] == 0:  # no points: the probe itself refuses empty data
         return
@@ -294,4 +297,7 @@ def check_model_fits(
             "to the layer and the input"
         )
     if not bool(torch.isfinite(out.detach()).all()):
-        raise ConfigError("model: returns non-finite logits (NaN/inf) on inputs in [0, 1]")
+        raise NumericalFault(
+            "model: returns non-finite logits (NaN/inf) on inputs in [0, 1] (NaN or inf "
+            "weights, or an overflow): a numerical fault, nothing measured"
+        )
