@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from featavg.attacks.incremental import CurveResult
+from featavg.attacks.core import AttackSettings, CurveResult
 from featavg.attacks.objectives import CrossEntropy, GroupCrossEntropy, Objective
 from featavg.attacks.robustness_curve import METHODS, robustness_curve
 from featavg.data.groupings import Grouping, get_grouping
@@ -122,16 +122,18 @@ def measure(
             xn,
             y.to(device),
             RADII,
-            method=method,  # type: ignore[arg-type]
-            norm="l2",
-            objective=objective,
-            steps=7,
-            rel_step=0.25,
-            random_start="sphere",
-            min_norm_steps=fmn_steps or None,
-            seed=0,
-            batch_size=batch_size,
-            progress=progress,
+            method=method,
+            settings=AttackSettings(
+                norm="l2",
+                objective=objective,
+                steps=7,
+                rel_step=0.25,
+                random_start="sphere",
+                min_norm_steps=fmn_steps or None,
+                seed=0,
+                batch_size=batch_size,
+                progress=progress,
+            ),
         )
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -56,6 +56,7 @@ pytest.importorskip(
 
 from pyautoattack import AutoAttack  # noqa: E402
 
+from featavg.attacks.core import AttackSettings  # noqa: E402
 from featavg.attacks.robustness_curve import robustness_curve  # noqa: E402
 from featavg.seeding import generator  # noqa: E402
 from featavg.trained_models import TrainedModel, job_config, train_models  # noqa: E402
@@ -121,7 +122,10 @@ def our_curves(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict
     descent of fmn+descend steps through these radii only."""
     curves = {}
     for name, kwargs in (("strong", STRONG), ("paper", PAPER)):
-        curve = robustness_curve(model, x, y, (0.0, *RADII), box=(0.0, 1.0), **kwargs)
+        kwargs = dict(kwargs)
+        method = kwargs.pop("method")
+        settings = AttackSettings(box=(0.0, 1.0), **kwargs)
+        curve = robustness_curve(model, x, y, (0.0, *RADII), method=method, settings=settings)
         curves[name] = curve.robust_accuracy[1:].tolist()  # radius 0: clean accuracy
     return curves
 

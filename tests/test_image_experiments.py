@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from featavg.attacks.incremental import CurveResult
+from featavg.attacks.core import CurveResult
 from featavg.config import ConfigError, build_config
 from featavg.data.images import load_dataset
 from featavg.experiments.image_attack import (

@@ -15,12 +15,9 @@ import torch
 from torch import nn
 
 from featavg.attacks import CrossEntropy, GroupCrossEntropy, pgd
-from featavg.attacks.incremental import (
-    CurveResult,
-    descend_pgd,
-    incremental_pgd,
-    pgd_until_fooled,
-)
+from featavg.attacks.core import AttackSettings, CurveResult, Rows
+from featavg.attacks.descend import descend_pgd, pgd_until_fooled
+from featavg.attacks.incremental import incremental_pgd
 from featavg.attacks.robustness_curve import METHODS, robustness_curve
 from featavg.config import ConfigError
 
@@ -81,8 +78,8 @@ def test_incremental_is_the_monotone_closure_of_pgd(mlp, points, norm, group, re
     objective, y = task(group, c)
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, objective=objective, restarts=restarts, seed=3, **setting(norm))
-    grid = pgd(mlp, x, y, radii, **kw)
-    curve = incremental_pgd(mlp, x, y, radii, **kw)
+    grid = pgd(mlp, x, y, radii, settings=AttackSettings(**kw))
+    curve = incremental_pgd(mlp, x, y, radii, settings=AttackSettings(**kw))
     fooled = torch.isfinite(curve.flip_radius)
     assert 0 < fooled.float().mean() < 1  # the grid spans the interesting range
     assert torch.equal(curve.flip_radius, grid.flip_radius.cpu())
@@ -105,8 +102,8 @@ def test_incremental_closes_a_non_monotone_pgd_curve(steps):
     x = torch.randn(100, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = Rings()(x).argmax(1)
     radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
-    grid = pgd(Rings(), x, y, radii, steps=steps)
-    curve = incremental_pgd(Rings(), x, y, radii, steps=steps)
+    grid = pgd(Rings(), x, y, radii, settings=AttackSettings(steps=steps))
+    curve = incremental_pgd(Rings(), x, y, radii, settings=AttackSettings(steps=steps))
     closure = grid.correct.cummin(0).values
     assert (closure != grid.correct).sum() >= 10
     assert torch.equal(curve.per_point_correct, closure)
@@ -120,8 +117,12 @@ def test_gradient_evaluations_follow_their_formulas(mlp, points):
     standing at each radius > 0 (a point fooled at r was attacked at r, not after)."""
     x, c = points
     steps = 5
-    per_radius = robustness_curve(mlp, x, c, L2_RADII, method="per-radius", steps=steps)
-    incremental = robustness_curve(mlp, x, c, L2_RADII, method="incremental", steps=steps)
+    per_radius = robustness_curve(
+        mlp, x, c, L2_RADII, settings=AttackSettings(steps=steps), method="per-radius"
+    )
+    incremental = robustness_curve(
+        mlp, x, c, L2_RADII, settings=AttackSettings(steps=steps), method="incremental"
+    )
     clean_correct = per_radius.per_point_correct[0]
     assert per_radius.gradient_evaluations == len(L2_RADII) * int(clean_correct.sum()) * steps
     standing = sum(int((incremental.flip_radius >= r).sum()) for r in L2_RADII if r > 0)
@@ -137,7 +138,12 @@ def test_every_method_gives_a_consistent_curve(mlp, points, method, norm):
     x, c = points
     radii = L2_RADII if norm == "l2" else LINF_RADII
     curve = robustness_curve(
-        mlp, x, c, radii, method=method, norm=norm, min_norm_steps=30, **setting(norm)
+        mlp,
+        x,
+        c,
+        radii,
+        settings=AttackSettings(norm=norm, min_norm_steps=30, **setting(norm)),
+        method=method,
     )
     assert isinstance(curve, CurveResult)
     assert curve.method == method and curve.norm == norm
@@ -164,7 +170,10 @@ def test_fmn_plus_pgd_is_at_least_as_strong_as_both(mlp, points, norm):
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, min_norm_steps=30, seed=1, **setting(norm))
     methods = ("incremental", "fmn", "fmn+pgd")
-    alone = {m: robustness_curve(mlp, x, c, radii, method=m, **kw) for m in methods}
+    alone = {
+        m: robustness_curve(mlp, x, c, radii, settings=AttackSettings(**kw), method=m)
+        for m in methods
+    }
     both = alone["fmn+pgd"]
     assert torch.all(both.flip_radius <= alone["fmn"].flip_radius)
     assert torch.all(both.flip_radius <= alone["incremental"].flip_radius)
@@ -178,7 +187,9 @@ def test_fmn_plus_pgd_is_at_least_as_strong_as_both(mlp, points, norm):
 def test_grid_order_and_chunks_do_not_matter(mlp, points):
     x, c = points
     reference = robustness_curve(mlp, x, c, L2_RADII, method="incremental")
-    shuffled = robustness_curve(mlp, x, c, L2_RADII[::-1], method="incremental", batch_size=7)
+    shuffled = robustness_curve(
+        mlp, x, c, L2_RADII[::-1], settings=AttackSettings(batch_size=7), method="incremental"
+    )
     assert torch.equal(shuffled.eps, reference.eps)
     assert torch.equal(shuffled.flip_radius, reference.flip_radius)
     assert shuffled.gradient_evaluations == reference.gradient_evaluations
@@ -204,10 +215,14 @@ def test_box_and_image_shaped_inputs():
     x = torch.rand(30, 1, 6, 6, dtype=torch.float64)
     y = cnn(x).argmax(1)
     radii = [0.0, 0.05, 0.1, 0.2, 0.4, 0.8]
-    grid = pgd(cnn, x, y, radii, box=(0.0, 1.0))
-    curve = robustness_curve(cnn, x, y, radii, method="incremental", box=(0.0, 1.0))
+    grid = pgd(cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)))
+    curve = robustness_curve(
+        cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)), method="incremental"
+    )
     assert torch.equal(curve.per_point_correct, grid.correct.cummin(0).values)
-    fmn_curve = robustness_curve(cnn, x, y, radii, method="fmn", box=(0.0, 1.0))
+    fmn_curve = robustness_curve(
+        cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)), method="fmn"
+    )
     assert fmn_curve.robust_accuracy[0] == 1.0 and fmn_curve.robust_accuracy[-1] < 1.0
 
 
@@ -224,7 +239,14 @@ def test_model_modes_parameters_and_grads_are_left_alone(points):
     net[3].eval()
     state = {k: v.clone() for k, v in net.state_dict().items()}
     for method in METHODS:
-        robustness_curve(net, x, c, L2_RADII[:4], method=method, min_norm_steps=5, steps=2)
+        robustness_curve(
+            net,
+            x,
+            c,
+            L2_RADII[:4],
+            settings=AttackSettings(min_norm_steps=5, steps=2),
+            method=method,
+        )
     assert [m.training for m in net] == [True, True, True, False, True] and net.training
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
@@ -235,9 +257,9 @@ def test_bad_arguments_are_config_errors(mlp, points):
     with pytest.raises(ConfigError, match="method"):
         robustness_curve(mlp, x, c, L2_RADII, method="autoattack")
     with pytest.raises(ConfigError, match="norm"):
-        robustness_curve(mlp, x, c, L2_RADII, norm="l1")
+        robustness_curve(mlp, x, c, L2_RADII, settings=AttackSettings(norm="l1"))
     with pytest.raises(ConfigError, match="norm: method ddn"):
-        robustness_curve(mlp, x, c, L2_RADII, method="ddn", norm="linf")
+        robustness_curve(mlp, x, c, L2_RADII, settings=AttackSettings(norm="linf"), method="ddn")
     with pytest.raises(ConfigError, match="eps"):
         robustness_curve(mlp, x, c, [0.1, -1.0])
     with pytest.raises(ConfigError, match="eps"):
@@ -291,7 +313,7 @@ def test_descend_pgd_cost_and_early_exit():
     net, x, y, dist = linear_binary(seed=1, n=60)
     radii = [0.0, 0.5, 1.0]
     far = torch.full((60,), math.inf, dtype=torch.float64)
-    curve = descend_pgd(net, x, y, radii, far, steps=7)
+    curve = descend_pgd(net, x, y, radii, far, settings=AttackSettings(steps=7))
     runs = 60 + int((curve.flip_radius <= 0.5).sum())  # one failed run each, plus descents
     assert 0 < curve.gradient_evaluations <= 7 * runs
     # every point known fooled at 0.5 already: no grid radius > 0 below it, no attack
@@ -305,7 +327,8 @@ def test_pgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
     x, c = points
     eps = torch.full((x.shape[0],), 0.6 if norm == "l2" else 0.15, dtype=torch.float64)
     start = 0.0 * x
-    fooled, delta = pgd_until_fooled(mlp, x, c, eps, eps / 4, start, norm, 7, None, CrossEntropy())
+    settings = AttackSettings(norm=norm, steps=7, objective=CrossEntropy())
+    fooled, delta = pgd_until_fooled(mlp, Rows(x, c, eps, eps / 4), start, settings)
     assert 0 < fooled.float().mean() < 1
     size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
     assert torch.all(size <= eps * (1 + 1e-9))
@@ -320,8 +343,10 @@ def test_descend_methods_only_lower_the_min_norm_curve(mlp, points, method, norm
     x, c = points
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, min_norm_steps=10, seed=1)
-    alone = robustness_curve(mlp, x, c, radii, method=method.split("+")[0], **kw)
-    both = robustness_curve(mlp, x, c, radii, method=method, **kw)
+    alone = robustness_curve(
+        mlp, x, c, radii, settings=AttackSettings(**kw), method=method.split("+")[0]
+    )
+    both = robustness_curve(mlp, x, c, radii, settings=AttackSettings(**kw), method=method)
     assert torch.all(both.flip_radius <= alone.flip_radius)
     assert (both.flip_radius < alone.flip_radius).any()  # 10 FMN steps leave room
     grid = torch.tensor(radii, dtype=torch.float64)
@@ -334,9 +359,13 @@ def test_descend_restarts_only_add_flips(mlp, points):
     """Random restarts after the warm start: never a higher flip radius than one start (same
     warm-start runs first), and a restart is paid only by the points it attacks."""
     x, c = points
-    kw = dict(method="fmn+descend", min_norm_steps=10, seed=2)
-    one = robustness_curve(mlp, x, c, L2_RADII, restarts=1, **kw)
-    three = robustness_curve(mlp, x, c, L2_RADII, restarts=3, **kw)
+    kw = dict(min_norm_steps=10, seed=2)
+    one = robustness_curve(
+        mlp, x, c, L2_RADII, method="fmn+descend", settings=AttackSettings(restarts=1, **kw)
+    )
+    three = robustness_curve(
+        mlp, x, c, L2_RADII, method="fmn+descend", settings=AttackSettings(restarts=3, **kw)
+    )
     assert torch.all(three.flip_radius <= one.flip_radius)
     assert one.gradient_evaluations < three.gradient_evaluations
     assert three.gradient_evaluations <= 3 * one.gradient_evaluations

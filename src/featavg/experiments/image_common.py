@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featavg import store
-from featavg.attacks.pgd import RANDOM_STARTS
+from featavg.attacks.core import RANDOM_STARTS
 from featavg.attacks.robustness_curve import METHODS
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import DATASETS
