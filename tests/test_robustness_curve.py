@@ -369,3 +369,122 @@ def test_descend_restarts_only_add_flips(mlp, points):
     assert torch.all(three.flip_radius <= one.flip_radius)
     assert one.gradient_evaluations < three.gradient_evaluations
     assert three.gradient_evaluations <= 3 * one.gradient_evaluations
+
+
+@pytest.mark.parametrize(
+    ("field", "settings"),
+    [
+        ("rel_step", dict(rel_step=1e39)),
+        ("rel_step", dict(rel_step=math.inf)),
+        ("step_size", dict(step_size=1e39)),
+        ("box", dict(box=(-1e39, 1e39))),
+    ],
+)
+def test_settings_beyond_float32_are_refused(field, settings):
+    """rel_step 1e39 used to become inf in float32, its steps NaN, and every point counted
+    fooled at every radius, clean accuracy included, without an error."""
+    with pytest.raises(ConfigError, match=f"^{field}:") as err:
+        AttackSettings(**settings)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_radii_and_steps_that_overflow_the_inputs_dtype_are_refused(points, method):
+    x, c = points
+    x32 = x.float()
+    net = nn.Sequential(nn.Linear(D, 8), nn.ReLU(), nn.Linear(8, K))
+    with pytest.raises(ConfigError, match="^eps:"):
+        robustness_curve(net, x32, c, [0.0, 1e39], method=method)
+    # each fits float32, their product (the PGD step rel_step * eps) does not
+    settings = AttackSettings(rel_step=1e30, min_norm_steps=2)
+    if method in ("fmn", "ddn"):  # no PGD stage: nothing overflows
+        robustness_curve(net, x32, c, [0.0, 1e10], method=method, settings=settings)
+    else:
+        with pytest.raises(ConfigError, match="^rel_step:"):
+            robustness_curve(net, x32, c, [0.0, 1e10], method=method, settings=settings)
+
+
+class SignedSqrt(nn.Module):
+    """Logits W (sign(x) sqrt(|x|)) + b (a power normalisation of the input): finite
+    everywhere, but the input gradient is NaN at every input with an exactly-zero entry
+    (sqrt'(0) = inf times |.|'(0) = 0), e.g. the black background pixels of an image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.linear = nn.Linear(D, K).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.sign(x) * torch.sqrt(x.abs()))
+
+
+def zero_entries(x: torch.Tensor) -> torch.Tensor:
+    """x with its first 4 coordinates set to exactly 0 (a black corner)."""
+    x = x.clone()
+    x[:, :4] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_radius_zero_is_the_clean_accuracy_even_with_nan_gradients(points, method):
+    """PGD (which still takes its steps at eps 0) and FMN / DDN (whose first step is taken
+    at x) used to step along the NaN gradient at x and report robust accuracy 0 at eps 0;
+    now eps 0 is the clean prediction by construction, whatever the attack did there."""
+    x, _ = points
+    x, net = zero_entries(x), SignedSqrt()
+    with torch.no_grad():
+        c = net(x).argmax(1)
+    c[:5] = (c[:5] + 1) % K  # a few clean mistakes
+    x_probe = x[:4].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(x_probe).sum(), x_probe)
+    assert torch.isnan(grad).any(1).all()  # the premise: NaN entries in every gradient
+    settings = AttackSettings(min_norm_steps=5, steps=3)
+    curve = robustness_curve(net, x, c, L2_RADII[:4], method=method, settings=settings)
+    with torch.no_grad():
+        clean = (net(x).argmax(1) == c).to(torch.float64).mean()
+    assert 0.5 < clean < 1 and curve.robust_accuracy[0] == clean
+    with torch.no_grad():
+        assert torch.equal(curve.per_point_correct[0], net(x).argmax(1) == c)
+
+
+def test_pgd_never_steps_along_a_non_finite_gradient(points):
+    x, _ = points
+    x, net = zero_entries(x), SignedSqrt()
+    with torch.no_grad():
+        c = net(x).argmax(1)
+    result = pgd(net, x, c, [0.0, 0.3], AttackSettings(steps=3))
+    assert torch.isfinite(result.x_adv).all()
+    with torch.no_grad():
+        verdict = net(result.x_adv.flatten(0, 1)).argmax(1) == c.repeat(2)
+    assert torch.equal(verdict.view(2, -1), result.correct)
+    assert torch.equal(result.correct[0], torch.ones_like(c, dtype=torch.bool))
+
+
+class BatchDependent(nn.Module):
+    """A linear model whose logits flip sign in batches larger than 80 rows: its verdict at
+    x itself depends on what it is batched with, as no attack should assume it does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.linear = nn.Linear(D, K).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        return -out if x.shape[0] > 80 else out
+
+
+def test_radius_zero_is_the_clean_pass_by_construction(points):
+    """Per-radius PGD evaluates eps 0 in one (R*B)-row batch with the other radii; its verdict
+    there is not the clean pass's, but the curve at eps 0 is the clean correctness."""
+    x, _ = points
+    net = BatchDependent()
+    with torch.no_grad():
+        c = net(x).argmax(1)  # 80 rows: every point correct clean
+    grid = pgd(net, x, c, L2_RADII[:3], AttackSettings(steps=0))
+    assert not grid.correct[0].any()  # the premise: the batched verdict at eps 0 differs
+    curve = robustness_curve(
+        net, x, c, L2_RADII[:3], method="per-radius", settings=AttackSettings(steps=0)
+    )
+    assert curve.robust_accuracy[0] == 1.0 and curve.per_point_correct[0].all()
+    assert torch.all(curve.flip_radius > 0)

@@ -34,6 +34,22 @@ RandomStart = Literal["sphere", "ball", "box", "none"]
 NORMS = ("l2", "linf")
 RANDOM_STARTS = ("sphere", "ball", "box", "none")
 Forward = Callable[[torch.Tensor], torch.Tensor]  # flat inputs (n, D) -> model outputs
+# attacks usually run in float32: a setting beyond its range turns into inf, and an inf step
+# into NaN perturbations that count as fooling every point (the clean ones included)
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _check_float(name: str, value: float, minimum: float | None = None) -> None:
+    """Refuse a float setting that is not finite, beyond float32's range or below
+    ``minimum``, with a one-line ConfigError naming it."""
+    v = float(value)
+    if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+        raise ConfigError(
+            f"{name}: must be finite and within float32's range (|x| <= {FLOAT32_MAX:.3g}), "
+            f"got {value!r}"
+        )
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{name}: must be >= {minimum:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -46,8 +62,8 @@ class AttackSettings:
     Attributes:
         norm: "l2" or "linf". (Default: "l2")
         steps: PGD gradient steps. (Default: 7)
-        rel_step: PGD step alpha = rel_step * eps per radius. (Default: 0.25, eps/4)
-        step_size: an absolute step alpha for every radius; overrides ``rel_step``.
+        rel_step: PGD step alpha = rel_step * eps per radius, >= 0. (Default: 0.25, eps/4)
+        step_size: an absolute step alpha >= 0 for every radius; overrides ``rel_step``.
             (Default: None)
         restarts: PGD runs per point and radius; a point is robust only if it resists
             every one. (Default: 1)
@@ -55,6 +71,9 @@ class AttackSettings:
             "box" (uniform in [-eps, eps]^D, for L-inf) or "none". (Default: "sphere")
         box: None (no clamping) or (lo, hi): x + delta is clamped into it; x must lie in
             it. (Default: None)
+
+    Float settings (rel_step, step_size, box) must be finite and within float32's range
+    (a ConfigError names the one that is not); so must the radii and the steps they give.
         objective: the loss maximised and what counts as correct.
             (Default: CrossEntropy())
         seed: the random starts come from CPU generators seeded by it. (Default: 0)
@@ -92,6 +111,14 @@ class AttackSettings:
             )
         if self.min_norm_steps is not None and self.min_norm_steps < 1:
             raise ConfigError(f"min_norm_steps: need >= 1, got {self.min_norm_steps}")
+        _check_float("rel_step", self.rel_step, minimum=0.0)
+        if self.step_size is not None:
+            _check_float("step_size", self.step_size, minimum=0.0)
+        if self.box is not None:
+            if len(self.box) != 2:
+                raise ConfigError(f"box: need (lo, hi), got {self.box!r}")
+            _check_float("box", self.box[0])
+            _check_float("box", self.box[1])
 
     def chunk(self, rows: int) -> int:
         """Rows per chunk: ``batch_size``, or all ``rows`` at once."""
@@ -109,7 +136,8 @@ class CurveResult:
     point misclassified clean, inf where none was found. gradient_evaluations: forward +
     backward passes, one per point (int). wall_s: seconds. method, norm: what made it.
     per_point_correct: (R, B) bool. forward_evaluations: forward-only passes per point
-    (clean predictions, final iterates).
+    (clean predictions, final iterates). clean_correct: (B,) bool, the clean prediction's
+    correctness (None where the method did not record it); at radius 0 the curve is it.
 
     For every method but "per-radius", per_point_correct[i, b] = eps[i] < flip_radius[b],
     so the curve is monotone non-increasing. "per-radius" reports pgd's grid as it is
@@ -125,6 +153,7 @@ class CurveResult:
     norm: str
     per_point_correct: torch.Tensor
     forward_evaluations: int = 0
+    clean_correct: torch.Tensor | None = None
 
     @classmethod
     def from_flip_radius(
@@ -234,18 +263,31 @@ def check_inputs(x: torch.Tensor, settings: AttackSettings) -> None:
 def check_radii(
     eps: Sequence[float] | torch.Tensor, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """The radii as a 1-D tensor; each must be finite and >= 0."""
+    """The radii as a 1-D tensor in ``dtype``; each must be finite and >= 0 there."""
     radii = torch.as_tensor(eps, dtype=torch.float64).flatten()
     if radii.numel() == 0 or not bool(torch.isfinite(radii).all()) or bool((radii < 0).any()):
         raise ConfigError(f"eps: need a non-empty list of finite radii >= 0, got {radii.tolist()}")
-    return radii.to(device=device, dtype=dtype)
+    cast = radii.to(dtype=dtype)
+    if not bool(torch.isfinite(cast).all()):
+        raise ConfigError(
+            f"eps: radius {float(radii.max()):g} overflows the inputs' {dtype} "
+            f"(largest finite: {torch.finfo(dtype).max:.3g})"
+        )
+    return cast.to(device=device)
 
 
 def step_sizes(radii: torch.Tensor, settings: AttackSettings) -> torch.Tensor:
-    """(R,) step size per radius: ``step_size`` if given, else ``rel_step * eps``."""
+    """(R,) step size per radius: ``step_size`` if given, else ``rel_step * eps``; each
+    must be finite in the radii's dtype (ConfigError naming rel_step / step_size)."""
     if settings.step_size is not None:
-        return torch.full_like(radii, float(settings.step_size))
-    return radii * settings.rel_step
+        alphas = torch.full_like(radii, float(settings.step_size))
+        name = "step_size"
+    else:
+        alphas = radii * settings.rel_step
+        name = "rel_step"
+    if not bool(torch.isfinite(alphas).all()):
+        raise ConfigError(f"{name}: the PGD step overflows the inputs' {radii.dtype}")
+    return alphas
 
 
 def clean_predictions(forward: Forward, x_flat: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -290,7 +332,10 @@ def project(delta: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    """Steepest-ascent direction per row: g / ||g||_2 (0 where g = 0) or sign(g)."""
+    """Steepest-ascent direction per row: g / ||g||_2 (0 where g = 0) or sign(g). A
+    non-finite entry of g (e.g. the NaN a sqrt of a switched-off ReLU unit gives) counts as
+    0: it points nowhere, and a NaN step would make a NaN input that counts as fooled."""
+    grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
     if norm == "linf":
         return grad.sign()
     return grad / grad.norm(dim=1, keepdim=True).clamp_min(torch.finfo(grad.dtype).tiny)

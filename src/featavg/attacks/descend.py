@@ -29,6 +29,7 @@ from featavg.attacks.core import (
     flat_inputs,
     project,
     start_directions,
+    step_sizes,
 )
 
 
@@ -90,6 +91,7 @@ def descend_pgd(
     start_time = time.perf_counter()
     device, dtype = x.device, x.dtype
     radii = check_radii(eps, dtype, device).sort().values
+    step_sizes(radii, settings)  # refuse a step that overflows before any attack
     y = objective.prepare(y, device)
     n_points = x.shape[0]
     x_flat, input_shape, dim = flat_inputs(x)
@@ -126,12 +128,7 @@ def descend_pgd(
                 starts = unit if restart == 0 else random_units[restart]
                 for idx in torch.nonzero(todo).flatten().split(chunk):
                     e = radii[level[idx]]
-                    alpha = (
-                        settings.rel_step * e
-                        if settings.step_size is None
-                        else torch.full_like(e, float(settings.step_size))
-                    )
-                    rows = Rows(x_flat[idx], y[idx], e, alpha)
+                    rows = Rows(x_flat[idx], y[idx], e, step_sizes(e, settings))
                     fooled, delta = pgd_until_fooled(
                         forward, rows, e[:, None] * starts[idx], settings
                     )
@@ -143,7 +140,7 @@ def descend_pgd(
             level[active & ~todo] -= 1
             active &= ~todo  # a level no restart could flip ends the descent
             active &= level >= 0
-    return CurveResult.from_flip_radius(
+    curve = CurveResult.from_flip_radius(
         radii,
         flip,
         gradient_evaluations=counter.gradient_evaluations,
@@ -152,6 +149,8 @@ def descend_pgd(
         method="descend",
         norm=norm,
     )
+    curve.clean_correct = clean_correct.cpu()
+    return curve
 
 
 def pgd_until_fooled(

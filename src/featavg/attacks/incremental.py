@@ -126,7 +126,7 @@ def incremental_pgd(
                         flip[idx[fooled]] = radius
             bar.update(1)
         bar.close()
-    return CurveResult.from_flip_radius(
+    curve = CurveResult.from_flip_radius(
         radii,
         torch.minimum(flip, limit),
         gradient_evaluations=counter.gradient_evaluations,
@@ -135,3 +135,5 @@ def incremental_pgd(
         method="incremental",
         norm=settings.norm,
     )
+    curve.clean_correct = clean_correct.cpu()
+    return curve

@@ -119,6 +119,7 @@ class MinNormResult:
     misclassified clean, inf where no adversarial input was found. x_adv: (B, \\*input_shape)
     the adversarial inputs (x itself where none was found). gradient_evaluations /
     forward_evaluations: passes per point (int). wall_s: seconds. method, norm: what made it.
+    clean_correct: (B,) bool, whether the clean prediction is correct.
     """
 
     norms: torch.Tensor
@@ -128,6 +129,7 @@ class MinNormResult:
     forward_evaluations: int = 0
     method: str = ""
     norm: str = ""
+    clean_correct: torch.Tensor | None = None
 
 
 def margin(objective: Objective, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -381,4 +383,5 @@ def _run(
         forward_evaluations=counter.forward_evaluations,
         method=method,
         norm=norm,
+        clean_correct=clean_correct.cpu(),
     )

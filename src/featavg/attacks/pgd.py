@@ -52,13 +52,15 @@ class PGDResult:
 
     eps: (R,) radii. x_adv: (R, B, *input_shape) adversarial inputs. correct: (R, B) bool,
     True where the point resisted every restart at that radius. logits: (R, B, ...) model
-    outputs at x_adv (None when not recorded).
+    outputs at x_adv (None when not recorded). clean_correct: (B,) bool, the clean
+    prediction's correctness (None when not recorded).
     """
 
     eps: torch.Tensor
     x_adv: torch.Tensor
     correct: torch.Tensor
     logits: torch.Tensor | None = None
+    clean_correct: torch.Tensor | None = None
 
     @property
     def robust_accuracy(self) -> torch.Tensor:
@@ -239,4 +241,5 @@ def pgd(
         x_adv=x_adv.view(num_r, n_points, *input_shape),
         correct=correct,
         logits=logits_adv.view(num_r, n_points, *clean_logits.shape[1:]),
+        clean_correct=clean_correct,
     )

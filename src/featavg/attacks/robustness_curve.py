@@ -41,11 +41,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from featavg.attacks.core import AttackSettings, CurveResult, GradientCounter, eval_mode
+from featavg.attacks.core import (
+    AttackSettings,
+    CurveResult,
+    GradientCounter,
+    check_radii,
+    eval_mode,
+)
 from featavg.attacks.descend import descend_pgd
 from featavg.attacks.incremental import incremental_pgd
 from featavg.attacks.min_norm import MinNormResult, ddn, fmn
-from featavg.attacks.pgd import pgd
+from featavg.attacks.pgd import flip_radius_from_grid, pgd
 from featavg.config import ConfigError
 
 # a minimum-norm stage: (model, x, y, settings) -> per-point norms and adversarial inputs
@@ -71,6 +77,7 @@ def _per_radius(
     with eval_mode(model):
         result = pgd(counter, x, y, radii, settings)
     correct = result.correct.cpu()
+    clean = None if result.clean_correct is None else result.clean_correct.cpu()
     return CurveResult(
         eps=result.eps.to("cpu", torch.float64),
         robust_accuracy=result.robust_accuracy.cpu(),
@@ -81,6 +88,7 @@ def _per_radius(
         norm=settings.norm,
         per_point_correct=correct,
         forward_evaluations=counter.forward_evaluations,
+        clean_correct=clean,
     )
 
 
@@ -192,10 +200,8 @@ def robustness_curve(
     if spec.l2_only and norm != "l2":
         name = method.split("+")[0]
         raise ConfigError(f"norm: method {name} is an L2 attack, got {norm!r} (use fmn for linf)")
-    radii = torch.as_tensor(eps, dtype=torch.float64).flatten()
-    if radii.numel() == 0 or not bool(torch.isfinite(radii).all()) or bool((radii < 0).any()):
-        raise ConfigError(f"eps: need a non-empty list of finite radii >= 0, got {radii.tolist()}")
-    radii = radii.sort().values.to(x.dtype)  # the grid as the attacks see it
+    # the grid as the attacks see it: in x's dtype (a radius beyond its range is refused)
+    radii = check_radii(eps, x.dtype, torch.device("cpu")).sort().values
     if settings.min_norm_steps is None:
         settings = replace(settings, min_norm_steps=spec.min_norm_steps)
 
@@ -203,7 +209,7 @@ def robustness_curve(
     if spec.refine is None:
         if found is None:
             raise ValueError(f"method: {method} has neither a minimum-norm nor a PGD stage")
-        return CurveResult.from_flip_radius(
+        curve = CurveResult.from_flip_radius(
             radii,
             found.norms,
             gradient_evaluations=found.gradient_evaluations,
@@ -212,8 +218,30 @@ def robustness_curve(
             method=method,
             norm=norm,
         )
+        curve.clean_correct = found.clean_correct
+        return _clean_at_radius_zero(curve)
     curve = spec.refine(model, x, y, radii, settings, found)
     if found is not None:
         curve.method = method
         curve.add_cost(found)
+    return _clean_at_radius_zero(curve)
+
+
+def _clean_at_radius_zero(curve: CurveResult) -> CurveResult:
+    """Radius 0 is the clean prediction, by construction: whatever an attack did there (PGD
+    at eps 0 still takes its steps; a non-finite gradient makes them NaN), the curve reports
+    the clean correctness at eps 0. The per-radius flip radii follow the corrected grid."""
+    if curve.clean_correct is None:
+        raise ValueError(f"{curve.method}: the curve does not record the clean correctness")
+    clean = curve.clean_correct.to("cpu", torch.bool)
+    zero = curve.eps == 0
+    if not bool(zero.any()) or torch.equal(
+        curve.per_point_correct[zero], clean.expand(int(zero.sum()), -1)
+    ):
+        return curve
+    correct = curve.per_point_correct.clone()
+    correct[zero] = clean
+    curve.per_point_correct = correct
+    curve.robust_accuracy = correct.to(torch.float64).mean(1)
+    curve.flip_radius = flip_radius_from_grid(curve.eps, correct)
     return curve
