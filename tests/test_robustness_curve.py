@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from featavg.attacks import CrossEntropy, GroupCrossEntropy, pgd
+from featavg.attacks.apgd import apgd_checkpoints, apgd_until_fooled
 from featavg.attacks.core import AttackSettings, CurveResult, Rows
 from featavg.attacks.descend import descend_pgd, pgd_until_fooled
 from featavg.attacks.incremental import incremental_pgd
@@ -337,7 +338,14 @@ def test_pgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
 
 
 @pytest.mark.parametrize(
-    ("method", "norm"), [("fmn+descend", "l2"), ("fmn+descend", "linf"), ("ddn+descend", "l2")]
+    ("method", "norm"),
+    [
+        ("fmn+descend", "l2"),
+        ("fmn+descend", "linf"),
+        ("ddn+descend", "l2"),
+        ("fmn+apgd", "l2"),
+        ("fmn+apgd", "linf"),
+    ],
 )
 def test_descend_methods_only_lower_the_min_norm_curve(mlp, points, method, norm):
     x, c = points
@@ -397,7 +405,7 @@ def test_radii_and_steps_that_overflow_the_inputs_dtype_are_refused(points, meth
         robustness_curve(net, x32, c, [0.0, 1e39], method=method)
     # each fits float32, their product (the PGD step rel_step * eps) does not
     settings = AttackSettings(rel_step=1e30, min_norm_steps=2)
-    if method in ("fmn", "ddn"):  # no PGD stage: nothing overflows
+    if method in ("fmn", "ddn", "fmn+apgd"):  # no stage of rel_step * eps: no overflow
         robustness_curve(net, x32, c, [0.0, 1e10], method=method, settings=settings)
     else:
         with pytest.raises(ConfigError, match="^rel_step:"):
@@ -488,3 +496,57 @@ def test_radius_zero_is_the_clean_pass_by_construction(points):
     )
     assert curve.robust_accuracy[0] == 1.0 and curve.per_point_correct[0].all()
     assert torch.all(curve.flip_radius > 0)
+
+
+def autoattackapgd_checkpoints(steps: int) -> list[int]:
+    """AutoAttack's checkpoint schedule, replayed from its code: a counter reaches k, then k
+    shrinks by 3 % of the steps down to 6 %, starting at 22 %."""
+    k, shortest, shrink = (
+        max(int(0.22 * steps), 1),
+        max(int(0.06 * steps), 1),
+        max(int(0.03 * steps), 1),
+    )
+    out, counter = [], 0
+    for i in range(steps):
+        counter += 1
+        if counter == k:
+            out.append(i + 1)
+            k, counter = max(k - shrink, shortest), 0
+    return out
+
+
+def test_apgdapgd_checkpoints_follow_autoattack():
+    for steps in (1, 5, 20, 100):
+        assert apgd_checkpoints(steps) == autoattackapgd_checkpoints(steps)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_apgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
+    x, c = points
+    eps = torch.full((x.shape[0],), 0.6 if norm == "l2" else 0.15, dtype=torch.float64)
+    settings = AttackSettings(norm=norm)
+    fooled, delta = apgd_until_fooled(mlp, Rows(x, c, eps, 2 * eps), 0.0 * x, settings, 20)
+    size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
+    assert torch.all(size <= eps * (1 + 1e-9))
+    with torch.no_grad():
+        assert torch.equal(mlp(x + delta).argmax(1) != c, fooled)
+    # at least as strong as PGD-20 of eps/4 from the same start, here
+    pgd_fooled, _ = pgd_until_fooled(
+        mlp, Rows(x, c, eps, eps / 4), 0.0 * x, AttackSettings(norm=norm, steps=20)
+    )
+    assert 0 < int(pgd_fooled.sum()) <= int(fooled.sum()) < x.shape[0]
+
+
+def test_fmn_apgd_reaches_the_grid_radius_above_the_distance():
+    """On a linear model: never fooled inside the exact ball, and fooled at every grid
+    radius beyond it: the curve is exactly the true one, acc(eps) = share of distances >
+    eps (a flip radius is FMN's norm or the grid radius APGD reached, whichever is
+    smaller)."""
+    net, x, y, dist = linear_binary(seed=2, n=120)
+    radii = torch.linspace(0, 1.0, 21, dtype=torch.float64)
+    curve = robustness_curve(net, x, y, radii, method="fmn+apgd")
+    assert torch.all(curve.flip_radius >= dist - 1e-9)
+    truth = radii[:, None] < dist[None, :]
+    assert torch.equal(curve.per_point_correct, truth)
+    # cost: 10 FMN steps per point, then at most 21 per APGD run, most stopping early
+    assert 10 * 120 < curve.gradient_evaluations < (10 + 2 * 21) * 120

@@ -3,8 +3,10 @@
 :mod:`.objectives`); robustness curves at a fraction of the per-radius cost
 (:mod:`.robustness_curve`: one entry point over the methods of :data:`CURVE_METHODS`: the
 paper's per-radius protocol, the incremental protocol of :mod:`.incremental`, the
-minimum-norm attacks FMN / DDN of :mod:`.min_norm` and the grid descent of :mod:`.descend`).
-Every attack takes its hyper-parameters as one :class:`AttackSettings` (:mod:`.core`).
+minimum-norm attacks FMN / DDN of :mod:`.min_norm` and the grid descent of :mod:`.descend`
+with PGD or APGD (:mod:`.apgd`)). Every attack takes its hyper-parameters as one
+:class:`AttackSettings` (:mod:`.core`). :func:`verify_autoattack` checks a curve against
+AutoAttack (:mod:`.autoattack`, the optional extra pyautoattack).
 
 Attacks that only exist for two-layer ReLU nets (exact subspace PGD, exact minimal L2
 radii, the analytic averaged-direction attack) live in :mod:`featavg.attacks.two_layer`;
@@ -12,6 +14,7 @@ statistics of the resulting curves (radius50, medians, certified accuracy) in
 :mod:`featavg.metrics.curves`.
 """
 
+from featavg.attacks.autoattack import AutoAttackBudget, AutoAttackCheck, verify_autoattack
 from featavg.attacks.core import AttackSettings, CurveResult, GradientCounter, eval_mode
 from featavg.attacks.descend import descend_pgd
 from featavg.attacks.incremental import incremental_pgd
@@ -37,6 +40,8 @@ __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
     "AttackSettings",
+    "AutoAttackBudget",
+    "AutoAttackCheck",
     "BinaryMargin",
     "CrossEntropy",
     "CurveMethod",
@@ -57,4 +62,5 @@ __all__ = [
     "incremental_pgd",
     "pgd",
     "robustness_curve",
+    "verify_autoattack",
 ]

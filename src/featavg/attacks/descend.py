@@ -1,9 +1,10 @@
 """Refining a minimum-norm attack's per-point radii downwards on the grid with PGD.
 
 A minimum-norm attack (:mod:`.min_norm`) gives each point a perturbation of norm nu that
-flips it; a short run overshoots. :func:`descend_pgd` runs PGD (Madry et al. 2018) at the
-largest grid radius below nu, then at the next smaller one while it keeps flipping the point
-(warm-started from the last perturbation found, stopping at its first adversarial iterate).
+flips it; a short run overshoots. :func:`descend_pgd` runs PGD (Madry et al. 2018) or APGD
+(Croce & Hein 2020, :mod:`.apgd`) at the largest grid radius below nu, then at the next
+smaller one while it keeps flipping the point (warm-started from the last perturbation
+found, stopping at its first adversarial iterate).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from featavg.attacks.apgd import apgd_until_fooled
 from featavg.attacks.core import (
     AttackSettings,
     CurveResult,
@@ -41,6 +43,7 @@ def descend_pgd(
     known_flip: torch.Tensor,
     x_known: torch.Tensor | None = None,
     settings: AttackSettings = AttackSettings(),
+    apgd_steps: int = 0,
 ) -> CurveResult:
     r"""Refine per-point flip radii nu (e.g. a minimum-norm attack's) on the grid below them:
     PGD at the largest grid radius r_j < nu; if it flips the point, r_j is its new flip radius
@@ -74,10 +77,14 @@ def descend_pgd(
               start, then pgd's random starts of restarts 1, 2, ... (a warm start from a
               poor minimum-norm result can sit in the wrong basin; a random one escapes it).
               (Default: 1)
+        apgd_steps: 0 (default): each run is PGD of ``settings.steps`` steps of rel_step *
+            eps; > 0: each run is APGD of that many steps (:func:`.apgd.apgd_until_fooled`:
+            momentum, a step of 2 eps halved where the loss stalls; ``settings.steps`` and
+            ``rel_step`` are not read).
 
-    Cost: at most steps gradient evaluations per run; restarts failed runs per point correct
-    clean with a grid radius > 0 below nu, plus one to restarts runs per grid radius it
-    descends.
+    Cost: at most steps (APGD: apgd_steps + 1) gradient evaluations per run; restarts failed
+    runs per point correct clean with a grid radius > 0 below nu, plus one to restarts runs
+    per grid radius it descends.
 
     Shape:
         - x: (B, \*input_shape); y: (B,); eps: (R,); known_flip: (B,)
@@ -85,13 +92,14 @@ def descend_pgd(
           min(nu, PGD's).
     """
     check_inputs(x, settings)
-    if settings.steps < 1:
-        raise ValueError(f"steps: descend_pgd needs >= 1, got {settings.steps}")
+    if (settings.steps if apgd_steps == 0 else apgd_steps) < 1:
+        raise ValueError(f"steps: descend_pgd needs >= 1, got {settings.steps}, {apgd_steps}")
     norm, objective, seed = settings.norm, settings.objective, settings.seed
     start_time = time.perf_counter()
     device, dtype = x.device, x.dtype
     radii = check_radii(eps, dtype, device).sort().values
-    step_sizes(radii, settings)  # refuse a step that overflows before any attack
+    if not apgd_steps:
+        step_sizes(radii, settings)  # refuse a step that overflows before any attack
     y = objective.prepare(y, device)
     n_points = x.shape[0]
     x_flat, input_shape, dim = flat_inputs(x)
@@ -128,10 +136,16 @@ def descend_pgd(
                 starts = unit if restart == 0 else random_units[restart]
                 for idx in torch.nonzero(todo).flatten().split(chunk):
                     e = radii[level[idx]]
-                    rows = Rows(x_flat[idx], y[idx], e, step_sizes(e, settings))
-                    fooled, delta = pgd_until_fooled(
-                        forward, rows, e[:, None] * starts[idx], settings
-                    )
+                    alpha = step_sizes(e, settings) if not apgd_steps else 2 * e
+                    rows = Rows(x_flat[idx], y[idx], e, alpha)
+                    if apgd_steps:
+                        fooled, delta = apgd_until_fooled(
+                            forward, rows, e[:, None] * starts[idx], settings, apgd_steps
+                        )
+                    else:
+                        fooled, delta = pgd_until_fooled(
+                            forward, rows, e[:, None] * starts[idx], settings
+                        )
                     won = idx[fooled]
                     flip[won] = e[fooled].to(torch.float64)
                     size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)

@@ -1,4 +1,4 @@
-"""Robustness curves of any ``nn.Module``: one entry point, seven methods.
+"""Robustness curves of any ``nn.Module``: one entry point, eight methods.
 
 For B points (Bc of them correctly classified clean), R radii (R+ of them > 0), PGD with S
 steps and T restarts, and a minimum-norm attack of K steps, the cost in gradient evaluations
@@ -18,15 +18,27 @@ steps and T restarts, and a minimum-norm attack of K steps, the cost in gradient
 * "fmn+pgd": FMN, then incremental PGD only at the radii below each point's FMN norm;
   flip radius = min(FMN norm, PGD's grid flip radius), so the curve is at most both. Bc * K
   plus at most the incremental cost.
-* "fmn+descend" (the default) / "ddn+descend": FMN / DDN (K = 10 by default), then
-  :func:`~featavg.attacks.incremental.descend_pgd`: PGD (warm-started from the found
+* "fmn+apgd" (the default): FMN (K = 10 by default), then
+  :func:`~featavg.attacks.descend.descend_pgd` with APGD (:mod:`~featavg.attacks.apgd`,
+  the step-size rule of AutoAttack's first attack) of A = 20 steps at each grid radius:
+  at the largest grid radius below each point's FMN norm nu, from FMN's perturbation
+  rescaled into that ball, stopping at the first adversarial iterate, then the next smaller
+  radius while it keeps flipping the point. Bc * K + (A + 1) * (one failed run per point +
+  one run per grid radius descended, most of which stop after a step or two); ``restarts``
+  adds random-start runs where the warm start fails. On the quick MNIST models
+  (benchmarks/bench_autoattack_gap.py) within about a point of AutoAttack's APGD-CE (and
+  APGD-T for a 10-class model read out by group) at every radius, for about a quarter of
+  the per-radius PGD-7 protocol's gradient evaluations.
+* "fmn+descend" / "ddn+descend": FMN / DDN (K = 10 by default), then
+  :func:`~featavg.attacks.descend.descend_pgd`: PGD (warm-started from the found
   perturbation, stopping at its first adversarial iterate) at the largest grid radius below
   each point's norm nu, then the next smaller one while it keeps flipping the point. A
   point counts as fooled at r only when a perturbation of norm <= r was found (verified by a
   forward pass); below its last failed PGD run it keeps the minimum-norm attack's claim.
   Bc * K + S * (one failed run per point + one run per grid radius descended). On the
   quick MNIST models (benchmarks/bench_robustness_curve.py) it is below the per-radius
-  curve at every radius for 1/8 of its gradient evaluations.
+  curve at every radius for 1/8 of its gradient evaluations, but 2 to 5.5 points above
+  AutoAttack at the largest radii: an upper bound on the robust accuracy.
 
 Forward-only passes (clean predictions, final iterates) are reported apart
 (``forward_evaluations``); every result carries ``gradient_evaluations`` and ``wall_s``.
@@ -61,6 +73,7 @@ Refinement = Callable[
     [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, AttackSettings, MinNormResult | None],
     CurveResult,
 ]
+APGD_STEPS = 20  # APGD steps per run of "fmn+apgd"
 
 
 def _per_radius(
@@ -119,6 +132,21 @@ def _descend(
     return descend_pgd(model, x, y, radii, found.norms, found.x_adv, settings)
 
 
+def _descend_apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    radii: torch.Tensor,
+    settings: AttackSettings,
+    found: MinNormResult | None,
+) -> CurveResult:
+    """APGD of :data:`APGD_STEPS` steps descending the grid from each point's minimum-norm
+    radius, warm-started."""
+    if found is None:
+        raise ValueError("descend: needs a minimum-norm stage")
+    return descend_pgd(model, x, y, radii, found.norms, found.x_adv, settings, APGD_STEPS)
+
+
 def _ddn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: AttackSettings) -> MinNormResult:
     return ddn(model, x, y, s)
 
@@ -149,12 +177,14 @@ CURVE_METHODS: dict[str, CurveMethod] = {
     "fmn": CurveMethod(_fmn, None),
     "ddn": CurveMethod(_ddn, None, l2_only=True),
     "fmn+pgd": CurveMethod(_fmn, _incremental),
+    # FMN locates each point near its boundary; APGD checks the grid below it
+    "fmn+apgd": CurveMethod(_fmn, _descend_apgd, min_norm_steps=10),
     # a short run: the PGD descent corrects its overshoot
     "fmn+descend": CurveMethod(_fmn, _descend, min_norm_steps=10),
     "ddn+descend": CurveMethod(_ddn, _descend, min_norm_steps=10, l2_only=True),
 }
 METHODS: tuple[str, ...] = tuple(CURVE_METHODS)
-DEFAULT_METHOD = "fmn+descend"
+DEFAULT_METHOD = "fmn+apgd"
 
 
 def robustness_curve(
@@ -175,9 +205,9 @@ def robustness_curve(
         x: (B, \*input_shape) clean inputs; y: (B,) labels in the form ``objective`` needs.
         eps: R radii >= 0, any order; the result is on the ascending grid.
         method: a key of :data:`CURVE_METHODS`: "per-radius", "incremental", "fmn", "ddn"
-            (L2 only), "fmn+pgd", "fmn+descend" or "ddn+descend" (L2 only). (Default:
-            "fmn+descend", the cheapest that is at least as strong as the paper's protocol
-            in our benchmark)
+            (L2 only), "fmn+pgd", "fmn+apgd", "fmn+descend" or "ddn+descend" (L2 only).
+            (Default: "fmn+apgd", within about a point of AutoAttack in our benchmark for
+            about a quarter of the per-radius PGD-7 cost)
         settings (:class:`~featavg.attacks.core.AttackSettings`): the attack. norm: "l2" or
             "linf". objective: loss and correctness (e.g. GroupCrossEntropy for a 10-class
             model read out on a binary task). steps, rel_step (or step_size), restarts,
@@ -186,7 +216,8 @@ def robustness_curve(
             (None: the method's default, 10 for the "+descend" methods, whose PGD stage
             corrects a short run's overshoot, 100 otherwise). box: None or (lo, hi) to clamp
             x + delta into. seed: PGD's random starts. batch_size: points (per radius for
-            PGD) per chunk. progress: progress bars.
+            PGD) per chunk. progress: progress bars. "fmn+apgd" reads neither steps nor
+            rel_step: its APGD runs take :data:`APGD_STEPS` steps with their own step rule.
 
     Shape:
         - x: (B, \*input_shape); y: (B,)
