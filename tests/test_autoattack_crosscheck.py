@@ -27,12 +27,11 @@ each point's FMN norm, from FMN's perturbation and 2 random starts), and the pap
 protocol ("incremental": PGD-7, steps of eps/4, from the eps-sphere). What we assert, and
 what we measured (torch 2.13 CPU, seed 0; robust accuracy at radii 0.5, 0.75, 1.0):
 
-* the default curve is within ``SLACK`` = 2 points of AutoAttack on both models (measured:
-  see :func:`test_binary_model_against_apgd_ce` and the 10-class test's printout);
-
-* the STRONG curve is within ``SLACK`` = 2 points of AutoAttack on both models (binary
-  0.70, 0.40, 0.24 vs APGD-CE 0.70, 0.41, 0.24; 10-class 0.59, 0.34, 0.11 vs APGD-CE +
-  APGD-T 0.59, 0.33, 0.11, APGD-CE alone 0.61, 0.36, 0.12);
+* the default and the STRONG curve are within ``SLACK`` = 2 points of AutoAttack on both
+  models (binary: default 0.59, 0.34, 0.22, STRONG 0.58, 0.34, 0.22 vs APGD-CE 0.58, 0.34,
+  0.22; 10-class: default 0.57, 0.36, 0.14, STRONG 0.57, 0.36, 0.12 vs APGD-CE + APGD-T
+  0.58, 0.35, 0.12, APGD-CE alone 0.59, 0.37, 0.13: the default is at the slack at radius
+  1.0, on this coarse three-radius grid and a plain 10-way read-out);
 * the former default "fmn+descend" at its cheap budget (FMN 10 steps, PGD-7, one warm start)
   falls up to 5 points short of APGD-CE + APGD-T on the 10-class model at radius 1.0 (0.61,
   0.36, 0.16): not asserted. Read such curves as upper bounds;
@@ -68,6 +67,7 @@ from featavg.trained_models import TrainedModel, job_config, train_models  # noq
 RADII = (0.5, 0.75, 1.0)  # L2, [0, 1]-pixel units: robust accuracy between ~0.6 and ~0.05
 POINTS = 100
 SLACK = 0.02  # ours may exceed AutoAttack's robust accuracy by at most 2 points
+EXACT = 1e-9  # accuracies are multiples of 1 / POINTS: compare them up to rounding
 # FMN-50, then PGD-50 of eps/10 below each FMN norm: a warm start and 2 random ones
 STRONG = {
     "method": "fmn+descend",
@@ -158,7 +158,7 @@ def autoattack_curves(
             if len(todo):
                 robust[todo] = autoattack_robust(model, x[todo], y[todo], eps, attack)
             alive[k] = standing = robust
-            curves[k].append(float(robust.float().mean()))
+            curves[k].append(float(robust.double().mean()))
     return curves
 
 
@@ -170,7 +170,7 @@ def test_binary_model_against_apgd_ce(models):
     print(f"binary, radii {RADII}: ours {ours}, APGD-CE {aa}")
     for i, eps in enumerate(RADII):
         assert ours["strong"][i] <= aa[i] + SLACK, (eps, ours, aa)
-        assert ours["default"][i] <= aa[i] + SLACK, (eps, ours, aa)
+        assert ours["default"][i] <= aa[i] + SLACK + EXACT, (eps, ours, aa)
         assert aa[i] <= ours["paper"][i] + SLACK, (eps, ours, aa)
 
 
@@ -182,5 +182,5 @@ def test_tenclass_model_against_apgd_ce_and_apgd_t(models):
     print(f"10-class, radii {RADII}: ours {ours}, APGD-CE {ce}, APGD-CE + APGD-T {full}")
     for i, eps in enumerate(RADII):
         assert ours["strong"][i] <= full[i] + SLACK, (eps, ours, full)
-        assert ours["default"][i] <= full[i] + SLACK, (eps, ours, full)
+        assert ours["default"][i] <= full[i] + SLACK + EXACT, (eps, ours, full)
         assert full[i] <= ours["paper"][i] + SLACK, (eps, ours, full)
