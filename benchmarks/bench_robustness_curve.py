@@ -14,7 +14,8 @@ Methods on the same N test points (:func:`featavg.attacks.robustness_curve.robus
 
 * per-radius: the paper's protocol (PGD at every radius on every point), the baseline,
   measured in this run;
-* fmn+descend (the default, ``--methods``): FMN of K steps (``--min-norm-steps``, default
+* fmn+descend (``--methods``; the library's default is now fmn+apgd, measured against
+  AutoAttack in bench_autoattack_gap.py): FMN of K steps (``--min-norm-steps``, default
   10), then PGD warm-started from FMN's perturbation at the largest grid radius below each
   point's FMN norm, descending the grid while it flips the point (early exit at the first
   adversarial iterate);

@@ -25,10 +25,13 @@ steps and T restarts, and a minimum-norm attack of K steps, the cost in gradient
   rescaled into that ball, stopping at the first adversarial iterate, then the next smaller
   radius while it keeps flipping the point. Bc * K + (A + 1) * (one failed run per point +
   one run per grid radius descended, most of which stop after a step or two); ``restarts``
-  adds random-start runs where the warm start fails. On the quick MNIST models
-  (benchmarks/bench_autoattack_gap.py) within about a point of AutoAttack's APGD-CE (and
-  APGD-T for a 10-class model read out by group) at every radius, for about a quarter of
-  the per-radius PGD-7 protocol's gradient evaluations.
+  adds random-start runs where the warm start fails. Measured on the quick MNIST models
+  (benchmarks/bench_autoattack_gap.py, 200 points, 21 radii): at most 0.5 (binary model)
+  and 1.5 points (10-class model read out by group) above AutoAttack's APGD-CE (+ APGD-T)
+  at any radius, for 1/4.4 of the per-radius PGD-7 protocol's gradient evaluations; on
+  the Fashion-MNIST stand-ins up to 3 points (binary, at one radius). A cheap upper bound
+  that is nearly tight, not a certificate: check it with
+  :func:`~featavg.attacks.autoattack.verify_autoattack`.
 * "fmn+descend" / "ddn+descend": FMN / DDN (K = 10 by default), then
   :func:`~featavg.attacks.descend.descend_pgd`: PGD (warm-started from the found
   perturbation, stopping at its first adversarial iterate) at the largest grid radius below
@@ -206,7 +209,7 @@ def robustness_curve(
         eps: R radii >= 0, any order; the result is on the ascending grid.
         method: a key of :data:`CURVE_METHODS`: "per-radius", "incremental", "fmn", "ddn"
             (L2 only), "fmn+pgd", "fmn+apgd", "fmn+descend" or "ddn+descend" (L2 only).
-            (Default: "fmn+apgd", within about a point of AutoAttack in our benchmark for
+            (Default: "fmn+apgd": 0.5 to 3 points above AutoAttack in our benchmarks, for
             about a quarter of the per-radius PGD-7 cost)
         settings (:class:`~featavg.attacks.core.AttackSettings`): the attack. norm: "l2" or
             "linf". objective: loss and correctness (e.g. GroupCrossEntropy for a 10-class

@@ -121,10 +121,11 @@ class ImageAttackSection(BaseModel):
     method: Literal[METHODS] = Field(  # type: ignore[valid-type]
         DEFAULT_METHOD,
         description="how the curve is computed: fmn+apgd (FMN, then APGD down the grid "
-        "below each point's FMN norm: ~1/4 of the per-radius cost, within about a point of "
-        "AutoAttack), fmn+descend (the same with PGD-7: ~1/8, an upper bound), incremental "
-        "(the paper's per-radius PGD, each point only up to its first flip: same flip "
-        "radii), per-radius (the paper's protocol), fmn, ddn, ddn+descend or fmn+pgd",
+        "below each point's FMN norm: ~1/4 of the per-radius cost, 0.5 to 3 points above "
+        "AutoAttack on the quick models), fmn+descend (the same with PGD-7: ~1/8, a "
+        "looser upper bound), incremental (the paper's per-radius PGD, each point only up "
+        "to its first flip: same flip radii), per-radius (the paper's protocol), fmn, ddn, "
+        "ddn+descend or fmn+pgd",
     )
     also_per_radius: bool = Field(
         False, description="also run the paper's per-radius protocol and report it beside"
