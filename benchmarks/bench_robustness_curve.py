@@ -14,7 +14,8 @@ Methods on the same N test points (:func:`featavg.attacks.robustness_curve.robus
 
 * per-radius: the paper's protocol (PGD at every radius on every point), the baseline,
   measured in this run;
-* fmn+descend (the default, ``--methods``): FMN of K steps (``--min-norm-steps``, default
+* fmn+descend (``--methods``; the library's default is now fmn+apgd, measured against
+  AutoAttack in bench_autoattack_gap.py): FMN of K steps (``--min-norm-steps``, default
   10), then PGD warm-started from FMN's perturbation at the largest grid radius below each
   point's FMN norm, descending the grid while it flips the point (early exit at the first
   adversarial iterate);
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from featavg.attacks.incremental import CurveResult
+from featavg.attacks.core import AttackSettings, CurveResult
 from featavg.attacks.objectives import CrossEntropy, GroupCrossEntropy, Objective
 from featavg.attacks.robustness_curve import METHODS, robustness_curve
 from featavg.data.groupings import Grouping, get_grouping
@@ -123,16 +124,18 @@ def measure(
             xn,
             y.to(device),
             RADII,
-            method=method,  # type: ignore[arg-type]
-            norm="l2",
-            objective=objective,
-            steps=7,
-            rel_step=0.25,
-            random_start="sphere",
-            min_norm_steps=fmn_steps or None,
-            seed=0,
-            batch_size=batch_size,
-            progress=progress,
+            method=method,
+            settings=AttackSettings(
+                norm="l2",
+                objective=objective,
+                steps=7,
+                rel_step=0.25,
+                random_start="sphere",
+                min_norm_steps=fmn_steps or None,
+                seed=0,
+                batch_size=batch_size,
+                progress=progress,
+            ),
         )
         if device.type == "cuda":
             torch.cuda.synchronize()

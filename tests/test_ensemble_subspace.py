@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from featavg.attacks.core import AttackSettings
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import minimal_l2_radius
@@ -48,9 +49,8 @@ def test_matches_single_net_subspace_pgd_for_every_readout(cases):
             ds.x_test,
             labels,
             radii,
+            settings=AttackSettings(restarts=2, objective=objective),
             seeds=seeds,
-            restarts=2,
-            objective=objective,
             readout=readout,
         )
         for s, net in enumerate(nets):
@@ -59,9 +59,7 @@ def test_matches_single_net_subspace_pgd_for_every_readout(cases):
                 ds.x_test[s],
                 labels[s],
                 radii,
-                seed=seeds[s],
-                restarts=2,
-                objective=objective,
+                settings=AttackSettings(seed=seeds[s], restarts=2, objective=objective),
                 readout=readout,
                 start_draw="subspace",
             )
@@ -77,7 +75,8 @@ def test_certified_rows_are_skipped_without_changing_the_result(cases):
     radii nothing is attacked, so every radius reports clean accuracy."""
     ds, jobs = cases
     for nets, labels, objective, readout, exact_readout, groups in jobs:
-        kwargs = dict(seeds=SEEDS, restarts=2, objective=objective, readout=readout)
+        settings = AttackSettings(restarts=2, objective=objective)
+        kwargs = dict(seeds=SEEDS, settings=settings, readout=readout)
         exact = torch.stack(
             [
                 minimal_l2_radius(net, ds.x_test[s], labels[s], exact_readout, groups).radius

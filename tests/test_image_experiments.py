@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from featavg.attacks.incremental import CurveResult
+from featavg.attacks.core import CurveResult
 from featavg.attacks.readouts import READOUTS, SumReadout, build_readouts, membership_matrix
 from featavg.config import ConfigError, build_config
 from featavg.data.images import load_dataset

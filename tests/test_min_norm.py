@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
-from featavg.attacks import BinaryMargin, CrossEntropy, GroupCrossEntropy
+from featavg.attacks import AttackSettings, BinaryMargin, CrossEntropy, GroupCrossEntropy
 from featavg.attacks.min_norm import ddn, fmn, lp_norm, margin
 
 D, K = 16, 10
@@ -56,9 +56,9 @@ def test_points() -> tuple[torch.Tensor, torch.Tensor]:
     return x, c
 
 
-def run(method, model, x, y, **kw):
-    """FMN or DDN by name."""
-    return ATTACKS[method](model, x, y, **kw)
+def run(method, model, x, y, steps=None, **kw):
+    """FMN or DDN by name, ``steps`` of it."""
+    return ATTACKS[method](model, x, y, AttackSettings(min_norm_steps=steps, **kw))
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["classes", "parity-groups"])
@@ -122,7 +122,9 @@ def test_binary_margin_model_reaches_the_exact_distance():
         f = linear(x)[:, 0]
     y = torch.where(f > 0, 1, -1)
     exact = f.abs() / linear.weight.norm()
-    result = fmn(linear, x, y, norm="l2", steps=60, objective=BinaryMargin())
+    result = fmn(
+        linear, x, y, AttackSettings(norm="l2", min_norm_steps=60, objective=BinaryMargin())
+    )
     ratio = result.norms / exact
     assert ratio.min() >= 1 - 1e-9 and ratio.max() <= 1.02
 
@@ -239,11 +241,11 @@ def test_bad_arguments():
     x = torch.randn(4, D, dtype=torch.float64)
     y = torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="norm"):
-        ddn(linear, x, y, norm="linf")
+        ddn(linear, x, y, AttackSettings(norm="linf"))
     with pytest.raises(ValueError, match="norm"):
-        fmn(linear, x, y, norm="l1")
+        fmn(linear, x, y, AttackSettings(norm="l1"))
     with pytest.raises(ValueError, match="box"):
-        fmn(linear, x, y, box=(0.0, 1.0))  # x has negative entries
+        fmn(linear, x, y, AttackSettings(box=(0.0, 1.0)))  # x has negative entries
 
     with pytest.raises(TypeError, match="objective"):
         margin(object(), torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))

@@ -21,7 +21,7 @@ from featavg.attacks import (
     flip_radius_from_grid,
     pgd,
 )
-from featavg.attacks.pgd import start_directions
+from featavg.attacks.core import AttackSettings, start_directions
 from featavg.data.synthetic import SyntheticConfig, sample_synthetic
 from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ensemble
 from featavg.training import TrainConfig, train
@@ -196,9 +196,14 @@ def test_pgd_invariants(data, binary_net64, norm, random_start, use_box):
         x = x.clamp(*box)
     radii = torch.tensor(L2_RADII if norm == "l2" else LINF_RADII, dtype=torch.float64)
     res = pgd(
-        model, x, y, radii, norm=norm, random_start=random_start, box=box, seed=3,
-        objective=objective,
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        radii,
+        settings=AttackSettings(
+            norm=norm, random_start=random_start, box=box, seed=3, objective=objective
+        ),
+    )
 
     assert res.x_adv.shape == (len(radii), *x.shape) and res.correct.shape == (len(radii), 200)
     delta = (res.x_adv - x).flatten(2)
@@ -228,7 +233,9 @@ def test_float32_norm_bound_and_image_shaped_inputs():
     y = torch.randint(3, (40,), generator=gen)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
     radii = [0.0, 0.05, 0.3, 1.0]
-    res = pgd(model, x, y, radii, box=(0.0, 1.0), random_start="ball", steps=5)
+    res = pgd(
+        model, x, y, radii, settings=AttackSettings(box=(0.0, 1.0), random_start="ball", steps=5)
+    )
     assert res.x_adv.shape == (4, 40, 1, 6, 6)
     size = (res.x_adv - x).flatten(2).norm(dim=2)
     assert (size <= torch.tensor(radii)[:, None] * (1 + 1e-5) + 1e-6).all()
@@ -239,9 +246,9 @@ def test_batched_radii_equal_per_radius_calls(data, binary_net64):
     _, ds = data
     x, y, net = ds.x_test.double(), class_index(ds.y_test), binary_net64
     kwargs = dict(seed=7, restarts=2)
-    batched = pgd(net, x, y, L2_RADII, **kwargs)
+    batched = pgd(net, x, y, L2_RADII, settings=AttackSettings(**kwargs))
     for i, eps in enumerate(L2_RADII):
-        single = pgd(net, x, y, [eps], **kwargs)
+        single = pgd(net, x, y, [eps], settings=AttackSettings(**kwargs))
         assert torch.equal(single.correct[0], batched.correct[i])
         torch.testing.assert_close(single.x_adv[0], batched.x_adv[i], rtol=0, atol=1e-12)
 
@@ -249,10 +256,10 @@ def test_batched_radii_equal_per_radius_calls(data, binary_net64):
 def test_chunking_and_seeding(data, binary_net64):
     _, ds = data
     x, y, net = ds.x_test.double(), class_index(ds.y_test), binary_net64
-    whole = pgd(net, x, y, L2_RADII, seed=1)
-    chunked = pgd(net, x, y, L2_RADII, seed=1, batch_size=333)
-    again = pgd(net, x, y, L2_RADII, seed=1)
-    other = pgd(net, x, y, L2_RADII, seed=2)
+    whole = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=1))
+    chunked = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=1, batch_size=333))
+    again = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=1))
+    other = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=2))
     assert torch.equal(whole.correct, chunked.correct)
     torch.testing.assert_close(whole.x_adv, chunked.x_adv, rtol=0, atol=1e-12)
     assert torch.equal(whole.x_adv, again.x_adv)
@@ -276,8 +283,8 @@ def test_random_starts_have_the_advertised_law():
 def test_more_restarts_only_fool_more(data, binary_net64):
     _, ds = data
     x, y, net = ds.x_test.double(), class_index(ds.y_test), binary_net64
-    one = pgd(net, x, y, L2_RADII, seed=4, restarts=1)
-    three = pgd(net, x, y, L2_RADII, seed=4, restarts=3)
+    one = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=4, restarts=1))
+    three = pgd(net, x, y, L2_RADII, settings=AttackSettings(seed=4, restarts=3))
     assert (three.correct <= one.correct).all()
     # the first restart's success is kept: where restart 0 already fooled, same x_adv
     fooled_first = ~one.correct
@@ -289,7 +296,7 @@ def test_clean_misclassified_points_are_fooled_at_every_radius(data, binary_net)
     x, y = ds.x_test[:50], class_index(ds.y_test[:50])
     y_wrong = y.clone()
     y_wrong[:5] = 1 - y_wrong[:5]
-    res = pgd(binary_net, x, y_wrong, [0.0, 0.5], random_start="none")
+    res = pgd(binary_net, x, y_wrong, [0.0, 0.5], settings=AttackSettings(random_start="none"))
     assert not res.correct[:, :5].any()
     assert torch.equal(res.x_adv[:, :5], x[:5].expand(2, -1, -1))
 
@@ -311,7 +318,13 @@ def test_zero_radius_and_zero_gradient_are_safe():
         model[0].weight.zero_()  # zero input gradient everywhere
         model[0].bias.copy_(torch.tensor([0.0, 3.0]))
     x = torch.randn(10, 3)
-    res = pgd(model, x, torch.ones(10, dtype=torch.long), [0.0, 1.0], random_start="none")
+    res = pgd(
+        model,
+        x,
+        torch.ones(10, dtype=torch.long),
+        [0.0, 1.0],
+        settings=AttackSettings(random_start="none"),
+    )
     assert torch.isfinite(res.x_adv).all() and torch.equal(res.x_adv[1], x)
     assert res.correct.all()
 
@@ -319,9 +332,15 @@ def test_zero_radius_and_zero_gradient_are_safe():
 def test_explicit_step_size(data, binary_net):
     _, ds = data
     x, y = ds.x_test[:30], class_index(ds.y_test[:30])
-    res = pgd(binary_net, x, y, [3.0], step_size=0.0, random_start="none")
+    res = pgd(binary_net, x, y, [3.0], settings=AttackSettings(step_size=0.0, random_start="none"))
     assert torch.equal(res.x_adv[0], x)
-    res = pgd(binary_net, x, y, [3.0], step_size=0.5, steps=1, random_start="none")
+    res = pgd(
+        binary_net,
+        x,
+        y,
+        [3.0],
+        settings=AttackSettings(step_size=0.5, steps=1, random_start="none"),
+    )
     size = (res.x_adv[0] - x).norm(dim=1)[res.correct[0]]
     torch.testing.assert_close(size, torch.full_like(size, 0.5), rtol=1e-4, atol=1e-4)
 
@@ -331,7 +350,7 @@ def test_init_delta_is_used_for_first_restart(data, binary_net64):
     x, y = ds.x_test[:30].double(), class_index(ds.y_test[:30])
     net = binary_net64
     start = torch.randn(2, 30, D, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    res = pgd(net, x, y, [1.0, 2.0], init_delta=start, steps=0)
+    res = pgd(net, x, y, [1.0, 2.0], settings=AttackSettings(steps=0), init_delta=start)
     # norms ~ sqrt(D) > eps: the start is projected onto the eps-sphere
     expected = start * torch.tensor([1.0, 2.0], dtype=torch.float64)[:, None, None]
     expected = expected / start.norm(dim=2, keepdim=True)
@@ -342,13 +361,23 @@ def test_init_delta_is_used_for_first_restart(data, binary_net64):
 def test_binary_margin_and_group_objectives_end_to_end(data, binary_net, multiclass_net):
     cfg, ds = data
     x = ds.x_test
-    margin = pgd(Margin(binary_net), x, ds.y_test, L2_RADII, objective=BinaryMargin())
+    margin = pgd(
+        Margin(binary_net),
+        x,
+        ds.y_test,
+        L2_RADII,
+        settings=AttackSettings(objective=BinaryMargin()),
+    )
     logits = pgd(binary_net, x, class_index(ds.y_test), L2_RADII)
     assert torch.equal(margin.correct[0], logits.correct[0])
     assert margin.logits.shape == (len(L2_RADII), 200)
     groups = (cfg.cluster_signs > 0).long()
     grouped = pgd(
-        multiclass_net, x, class_index(ds.y_test), L2_RADII, objective=GroupCrossEntropy(groups)
+        multiclass_net,
+        x,
+        class_index(ds.y_test),
+        L2_RADII,
+        settings=AttackSettings(objective=GroupCrossEntropy(groups)),
     )
     verdict = GroupCrossEntropy(groups).correct(
         multiclass_net(grouped.x_adv.flatten(0, 1)), class_index(ds.y_test).repeat(len(L2_RADII))
@@ -362,13 +391,13 @@ def test_bad_arguments(binary_net, data):
     _, ds = data
     x, y = ds.x_test[:5], class_index(ds.y_test[:5])
     with pytest.raises(ValueError, match="norm"):
-        pgd(binary_net, x, y, [1.0], norm="l1")
+        pgd(binary_net, x, y, [1.0], settings=AttackSettings(norm="l1"))
     with pytest.raises(ValueError, match="eps"):
         pgd(binary_net, x, y, [-1.0])
     with pytest.raises(ValueError, match="box"):
-        pgd(binary_net, x, y, [1.0], box=(0.0, 1.0))
+        pgd(binary_net, x, y, [1.0], settings=AttackSettings(box=(0.0, 1.0)))
     with pytest.raises(ValueError, match="random_start"):
-        pgd(binary_net, x, y, [1.0], random_start="gauss")
+        pgd(binary_net, x, y, [1.0], settings=AttackSettings(random_start="gauss"))
 
 
 # ---------------------------------------------------------------- result helpers
@@ -377,9 +406,13 @@ def test_bad_arguments(binary_net, data):
 def test_flip_radius_from_grid():
     eps = torch.tensor([0.0, 1.0, 2.0, 3.0])
     correct = torch.tensor(
-        [[True, True, False, True], [True, False, False, True], [False, True, False, True],
-         [False, False, False, True]]
-    )  # fmt: skip
+        [
+            [True, True, False, True],
+            [True, False, False, True],
+            [False, True, False, True],
+            [False, False, False, True],
+        ]
+    )
     assert flip_radius_from_grid(eps, correct).tolist() == [2.0, 1.0, 0.0, math.inf]
 
 

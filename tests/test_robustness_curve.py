@@ -15,12 +15,10 @@ import torch
 from torch import nn
 
 from featavg.attacks import CrossEntropy, GroupCrossEntropy, pgd
-from featavg.attacks.incremental import (
-    CurveResult,
-    descend_pgd,
-    incremental_pgd,
-    pgd_until_fooled,
-)
+from featavg.attacks.apgd import apgd_checkpoints, apgd_until_fooled
+from featavg.attacks.core import AttackSettings, CurveResult, Rows
+from featavg.attacks.descend import descend_pgd, pgd_until_fooled
+from featavg.attacks.incremental import incremental_pgd
 from featavg.attacks.robustness_curve import METHODS, robustness_curve
 from featavg.config import ConfigError
 
@@ -81,8 +79,8 @@ def test_incremental_is_the_monotone_closure_of_pgd(mlp, points, norm, group, re
     objective, y = task(group, c)
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, objective=objective, restarts=restarts, seed=3, **setting(norm))
-    grid = pgd(mlp, x, y, radii, **kw)
-    curve = incremental_pgd(mlp, x, y, radii, **kw)
+    grid = pgd(mlp, x, y, radii, settings=AttackSettings(**kw))
+    curve = incremental_pgd(mlp, x, y, radii, settings=AttackSettings(**kw))
     fooled = torch.isfinite(curve.flip_radius)
     assert 0 < fooled.float().mean() < 1  # the grid spans the interesting range
     assert torch.equal(curve.flip_radius, grid.flip_radius.cpu())
@@ -105,8 +103,8 @@ def test_incremental_closes_a_non_monotone_pgd_curve(steps):
     x = torch.randn(100, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = Rings()(x).argmax(1)
     radii = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
-    grid = pgd(Rings(), x, y, radii, steps=steps)
-    curve = incremental_pgd(Rings(), x, y, radii, steps=steps)
+    grid = pgd(Rings(), x, y, radii, settings=AttackSettings(steps=steps))
+    curve = incremental_pgd(Rings(), x, y, radii, settings=AttackSettings(steps=steps))
     closure = grid.correct.cummin(0).values
     assert (closure != grid.correct).sum() >= 10
     assert torch.equal(curve.per_point_correct, closure)
@@ -120,8 +118,12 @@ def test_gradient_evaluations_follow_their_formulas(mlp, points):
     standing at each radius > 0 (a point fooled at r was attacked at r, not after)."""
     x, c = points
     steps = 5
-    per_radius = robustness_curve(mlp, x, c, L2_RADII, method="per-radius", steps=steps)
-    incremental = robustness_curve(mlp, x, c, L2_RADII, method="incremental", steps=steps)
+    per_radius = robustness_curve(
+        mlp, x, c, L2_RADII, settings=AttackSettings(steps=steps), method="per-radius"
+    )
+    incremental = robustness_curve(
+        mlp, x, c, L2_RADII, settings=AttackSettings(steps=steps), method="incremental"
+    )
     clean_correct = per_radius.per_point_correct[0]
     assert per_radius.gradient_evaluations == len(L2_RADII) * int(clean_correct.sum()) * steps
     standing = sum(int((incremental.flip_radius >= r).sum()) for r in L2_RADII if r > 0)
@@ -137,7 +139,12 @@ def test_every_method_gives_a_consistent_curve(mlp, points, method, norm):
     x, c = points
     radii = L2_RADII if norm == "l2" else LINF_RADII
     curve = robustness_curve(
-        mlp, x, c, radii, method=method, norm=norm, min_norm_steps=30, **setting(norm)
+        mlp,
+        x,
+        c,
+        radii,
+        settings=AttackSettings(norm=norm, min_norm_steps=30, **setting(norm)),
+        method=method,
     )
     assert isinstance(curve, CurveResult)
     assert curve.method == method and curve.norm == norm
@@ -164,7 +171,10 @@ def test_fmn_plus_pgd_is_at_least_as_strong_as_both(mlp, points, norm):
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, min_norm_steps=30, seed=1, **setting(norm))
     methods = ("incremental", "fmn", "fmn+pgd")
-    alone = {m: robustness_curve(mlp, x, c, radii, method=m, **kw) for m in methods}
+    alone = {
+        m: robustness_curve(mlp, x, c, radii, settings=AttackSettings(**kw), method=m)
+        for m in methods
+    }
     both = alone["fmn+pgd"]
     assert torch.all(both.flip_radius <= alone["fmn"].flip_radius)
     assert torch.all(both.flip_radius <= alone["incremental"].flip_radius)
@@ -178,7 +188,9 @@ def test_fmn_plus_pgd_is_at_least_as_strong_as_both(mlp, points, norm):
 def test_grid_order_and_chunks_do_not_matter(mlp, points):
     x, c = points
     reference = robustness_curve(mlp, x, c, L2_RADII, method="incremental")
-    shuffled = robustness_curve(mlp, x, c, L2_RADII[::-1], method="incremental", batch_size=7)
+    shuffled = robustness_curve(
+        mlp, x, c, L2_RADII[::-1], settings=AttackSettings(batch_size=7), method="incremental"
+    )
     assert torch.equal(shuffled.eps, reference.eps)
     assert torch.equal(shuffled.flip_radius, reference.flip_radius)
     assert shuffled.gradient_evaluations == reference.gradient_evaluations
@@ -204,10 +216,14 @@ def test_box_and_image_shaped_inputs():
     x = torch.rand(30, 1, 6, 6, dtype=torch.float64)
     y = cnn(x).argmax(1)
     radii = [0.0, 0.05, 0.1, 0.2, 0.4, 0.8]
-    grid = pgd(cnn, x, y, radii, box=(0.0, 1.0))
-    curve = robustness_curve(cnn, x, y, radii, method="incremental", box=(0.0, 1.0))
+    grid = pgd(cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)))
+    curve = robustness_curve(
+        cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)), method="incremental"
+    )
     assert torch.equal(curve.per_point_correct, grid.correct.cummin(0).values)
-    fmn_curve = robustness_curve(cnn, x, y, radii, method="fmn", box=(0.0, 1.0))
+    fmn_curve = robustness_curve(
+        cnn, x, y, radii, settings=AttackSettings(box=(0.0, 1.0)), method="fmn"
+    )
     assert fmn_curve.robust_accuracy[0] == 1.0 and fmn_curve.robust_accuracy[-1] < 1.0
 
 
@@ -224,7 +240,14 @@ def test_model_modes_parameters_and_grads_are_left_alone(points):
     net[3].eval()
     state = {k: v.clone() for k, v in net.state_dict().items()}
     for method in METHODS:
-        robustness_curve(net, x, c, L2_RADII[:4], method=method, min_norm_steps=5, steps=2)
+        robustness_curve(
+            net,
+            x,
+            c,
+            L2_RADII[:4],
+            settings=AttackSettings(min_norm_steps=5, steps=2),
+            method=method,
+        )
     assert [m.training for m in net] == [True, True, True, False, True] and net.training
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
@@ -235,9 +258,9 @@ def test_bad_arguments_are_config_errors(mlp, points):
     with pytest.raises(ConfigError, match="method"):
         robustness_curve(mlp, x, c, L2_RADII, method="autoattack")
     with pytest.raises(ConfigError, match="norm"):
-        robustness_curve(mlp, x, c, L2_RADII, norm="l1")
+        robustness_curve(mlp, x, c, L2_RADII, settings=AttackSettings(norm="l1"))
     with pytest.raises(ConfigError, match="norm: method ddn"):
-        robustness_curve(mlp, x, c, L2_RADII, method="ddn", norm="linf")
+        robustness_curve(mlp, x, c, L2_RADII, settings=AttackSettings(norm="linf"), method="ddn")
     with pytest.raises(ConfigError, match="eps"):
         robustness_curve(mlp, x, c, [0.1, -1.0])
     with pytest.raises(ConfigError, match="eps"):
@@ -291,7 +314,7 @@ def test_descend_pgd_cost_and_early_exit():
     net, x, y, dist = linear_binary(seed=1, n=60)
     radii = [0.0, 0.5, 1.0]
     far = torch.full((60,), math.inf, dtype=torch.float64)
-    curve = descend_pgd(net, x, y, radii, far, steps=7)
+    curve = descend_pgd(net, x, y, radii, far, settings=AttackSettings(steps=7))
     runs = 60 + int((curve.flip_radius <= 0.5).sum())  # one failed run each, plus descents
     assert 0 < curve.gradient_evaluations <= 7 * runs
     # every point known fooled at 0.5 already: no grid radius > 0 below it, no attack
@@ -305,7 +328,8 @@ def test_pgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
     x, c = points
     eps = torch.full((x.shape[0],), 0.6 if norm == "l2" else 0.15, dtype=torch.float64)
     start = 0.0 * x
-    fooled, delta = pgd_until_fooled(mlp, x, c, eps, eps / 4, start, norm, 7, None, CrossEntropy())
+    settings = AttackSettings(norm=norm, steps=7, objective=CrossEntropy())
+    fooled, delta = pgd_until_fooled(mlp, Rows(x, c, eps, eps / 4), start, settings)
     assert 0 < fooled.float().mean() < 1
     size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
     assert torch.all(size <= eps * (1 + 1e-9))
@@ -314,14 +338,23 @@ def test_pgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
 
 
 @pytest.mark.parametrize(
-    ("method", "norm"), [("fmn+descend", "l2"), ("fmn+descend", "linf"), ("ddn+descend", "l2")]
+    ("method", "norm"),
+    [
+        ("fmn+descend", "l2"),
+        ("fmn+descend", "linf"),
+        ("ddn+descend", "l2"),
+        ("fmn+apgd", "l2"),
+        ("fmn+apgd", "linf"),
+    ],
 )
 def test_descend_methods_only_lower_the_min_norm_curve(mlp, points, method, norm):
     x, c = points
     radii = L2_RADII if norm == "l2" else LINF_RADII
     kw = dict(norm=norm, min_norm_steps=10, seed=1)
-    alone = robustness_curve(mlp, x, c, radii, method=method.split("+")[0], **kw)
-    both = robustness_curve(mlp, x, c, radii, method=method, **kw)
+    alone = robustness_curve(
+        mlp, x, c, radii, settings=AttackSettings(**kw), method=method.split("+")[0]
+    )
+    both = robustness_curve(mlp, x, c, radii, settings=AttackSettings(**kw), method=method)
     assert torch.all(both.flip_radius <= alone.flip_radius)
     assert (both.flip_radius < alone.flip_radius).any()  # 10 FMN steps leave room
     grid = torch.tensor(radii, dtype=torch.float64)
@@ -334,9 +367,186 @@ def test_descend_restarts_only_add_flips(mlp, points):
     """Random restarts after the warm start: never a higher flip radius than one start (same
     warm-start runs first), and a restart is paid only by the points it attacks."""
     x, c = points
-    kw = dict(method="fmn+descend", min_norm_steps=10, seed=2)
-    one = robustness_curve(mlp, x, c, L2_RADII, restarts=1, **kw)
-    three = robustness_curve(mlp, x, c, L2_RADII, restarts=3, **kw)
+    kw = dict(min_norm_steps=10, seed=2)
+    one = robustness_curve(
+        mlp, x, c, L2_RADII, method="fmn+descend", settings=AttackSettings(restarts=1, **kw)
+    )
+    three = robustness_curve(
+        mlp, x, c, L2_RADII, method="fmn+descend", settings=AttackSettings(restarts=3, **kw)
+    )
     assert torch.all(three.flip_radius <= one.flip_radius)
     assert one.gradient_evaluations < three.gradient_evaluations
     assert three.gradient_evaluations <= 3 * one.gradient_evaluations
+
+
+@pytest.mark.parametrize(
+    ("field", "settings"),
+    [
+        ("rel_step", dict(rel_step=1e39)),
+        ("rel_step", dict(rel_step=math.inf)),
+        ("step_size", dict(step_size=1e39)),
+        ("box", dict(box=(-1e39, 1e39))),
+    ],
+)
+def test_settings_beyond_float32_are_refused(field, settings):
+    """rel_step 1e39 used to become inf in float32, its steps NaN, and every point counted
+    fooled at every radius, clean accuracy included, without an error."""
+    with pytest.raises(ConfigError, match=f"^{field}:") as err:
+        AttackSettings(**settings)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_radii_and_steps_that_overflow_the_inputs_dtype_are_refused(points, method):
+    x, c = points
+    x32 = x.float()
+    net = nn.Sequential(nn.Linear(D, 8), nn.ReLU(), nn.Linear(8, K))
+    with pytest.raises(ConfigError, match="^eps:"):
+        robustness_curve(net, x32, c, [0.0, 1e39], method=method)
+    # each fits float32, their product (the PGD step rel_step * eps) does not
+    settings = AttackSettings(rel_step=1e30, min_norm_steps=2)
+    if method in ("fmn", "ddn", "fmn+apgd"):  # no stage of rel_step * eps: no overflow
+        robustness_curve(net, x32, c, [0.0, 1e10], method=method, settings=settings)
+    else:
+        with pytest.raises(ConfigError, match="^rel_step:"):
+            robustness_curve(net, x32, c, [0.0, 1e10], method=method, settings=settings)
+
+
+class SignedSqrt(nn.Module):
+    """Logits W (sign(x) sqrt(|x|)) + b (a power normalisation of the input): finite
+    everywhere, but the input gradient is NaN at every input with an exactly-zero entry
+    (sqrt'(0) = inf times |.|'(0) = 0), e.g. the black background pixels of an image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.linear = nn.Linear(D, K).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.sign(x) * torch.sqrt(x.abs()))
+
+
+def zero_entries(x: torch.Tensor) -> torch.Tensor:
+    """x with its first 4 coordinates set to exactly 0 (a black corner)."""
+    x = x.clone()
+    x[:, :4] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_radius_zero_is_the_clean_accuracy_even_with_nan_gradients(points, method):
+    """PGD (which still takes its steps at eps 0) and FMN / DDN (whose first step is taken
+    at x) used to step along the NaN gradient at x and report robust accuracy 0 at eps 0;
+    now eps 0 is the clean prediction by construction, whatever the attack did there."""
+    x, _ = points
+    x, net = zero_entries(x), SignedSqrt()
+    with torch.no_grad():
+        c = net(x).argmax(1)
+    c[:5] = (c[:5] + 1) % K  # a few clean mistakes
+    x_probe = x[:4].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(x_probe).sum(), x_probe)
+    assert torch.isnan(grad).any(1).all()  # the premise: NaN entries in every gradient
+    settings = AttackSettings(min_norm_steps=5, steps=3)
+    curve = robustness_curve(net, x, c, L2_RADII[:4], method=method, settings=settings)
+    with torch.no_grad():
+        clean = (net(x).argmax(1) == c).to(torch.float64).mean()
+    assert 0.5 < clean < 1 and curve.robust_accuracy[0] == clean
+    with torch.no_grad():
+        assert torch.equal(curve.per_point_correct[0], net(x).argmax(1) == c)
+
+
+def test_pgd_never_steps_along_a_non_finite_gradient(points):
+    x, _ = points
+    x, net = zero_entries(x), SignedSqrt()
+    with torch.no_grad():
+        c = net(x).argmax(1)
+    result = pgd(net, x, c, [0.0, 0.3], AttackSettings(steps=3))
+    assert torch.isfinite(result.x_adv).all()
+    with torch.no_grad():
+        verdict = net(result.x_adv.flatten(0, 1)).argmax(1) == c.repeat(2)
+    assert torch.equal(verdict.view(2, -1), result.correct)
+    assert torch.equal(result.correct[0], torch.ones_like(c, dtype=torch.bool))
+
+
+class BatchDependent(nn.Module):
+    """A linear model whose logits flip sign in batches larger than 80 rows: its verdict at
+    x itself depends on what it is batched with, as no attack should assume it does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.linear = nn.Linear(D, K).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        return -out if x.shape[0] > 80 else out
+
+
+def test_radius_zero_is_the_clean_pass_by_construction(points):
+    """Per-radius PGD evaluates eps 0 in one (R*B)-row batch with the other radii; its verdict
+    there is not the clean pass's, but the curve at eps 0 is the clean correctness."""
+    x, _ = points
+    net = BatchDependent()
+    with torch.no_grad():
+        c = net(x).argmax(1)  # 80 rows: every point correct clean
+    grid = pgd(net, x, c, L2_RADII[:3], AttackSettings(steps=0))
+    assert not grid.correct[0].any()  # the premise: the batched verdict at eps 0 differs
+    curve = robustness_curve(
+        net, x, c, L2_RADII[:3], method="per-radius", settings=AttackSettings(steps=0)
+    )
+    assert curve.robust_accuracy[0] == 1.0 and curve.per_point_correct[0].all()
+    assert torch.all(curve.flip_radius > 0)
+
+
+def autoattackapgd_checkpoints(steps: int) -> list[int]:
+    """AutoAttack's checkpoint schedule, replayed from its code: a counter reaches k, then k
+    shrinks by 3 % of the steps down to 6 %, starting at 22 %."""
+    k, shortest, shrink = (
+        max(int(0.22 * steps), 1),
+        max(int(0.06 * steps), 1),
+        max(int(0.03 * steps), 1),
+    )
+    out, counter = [], 0
+    for i in range(steps):
+        counter += 1
+        if counter == k:
+            out.append(i + 1)
+            k, counter = max(k - shrink, shortest), 0
+    return out
+
+
+def test_apgdapgd_checkpoints_follow_autoattack():
+    for steps in (1, 5, 20, 100):
+        assert apgd_checkpoints(steps) == autoattackapgd_checkpoints(steps)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_apgd_until_fooled_returns_verified_perturbations(mlp, points, norm):
+    x, c = points
+    eps = torch.full((x.shape[0],), 0.6 if norm == "l2" else 0.15, dtype=torch.float64)
+    settings = AttackSettings(norm=norm)
+    fooled, delta = apgd_until_fooled(mlp, Rows(x, c, eps, 2 * eps), 0.0 * x, settings, 20)
+    size = delta.norm(dim=1) if norm == "l2" else delta.abs().amax(1)
+    assert torch.all(size <= eps * (1 + 1e-9))
+    with torch.no_grad():
+        assert torch.equal(mlp(x + delta).argmax(1) != c, fooled)
+    # at least as strong as PGD-20 of eps/4 from the same start, here
+    pgd_fooled, _ = pgd_until_fooled(
+        mlp, Rows(x, c, eps, eps / 4), 0.0 * x, AttackSettings(norm=norm, steps=20)
+    )
+    assert 0 < int(pgd_fooled.sum()) <= int(fooled.sum()) < x.shape[0]
+
+
+def test_fmn_apgd_reaches_the_grid_radius_above_the_distance():
+    """On a linear model: never fooled inside the exact ball, and fooled at every grid
+    radius beyond it: the curve is exactly the true one, acc(eps) = share of distances >
+    eps (a flip radius is FMN's norm or the grid radius APGD reached, whichever is
+    smaller)."""
+    net, x, y, dist = linear_binary(seed=2, n=120)
+    radii = torch.linspace(0, 1.0, 21, dtype=torch.float64)
+    curve = robustness_curve(net, x, y, radii, method="fmn+apgd")
+    assert torch.all(curve.flip_radius >= dist - 1e-9)
+    truth = radii[:, None] < dist[None, :]
+    assert torch.equal(curve.per_point_correct, truth)
+    # cost: 10 FMN steps per point, then at most 21 per APGD run, most stopping early
+    assert 10 * 120 < curve.gradient_evaluations < (10 + 2 * 21) * 120

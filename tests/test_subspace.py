@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from featavg.attacks import BinaryMargin, GroupCrossEntropy, pgd
+from featavg.attacks import AttackSettings, BinaryMargin, GroupCrossEntropy, pgd
 from featavg.attacks.two_layer import row_space_basis, subspace_pgd
 from featavg.data.synthetic import SyntheticConfig, sample_synthetic
 from featavg.models.two_layer import NetConfig, TwoLayerNet, binary_ensemble, multiclass_ensemble
@@ -64,8 +64,8 @@ def test_row_space_basis_is_orthonormal_and_spans_the_rows():
 def test_binary_net_matches_full_pgd(binary_setup, random_start, restarts):
     net, x, y, _ = binary_setup
     kwargs = dict(seed=5, random_start=random_start, restarts=restarts)
-    full = pgd(net, x, y, RADII, **kwargs)
-    sub = subspace_pgd(net, x, y, RADII, **kwargs)
+    full = pgd(net, x, y, RADII, settings=AttackSettings(**kwargs))
+    sub = subspace_pgd(net, x, y, RADII, settings=AttackSettings(**kwargs))
     assert_same_attack(full, sub)
     acc = full.robust_accuracy
     assert acc[0] > 0.9 and acc[-1] < 0.1  # the grid spans the whole curve
@@ -79,11 +79,18 @@ def test_binary_margin_objective_and_chunking(binary_setup):
             return net.scores(inputs)  # (B, 1), as the (1, 1) read-out gives
 
     objective = BinaryMargin()
-    full = pgd(Margin(), x, y_pm, RADII, objective=objective, seed=2)
+    full = pgd(Margin(), x, y_pm, RADII, settings=AttackSettings(objective=objective, seed=2))
     one = torch.ones(1, 1, dtype=torch.float64)  # scores -> margin: the identity read-out
-    sub = subspace_pgd(net, x, y_pm, RADII, objective=objective, seed=2, readout=one)
+    sub = subspace_pgd(
+        net, x, y_pm, RADII, settings=AttackSettings(objective=objective, seed=2), readout=one
+    )
     chunked = subspace_pgd(
-        net, x, y_pm, RADII, objective=objective, seed=2, readout=one, batch_size=77
+        net,
+        x,
+        y_pm,
+        RADII,
+        settings=AttackSettings(objective=objective, seed=2, batch_size=77),
+        readout=one,
     )
     assert_same_attack(full, sub)
     assert_same_attack(sub, chunked)
@@ -92,13 +99,16 @@ def test_binary_margin_objective_and_chunking(binary_setup):
 def test_fine_grained_net_kway_group_and_sum_forms(multiclass_setup):
     net, x, c, signs, y_pm = multiclass_setup
     # k-way accuracy under a 10-class CE attack (the authors' synthetic curve)
-    assert_same_attack(pgd(net, x, c, RADII, seed=1), subspace_pgd(net, x, c, RADII, seed=1))
+    assert_same_attack(
+        pgd(net, x, c, RADII, settings=AttackSettings(seed=1)),
+        subspace_pgd(net, x, c, RADII, settings=AttackSettings(seed=1)),
+    )
     # argmax form: NLL of the summed softmax of the true group
     groups = (signs > 0).long()
     y_group = ((y_pm + 1) / 2).long()
     objective = GroupCrossEntropy(groups)
-    full = pgd(net, x, y_group, RADII, objective=objective, seed=1)
-    sub = subspace_pgd(net, x, y_group, RADII, objective=objective, seed=1)
+    full = pgd(net, x, y_group, RADII, settings=AttackSettings(objective=objective, seed=1))
+    sub = subspace_pgd(net, x, y_group, RADII, settings=AttackSettings(objective=objective, seed=1))
     assert_same_attack(full, sub)
 
     # sum form F = sum_{J+} f_j - sum_{J-} f_j: a fixed linear map of the scores
@@ -106,9 +116,14 @@ def test_fine_grained_net_kway_group_and_sum_forms(multiclass_setup):
         def forward(self, inputs):
             return net(inputs) @ signs[:, None]  # (B, 1)
 
-    full = pgd(SumForm(), x, y_pm, RADII, objective=BinaryMargin(), seed=1)
+    full = pgd(SumForm(), x, y_pm, RADII, settings=AttackSettings(objective=BinaryMargin(), seed=1))
     sub = subspace_pgd(
-        net, x, y_pm, RADII, objective=BinaryMargin(), seed=1, readout=signs[None, :]
+        net,
+        x,
+        y_pm,
+        RADII,
+        settings=AttackSettings(objective=BinaryMargin(), seed=1),
+        readout=signs[None, :],
     )
     assert_same_attack(full, sub)
 
@@ -135,8 +150,8 @@ def test_float32_close_to_float64(binary_setup):
 def test_refuses_inexact_settings(binary_setup):
     net, x, y, _ = binary_setup
     with pytest.raises(ValueError, match="l2"):
-        subspace_pgd(net, x, y, [1.0], norm="linf")
+        subspace_pgd(net, x, y, [1.0], settings=AttackSettings(norm="linf"))
     with pytest.raises(ValueError, match="box"):
-        subspace_pgd(net, x, y, [1.0], box=(0.0, 1.0))
+        subspace_pgd(net, x, y, [1.0], settings=AttackSettings(box=(0.0, 1.0)))
     with pytest.raises(ValueError, match="dimension"):
         subspace_pgd(net, x[:, :10], y, [1.0])

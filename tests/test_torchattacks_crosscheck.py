@@ -24,7 +24,7 @@ import pytest
 import torch
 from torch import nn
 
-from featavg.attacks import pgd
+from featavg.attacks import AttackSettings, pgd
 
 try:
     import torchattacks
@@ -76,7 +76,9 @@ def accuracy(model, x, y) -> float:
 def test_deterministic_pgd_matches_torchattacks_step_for_step(attacks_lib, image_task):
     model, x, y = image_task
     clean = model(x).argmax(1) == y
-    ours = pgd(model, x, y, RADII, box=(0.0, 1.0), random_start="none", steps=7)
+    ours = pgd(
+        model, x, y, RADII, settings=AttackSettings(box=(0.0, 1.0), random_start="none", steps=7)
+    )
     for i, eps in enumerate(RADII):
         attack = attacks_lib.PGDL2(
             model, eps=eps, alpha=eps / 4, steps=7, random_start=False, eps_for_division=1e-30
@@ -96,7 +98,9 @@ def test_torchattacks_random_start_reproduced_step_for_step(attacks_lib, image_t
         norms = gauss.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         unit_start = gauss * torch.zeros_like(norms).uniform_(0, 1) / norms
         init = torch.stack([eps * unit_start for eps in RADII])
-        ours = pgd(model, x, y, RADII, box=(0.0, 1.0), init_delta=init, steps=7)
+        ours = pgd(
+            model, x, y, RADII, settings=AttackSettings(box=(0.0, 1.0), steps=7), init_delta=init
+        )
         for i, eps in enumerate(RADII):
             torch.manual_seed(11)
             attack = attacks_lib.PGDL2(
@@ -110,7 +114,13 @@ def test_torchattacks_random_start_reproduced_step_for_step(attacks_lib, image_t
 def test_random_start_pgd_matches_torchattacks_within_attack_noise(attacks_lib, image_task):
     # 20 steps: with 7 steps of eps/4 the start law matters (see the module docstring)
     model, x, y = image_task
-    ours = pgd(model, x, y, RADII, box=(0.0, 1.0), random_start="ball", steps=20, seed=0)
+    ours = pgd(
+        model,
+        x,
+        y,
+        RADII,
+        settings=AttackSettings(box=(0.0, 1.0), random_start="ball", steps=20, seed=0),
+    )
     acc = ours.robust_accuracy
     assert acc[0] > 0.6 and acc[-1] < 0.1  # the grid covers the informative range
     with torch.random.fork_rng():  # torchattacks draws from the global generator

@@ -47,16 +47,21 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from featavg.attacks.incremental import (
+from featavg.attacks.core import (
+    AttackSettings,
+    Forward,
     GradientCounter,
-    check_attack_args,
+    ascent_direction,
+    check_inputs,
     clean_predictions,
     eval_mode,
+    feasible,
+    lp_norm,
+    project,
 )
 from featavg.attacks.objectives import (
     BinaryMargin,
@@ -65,14 +70,45 @@ from featavg.attacks.objectives import (
     Objective,
     check_model_output,
 )
-from featavg.attacks.pgd import Norm, ascent_direction, project
 from featavg.progress import bar as progress_bar
 
 # one chunk's attack: (forward, x (n, D), y (n,), tick) -> best adversarial (n, D), found (n,)
 ChunkAttack = Callable[
-    [Callable[[torch.Tensor], torch.Tensor], torch.Tensor, torch.Tensor, Callable[[], None]],
+    [Forward, torch.Tensor, torch.Tensor, Callable[[], None]],
     tuple[torch.Tensor, torch.Tensor],
 ]
+DEFAULT_STEPS = 100  # minimum-norm steps when the settings name none
+
+
+@dataclass(frozen=True)
+class FMNSchedule:
+    """FMN's step and radius schedules, cosine-annealed from init to final.
+
+    alpha_init, alpha_final: step length, relative to the ball (see the module docstring).
+    (Default: 1.0 and alpha_init / 100.) gamma_init, gamma_final: relative change of the
+    ball radius per step. (Default: 0.05 and 0.001, the paper's)
+    """
+
+    alpha_init: float = 1.0
+    alpha_final: float | None = None
+    gamma_init: float = 0.05
+    gamma_final: float = 0.001
+
+
+@dataclass(frozen=True)
+class DDNSchedule:
+    """DDN's norm and step schedules.
+
+    gamma: relative change of the norm per step, fixed. (Default: 0.05, the paper's)
+    init_norm: the starting norm; None: the linear estimate |m| / ||grad m||_2 at x. (The
+    paper: 1, in [0, 1]-pixel units.) (Default: None) alpha_init, alpha_final: step length
+    relative to the current norm, cosine-annealed. (Default: 1.0, 0.01: the paper's)
+    """
+
+    gamma: float = 0.05
+    init_norm: float | None = None
+    alpha_init: float = 1.0
+    alpha_final: float = 0.01
 
 
 @dataclass
@@ -83,6 +119,7 @@ class MinNormResult:
     misclassified clean, inf where no adversarial input was found. x_adv: (B, \\*input_shape)
     the adversarial inputs (x itself where none was found). gradient_evaluations /
     forward_evaluations: passes per point (int). wall_s: seconds. method, norm: what made it.
+    clean_correct: (B,) bool, whether the clean prediction is correct.
     """
 
     norms: torch.Tensor
@@ -92,6 +129,7 @@ class MinNormResult:
     forward_evaluations: int = 0
     method: str = ""
     norm: str = ""
+    clean_correct: torch.Tensor | None = None
 
 
 def margin(objective: Objective, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -117,62 +155,44 @@ def margin(objective: Objective, logits: torch.Tensor, y: torch.Tensor) -> torch
     return best_own - best_other
 
 
-def lp_norm(v: torch.Tensor, norm: str) -> torch.Tensor:
-    """(n,) row norms of v (n, D): L2, or L-inf ("linf"), or L1 ("l1", the dual of L-inf)."""
-    if norm == "linf":
-        return v.abs().amax(1)
-    if norm == "l1":
-        return v.abs().sum(1)
-    return v.norm(dim=1)
-
-
 def fmn(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    *,
-    norm: Norm = "l2",
-    steps: int = 100,
-    alpha_init: float = 1.0,
-    alpha_final: float | None = None,
-    gamma_init: float = 0.05,
-    gamma_final: float = 0.001,
-    objective: Objective = CrossEntropy(),
-    box: tuple[float, float] | None = None,
-    seed: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
+    settings: AttackSettings = AttackSettings(),
+    schedule: FMNSchedule = FMNSchedule(),
 ) -> MinNormResult:
     r"""Fast Minimum-Norm attack (Pintor et al. 2021), L2 or L-inf; see the module docstring.
 
     Arguments:
         model: maps (N, \*input_shape) to logits; run in eval mode, never changed.
         x: (B, \*input_shape) clean inputs; y: (B,) labels in the form ``objective`` needs.
-        norm: "l2" or "linf".
-        steps: gradient steps per point. (Default: 100)
-        alpha_init, alpha_final: step length, relative to the ball (see the module
-            docstring), cosine-annealed. (Default: 1.0 and alpha_init / 100)
-        gamma_init, gamma_final: relative change of the ball radius, cosine-annealed.
-            (Default: 0.05 and 0.001, the paper's)
-        objective: what counts as correct and which margin is descended.
-        box: None or (lo, hi): x + delta is clamped into it (and the radius capped at the
-            farthest point of the box); x must lie in it.
-        seed: accepted for a uniform signature; FMN draws nothing random.
-        batch_size: points per chunk (Default: None, all at once). progress: a bar.
+        settings (:class:`~featavg.attacks.core.AttackSettings`): read here:
+
+            * norm: "l2" or "linf".
+            * min_norm_steps: gradient steps per point. (Default: None, 100)
+            * objective: what counts as correct and which margin is descended.
+            * box: None or (lo, hi): x + delta is clamped into it (and the radius capped at
+              the farthest point of the box); x must lie in it.
+            * batch_size: points per chunk (Default: None, all at once). progress: a bar.
+            * FMN draws nothing random: seed is not read.
+        schedule: the step and radius schedules (:class:`FMNSchedule`, the paper's).
 
     Shape:
         - x: (B, \*input_shape); y: (B,)
         - returns :class:`MinNormResult`, norms (B,), x_adv (B, \*input_shape).
     """
-    if steps < 1:
-        raise ValueError(f"steps: need >= 1, got {steps}")
-    final = alpha_init / 100 if alpha_final is None else alpha_final
+    steps = DEFAULT_STEPS if settings.min_norm_steps is None else settings.min_norm_steps
+    norm, objective, box = settings.norm, settings.objective, settings.box
+    alpha_init, gamma_init, gamma_final = (
+        schedule.alpha_init,
+        schedule.gamma_init,
+        schedule.gamma_final,
+    )
+    final = alpha_init / 100 if schedule.alpha_final is None else schedule.alpha_final
 
     def attack(
-        forward: Callable[[torch.Tensor], torch.Tensor],
-        x0: torch.Tensor,
-        y0: torch.Tensor,
-        tick: Callable[[], None],
+        forward: Forward, x0: torch.Tensor, y0: torch.Tensor, tick: Callable[[], None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         dual = "l1" if norm == "linf" else "l2"
         scale = math.sqrt(x0.shape[1]) if norm == "linf" else 1.0
@@ -198,51 +218,35 @@ def fmn(
                 # a zero gradient gives an infinite estimate: stay at the current size
                 radius = torch.where(torch.isfinite(radius), radius, size)
                 step = (alpha * scale) * radius[:, None] * ascent_direction(-grad, "l2")
-                delta = _clamp(x0, project(delta + step, radius, norm), box)
+                delta = feasible(x0, project(delta + step, radius, norm), box)
             tick()
         tracker.final(forward, x0, y0, delta, norm, objective)
         return tracker.adv, tracker.found
 
-    return _run("fmn", norm, attack, model, x, y, objective, box, batch_size, progress, steps)
+    return _run("fmn", attack, model, x, y, settings, steps)
 
 
 def ddn(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    *,
-    norm: Literal["l2"] = "l2",
-    steps: int = 100,
-    gamma: float = 0.05,
-    init_norm: float | None = None,
-    alpha_init: float = 1.0,
-    alpha_final: float = 0.01,
-    objective: Objective = CrossEntropy(),
-    box: tuple[float, float] | None = None,
-    seed: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
+    settings: AttackSettings = AttackSettings(),
+    schedule: DDNSchedule = DDNSchedule(),
 ) -> MinNormResult:
     r"""Decoupled Direction and Norm attack (Rony et al. 2019), L2; see the module docstring.
 
     Arguments as :func:`fmn`, except:
-        norm: "l2" only (DDN is an L2 attack).
-        gamma: relative change of the norm per step, fixed. (Default: 0.05, the paper's)
-        init_norm: the starting norm; None: the linear estimate |m| / ||grad m||_2 at x.
-            (The paper: 1, in [0, 1]-pixel units.) (Default: None)
-        alpha_init, alpha_final: step length relative to the current norm, cosine-annealed.
-            (Default: 1.0, 0.01: the paper's schedule)
+        settings.norm: "l2" only (DDN is an L2 attack).
+        schedule: the norm and step schedules (:class:`DDNSchedule`, the paper's).
     """
-    if norm != "l2":
-        raise ValueError(f"norm: DDN is an L2 attack, got {norm!r}")
-    if steps < 1:
-        raise ValueError(f"steps: need >= 1, got {steps}")
+    if settings.norm != "l2":
+        raise ValueError(f"norm: DDN is an L2 attack, got {settings.norm!r}")
+    steps = DEFAULT_STEPS if settings.min_norm_steps is None else settings.min_norm_steps
+    objective, box = settings.objective, settings.box
+    gamma, alpha_init, alpha_final = schedule.gamma, schedule.alpha_init, schedule.alpha_final
 
     def attack(
-        forward: Callable[[torch.Tensor], torch.Tensor],
-        x0: torch.Tensor,
-        y0: torch.Tensor,
-        tick: Callable[[], None],
+        forward: Forward, x0: torch.Tensor, y0: torch.Tensor, tick: Callable[[], None]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         worst = _worst_norm(x0, box, "l2")
         tracker = _Best(x0)
@@ -256,20 +260,20 @@ def ddn(
                 tracker.update(x0 + delta, delta.norm(dim=1), adv)
                 if k == 0:
                     estimate = m.abs() / grad.norm(dim=1)
-                    if init_norm is not None:
-                        estimate = torch.full_like(estimate, float(init_norm))
+                    if schedule.init_norm is not None:
+                        estimate = torch.full_like(estimate, float(schedule.init_norm))
                     ok = torch.isfinite(estimate) & (estimate > 0)
                     radius = torch.where(ok, estimate, radius)
                 radius = torch.where(adv, radius * (1 - gamma), radius * (1 + gamma))
                 radius = torch.minimum(radius, worst)
                 delta = delta + alpha * radius[:, None] * ascent_direction(-grad, "l2")
                 length = delta.norm(dim=1).clamp_min(torch.finfo(delta.dtype).tiny)
-                delta = _clamp(x0, delta * (radius / length)[:, None], box)
+                delta = feasible(x0, delta * (radius / length)[:, None], box)
             tick()
         tracker.final(forward, x0, y0, delta, "l2", objective)
         return tracker.adv, tracker.found
 
-    return _run("ddn", norm, attack, model, x, y, objective, box, batch_size, progress, steps)
+    return _run("ddn", attack, model, x, y, settings, steps)
 
 
 class _Best:
@@ -289,7 +293,7 @@ class _Best:
 
     def final(
         self,
-        forward: Callable[[torch.Tensor], torch.Tensor],
+        forward: Forward,
         x0: torch.Tensor,
         y0: torch.Tensor,
         delta: torch.Tensor,
@@ -304,7 +308,7 @@ class _Best:
 
 
 def _margin_and_grad(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     x0: torch.Tensor,
     y0: torch.Tensor,
     delta: torch.Tensor,
@@ -329,48 +333,37 @@ def _worst_norm(x0: torch.Tensor, box: tuple[float, float] | None, norm: str) ->
     return lp_norm(torch.maximum(x0 - box[0], box[1] - x0), norm)
 
 
-def _clamp(x0: torch.Tensor, delta: torch.Tensor, box: tuple[float, float] | None) -> torch.Tensor:
-    """delta with x0 + delta clamped into the box (this only shrinks each |delta_i|)."""
-    if box is None:
-        return delta
-    return (x0 + delta).clamp(box[0], box[1]) - x0
-
-
 def _run(
     method: str,
-    norm: str,
     attack: ChunkAttack,
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    objective: Objective,
-    box: tuple[float, float] | None,
-    batch_size: int | None,
-    progress: bool,
+    settings: AttackSettings,
     steps: int,
 ) -> MinNormResult:
     """Shared driver: clean pass, chunks of the points correct clean, the result."""
-    check_attack_args(x, norm, box)
+    check_inputs(x, settings)
+    norm, objective = settings.norm, settings.objective
+    if steps < 1:
+        raise ValueError(f"steps: need >= 1, got {steps}")
     start_time = time.perf_counter()
     y = objective.prepare(y, x.device)
     n_points, input_shape = x.shape[0], tuple(x.shape[1:])
     x_flat = x.detach().reshape(n_points, -1)
-    chunk = n_points if batch_size is None else max(1, int(batch_size))
+    chunk = settings.chunk(n_points)
     counter = GradientCounter(model)
-
-    def forward(flat: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = counter(flat.view(flat.shape[0], *input_shape))
-        return out
+    forward = counter.flat(input_shape)
 
     x_adv = x_flat.clone()
     found = torch.zeros(n_points, dtype=torch.bool, device=x.device)
     with eval_mode(model):
-        clean_logits = clean_predictions(counter, x_flat, input_shape, chunk)
+        clean_logits = clean_predictions(forward, x_flat, chunk)
         check_model_output(clean_logits, objective)
         clean_correct = objective.correct(clean_logits, y)
         found |= ~clean_correct  # x itself is adversarial: norm 0
         todo = torch.nonzero(clean_correct).flatten().split(chunk)
-        bar = progress_bar(total=len(todo) * steps, desc=method, enabled=progress)
+        bar = progress_bar(total=len(todo) * steps, desc=method, enabled=settings.progress)
 
         def tick() -> None:
             bar.update(1)
@@ -390,4 +383,5 @@ def _run(
         forward_evaluations=counter.forward_evaluations,
         method=method,
         norm=norm,
+        clean_correct=clean_correct.cpu(),
     )

@@ -25,19 +25,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
+from featavg.attacks.core import (
+    AttackSettings,
+    Rows,
+    check_inputs,
+    check_radii,
+    flat_inputs,
+    pgd_steps,
+    start_directions,
+    step_sizes,
+)
+from featavg.attacks.objectives import check_model_output
 from featavg.progress import bar as progress_bar
-from featavg.seeding import generator
-
-Norm = Literal["l2", "linf"]
-RandomStart = Literal["sphere", "ball", "box", "none"]
-NORMS = ("l2", "linf")
-RANDOM_STARTS = ("sphere", "ball", "box", "none")
 
 Payload = TypeVar("Payload")  # what an attack chunk hands to ``keep`` (see run_restarts)
 
@@ -48,13 +52,15 @@ class PGDResult:
 
     eps: (R,) radii. x_adv: (R, B, *input_shape) adversarial inputs. correct: (R, B) bool,
     True where the point resisted every restart at that radius. logits: (R, B, ...) model
-    outputs at x_adv (None when not recorded).
+    outputs at x_adv (None when not recorded). clean_correct: (B,) bool, the clean
+    prediction's correctness (None when not recorded).
     """
 
     eps: torch.Tensor
     x_adv: torch.Tensor
     correct: torch.Tensor
     logits: torch.Tensor | None = None
+    clean_correct: torch.Tensor | None = None
 
     @property
     def robust_accuracy(self) -> torch.Tensor:
@@ -80,88 +86,29 @@ def flip_radius_from_grid(
     return at.min(0).values
 
 
-def start_directions(
-    n: int, dim: int, kind: str, seed: int, restart: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """Unit-scale random starts u of shape (n, dim) on the CPU; the start at radius eps is
-    eps * u. Drawn in float64 from the stream ``attack/start/{restart}`` of ``seed``.
-
-    sphere: uniform on the unit sphere (Gaussian direction, normalised);
-    ball: uniform in the unit ball (direction times U^(1/dim), U ~ U(0, 1));
-    box: uniform in [-1, 1]^dim; none: zeros.
-    """
-    if kind not in RANDOM_STARTS:
-        raise ValueError(f"random_start: must be one of {RANDOM_STARTS}, got {kind!r}")
-    if kind == "none":
-        return torch.zeros(n, dim, dtype=dtype)
-    g = generator(seed, f"attack/start/{restart}")
-    if kind == "box":
-        return (torch.rand(n, dim, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
-    gauss = torch.randn(n, dim, generator=g, dtype=torch.float64)
-    unit = gauss / gauss.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    if kind == "ball":
-        radius = torch.rand(n, 1, generator=g, dtype=torch.float64) ** (1.0 / dim)
-        unit = unit * radius
-    return unit.to(dtype)
-
-
-def project(delta: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
-    """Project each row of ``delta`` (n, D) onto its ball ||.|| <= eps (n,). Safe at eps = 0."""
-    e = eps[:, None]
-    if norm == "linf":
-        return torch.maximum(torch.minimum(delta, e), -e)
-    length = delta.norm(dim=1, keepdim=True)
-    shrink = e / length.clamp_min(torch.finfo(delta.dtype).tiny)
-    return delta * torch.where(length > e, shrink, torch.ones_like(shrink))
-
-
-def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    """Steepest-ascent direction per row: g / ||g||_2 (0 where g = 0) or sign(g)."""
-    if norm == "linf":
-        return grad.sign()
-    return grad / grad.norm(dim=1, keepdim=True).clamp_min(torch.finfo(grad.dtype).tiny)
-
-
-def check_radii(
-    eps: Sequence[float] | torch.Tensor, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """The radii as a 1-D tensor; each must be finite and >= 0."""
-    radii = torch.as_tensor(eps, dtype=torch.float64).flatten()
-    if radii.numel() == 0 or not bool(torch.isfinite(radii).all()) or bool((radii < 0).any()):
-        raise ValueError(f"eps: need a non-empty list of finite radii >= 0, got {radii.tolist()}")
-    return radii.to(device=device, dtype=dtype)
-
-
-def step_sizes(radii: torch.Tensor, step_size: float | None, rel_step: float) -> torch.Tensor:
-    """(R,) step size per radius: ``step_size`` if given, else ``rel_step * eps``."""
-    if step_size is not None:
-        return torch.full_like(radii, float(step_size))
-    return radii * rel_step
-
-
 def run_restarts(
     n_points: int,
     radii: torch.Tensor,
     clean_correct: torch.Tensor,
-    restarts: int,
-    batch_size: int | None,
+    settings: AttackSettings,
     attack: Callable[[int, torch.Tensor], tuple[torch.Tensor, Payload]],
     keep: Callable[[torch.Tensor, Payload, torch.Tensor], None],
-    progress: bool = False,
     desc: str = "pgd",
 ) -> torch.Tensor:
-    """Drive restarts over the flattened (R*B) batch; return correctness (R, B).
+    """Drive ``settings.restarts`` restarts over the flattened (R*B) batch; return
+    correctness (R, B).
 
     Flat index i stands for radius i // B and point i % B. A point misclassified clean is
     fooled at every radius. Restart r attacks only the points not yet fooled, in chunks of
-    ``batch_size``: ``attack(r, idx) -> (correct (len(idx),), payload)``; then
+    ``settings.batch_size``: ``attack(r, idx) -> (correct (len(idx),), payload)``; then
     ``keep(idx_subset, payload, mask)`` stores the payload rows selected by ``mask`` for
     the points fooled now (first success) or, at the last restart, still standing.
     """
+    restarts = settings.restarts
     total = radii.numel() * n_points
     fooled = (~clean_correct).repeat(radii.numel())
-    chunk = total if batch_size is None else max(1, int(batch_size))
-    bar = progress_bar(total=restarts, desc=desc, enabled=progress)
+    chunk = settings.chunk(total)
+    bar = progress_bar(total=restarts, desc=desc, enabled=settings.progress)
     for restart in range(restarts):
         last = restart == restarts - 1
         active = torch.nonzero(~fooled).flatten()
@@ -180,18 +127,8 @@ def pgd(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: Sequence[float] | torch.Tensor,
+    settings: AttackSettings = AttackSettings(),
     *,
-    norm: Norm = "l2",
-    steps: int = 7,
-    step_size: float | None = None,
-    rel_step: float = 0.25,
-    restarts: int = 1,
-    random_start: RandomStart = "sphere",
-    box: tuple[float, float] | None = None,
-    objective: Objective = CrossEntropy(),
-    seed: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
     init_delta: torch.Tensor | None = None,
 ) -> PGDResult:
     r"""PGD at every radius in ``eps`` at once (Madry et al. 2018).
@@ -205,24 +142,30 @@ def pgd(
             gradients.
         x: (B, \*input_shape) clean inputs. y: (B,) labels in the form ``objective`` needs.
         eps: R radii (sequence or 1-D tensor), 0 allowed (gives clean accuracy).
-        norm: "l2" (step along g/||g||, project onto the ball) or "linf" (step along
-            sign(g), clip to [-eps, eps]). (Default: "l2")
-        steps: gradient steps. (Default: 7, the paper)
-        step_size: step alpha for every radius; overrides ``rel_step``. (Default: None)
-        rel_step: alpha = rel_step * eps per radius. (Default: 0.25, the paper's eps/4)
-        restarts: a point is robust at a radius only if it is correct after every restart;
-            x_adv keeps the first successful restart (else the last). (Default: 1)
-        random_start: "sphere" (uniform on the eps-sphere, the paper), "ball" (uniform in
-            the ball), "box" (uniform in [-eps, eps]^D, for L-inf), "none". The start is
-            projected onto the ball. (Default: "sphere")
-        box: None (no clamping, synthetic data) or (lo, hi), e.g. (0, 1) for images:
-            x + delta is clamped into it after the start and after every step; x must lie
-            in it. (Default: None)
-        objective: loss maximised and correctness. (Default: CrossEntropy())
-        seed: random starts come from CPU generators seeded by it (see module docstring).
-        batch_size: chunk the (R*B) replicated batch to bound memory. (Default: None, one
-            chunk)
-        progress: show a progress bar over restarts.
+        settings (:class:`~featavg.attacks.core.AttackSettings`): the attack; read here:
+
+            * norm: "l2" (step along g/||g||, project onto the ball) or "linf" (step along
+              sign(g), clip to [-eps, eps]). (Default: "l2")
+            * steps: gradient steps. (Default: 7, the paper)
+            * step_size: step alpha for every radius; overrides ``rel_step``.
+              (Default: None)
+            * rel_step: alpha = rel_step * eps per radius. (Default: 0.25, the paper's
+              eps/4)
+            * restarts: a point is robust at a radius only if it is correct after every
+              restart; x_adv keeps the first successful restart (else the last).
+              (Default: 1)
+            * random_start: "sphere" (uniform on the eps-sphere, the paper), "ball"
+              (uniform in the ball), "box" (uniform in [-eps, eps]^D, for L-inf), "none".
+              The start is projected onto the ball. (Default: "sphere")
+            * box: None (no clamping, synthetic data) or (lo, hi), e.g. (0, 1) for images:
+              x + delta is clamped into it after the start and after every step; x must
+              lie in it. (Default: None)
+            * objective: loss maximised and correctness. (Default: CrossEntropy())
+            * seed: random starts come from CPU generators seeded by it (see the module
+              docstring).
+            * batch_size: chunk the (R*B) replicated batch to bound memory. (Default:
+              None, one chunk)
+            * progress: show a progress bar over restarts.
         init_delta: optional (R, B, \*input_shape) start of restart 0 instead of a random
             one (projected like a random start); later restarts draw random starts.
 
@@ -234,25 +177,14 @@ def pgd(
         - returns :class:`PGDResult` with x_adv (R, B, \*input_shape), correct (R, B),
           logits (R, B, ...).
     """
-    if norm not in NORMS:
-        raise ValueError(f"norm: must be one of {NORMS}, got {norm!r}")
-    if random_start not in RANDOM_STARTS:
-        raise ValueError(f"random_start: must be one of {RANDOM_STARTS}, got {random_start!r}")
-    if steps < 0 or restarts < 1:
-        raise ValueError(f"need steps >= 0 and restarts >= 1, got {steps}, {restarts}")
-    if not x.is_floating_point():
-        raise ValueError("x: must be a floating-point tensor")
+    check_inputs(x, settings)
+    objective = settings.objective
     device, dtype = x.device, x.dtype
     radii = check_radii(eps, dtype, device)
-    alphas = step_sizes(radii, step_size, rel_step)
+    alphas = step_sizes(radii, settings)
     y = objective.prepare(y, device)
-    n_points, input_shape = x.shape[0], tuple(x.shape[1:])
-    dim = math.prod(input_shape)
-    x_flat = x.detach().reshape(n_points, dim)
-    if box is not None:
-        lo, hi = float(box[0]), float(box[1])
-        if not lo <= hi or bool((x_flat < lo).any()) or bool((x_flat > hi).any()):
-            raise ValueError(f"box: x must lie in [lo, hi] = {box}")
+    n_points = x.shape[0]
+    x_flat, input_shape, dim = flat_inputs(x)
     if init_delta is not None:
         init_delta = init_delta.to(device=device, dtype=dtype)
         init_delta = init_delta.reshape(radii.numel() * n_points, dim)
@@ -265,7 +197,7 @@ def pgd(
         model.eval()
     try:
         with torch.no_grad():
-            chunk = n_points if batch_size is None else max(1, int(batch_size))
+            chunk = settings.chunk(n_points)
             clean_logits = torch.cat([forward(xb) for xb in x_flat.split(chunk)])
         check_model_output(clean_logits, objective)
         clean_correct = objective.correct(clean_logits, y)
@@ -281,7 +213,7 @@ def pgd(
             if restart not in starts:
                 starts.clear()  # one restart's (B, D) draw in memory at a time
                 starts[restart] = start_directions(
-                    n_points, dim, random_start, seed, restart, dtype
+                    n_points, dim, settings.random_start, settings.seed, restart, dtype
                 ).to(device)
             point = idx % n_points
             e, a = radii[idx // n_points], alphas[idx // n_points]
@@ -289,9 +221,8 @@ def pgd(
                 delta0 = init_delta[idx]
             else:
                 delta0 = e[:, None] * starts[restart][point]
-            adv, logits = _attack_chunk(
-                forward, x_flat[point], y[point], e, a, delta0, norm, steps, box, objective
-            )
+            rows = Rows(x_flat[point], y[point], e, a)
+            adv, logits = pgd_steps(forward, rows, delta0, settings)
             return objective.correct(logits, y[point]), (adv, logits)
 
         def keep(
@@ -301,9 +232,7 @@ def pgd(
             x_adv[rows] = adv[mask]
             logits_adv[rows] = logits[mask]
 
-        correct = run_restarts(
-            n_points, radii, clean_correct, restarts, batch_size, attack, keep, progress
-        )
+        correct = run_restarts(n_points, radii, clean_correct, settings, attack, keep)
     finally:
         if was_training:
             model.train()
@@ -312,42 +241,5 @@ def pgd(
         x_adv=x_adv.view(num_r, n_points, *input_shape),
         correct=correct,
         logits=logits_adv.view(num_r, n_points, *clean_logits.shape[1:]),
+        clean_correct=clean_correct,
     )
-
-
-def _attack_chunk(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: torch.Tensor,
-    alpha: torch.Tensor,
-    delta: torch.Tensor,
-    norm: str,
-    steps: int,
-    box: tuple[float, float] | None,
-    objective: Objective,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One PGD run on flat inputs x (n, D) with per-row radius and step (n,).
-    Returns the final adversarial inputs (n, D) and the model outputs there."""
-    delta = _feasible(x, project(delta, eps, norm), box)
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        with torch.enable_grad():
-            loss = objective.loss(forward(x + delta), y)
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
-        with torch.no_grad():
-            delta = delta.detach() + alpha[:, None] * ascent_direction(grad, norm)
-            delta = _feasible(x, project(delta, eps, norm), box)
-    with torch.no_grad():
-        adv = x + delta
-        return adv, forward(adv)
-
-
-def _feasible(
-    x: torch.Tensor, delta: torch.Tensor, box: tuple[float, float] | None
-) -> torch.Tensor:
-    """Clamp x + delta into the box. For x inside the box this only shrinks each |delta_i|,
-    so the norm constraint stays satisfied."""
-    if box is None:
-        return delta
-    return (x + delta).clamp(box[0], box[1]) - x

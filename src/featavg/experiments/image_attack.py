@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from featavg.attacks.incremental import CurveResult, eval_mode
+from featavg.attacks.core import AttackSettings, CurveResult, eval_mode
 from featavg.attacks.readouts import READOUT_LABELS, Readout
 from featavg.attacks.robustness_curve import robustness_curve
 from featavg.data.images import ImageSplit
@@ -140,16 +140,18 @@ def attack_readouts(
                 x,
                 y,
                 attack.radii,
-                method=method,  # type: ignore[arg-type]
-                norm=attack.norm,
-                objective=readout.objective,
-                steps=attack.steps,
-                rel_step=attack.rel_step,
-                random_start=attack.random_start,
-                min_norm_steps=attack.min_norm_steps,
-                seed=seed,
-                batch_size=attack.batch_size,
-                progress=progress,
+                method=method,
+                settings=AttackSettings(
+                    norm=attack.norm,
+                    objective=readout.objective,
+                    steps=attack.steps,
+                    rel_step=attack.rel_step,
+                    random_start=attack.random_start,
+                    min_norm_steps=attack.min_norm_steps,
+                    seed=seed,
+                    batch_size=attack.batch_size,
+                    progress=progress,
+                ),
             )
             # the attack saw the radii in x's dtype (0.2 -> 0.20000000298 in float32); record
             # the configured values (same order: the config's radii are strictly increasing)

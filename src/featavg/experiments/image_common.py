@@ -26,8 +26,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from featavg.attacks.pgd import RANDOM_STARTS
-from featavg.attacks.robustness_curve import METHODS
+from featavg.attacks.core import RANDOM_STARTS
+from featavg.attacks.robustness_curve import DEFAULT_METHOD, METHODS
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import DATASETS
 from featavg.metrics.feature_alignment import averaging_index, class_means, unit_class_cosines
@@ -134,11 +134,13 @@ class ImageAttackSection(BaseModel):
         "the paper's L-inf and the authors' CIFAR script), ball or none",
     )
     method: Literal[METHODS] = Field(  # type: ignore[valid-type]
-        "fmn+descend",
-        description="how the curve is computed: fmn+descend (FMN, then PGD down the grid "
-        "below each point's FMN norm: ~1/8 of the per-radius cost, at least as strong), "
-        "incremental (the paper's per-radius PGD, each point only up to its first flip: "
-        "same flip radii), per-radius (the paper's protocol), fmn, ddn, ddn+descend or fmn+pgd",
+        DEFAULT_METHOD,
+        description="how the curve is computed: fmn+apgd (FMN, then APGD down the grid "
+        "below each point's FMN norm: ~1/4 of the per-radius cost, 0.5 to 3 points above "
+        "AutoAttack on the quick models), fmn+descend (the same with PGD-7: ~1/8, a "
+        "looser upper bound), incremental (the paper's per-radius PGD, each point only up "
+        "to its first flip: same flip radii), per-radius (the paper's protocol), fmn, ddn, "
+        "ddn+descend or fmn+pgd",
     )
     also_per_radius: bool = Field(
         False, description="also run the paper's per-radius protocol and report it beside"
@@ -147,7 +149,9 @@ class ImageAttackSection(BaseModel):
         None, ge=10, description="test points attacked: a seeded class-balanced subset"
     )
     min_norm_steps: int | None = Field(
-        None, ge=1, description="FMN / DDN steps (None: 10 for the +descend methods, else 100)"
+        None,
+        ge=1,
+        description="FMN / DDN steps (None: 10 for fmn+apgd and the +descend methods, else 100)",
     )
     batch_size: int | None = Field(
         512, ge=1, description="points (x radii for per-radius) per attack chunk"

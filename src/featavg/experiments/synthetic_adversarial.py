@@ -20,6 +20,7 @@ import torch
 from pydantic import Field, model_validator
 
 from featavg import theory
+from featavg.attacks.core import AttackSettings
 from featavg.attacks.objectives import BinaryMargin
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.config.checks import check_list
@@ -127,11 +128,13 @@ def run(cfg: SyntheticAdversarialConfig, ctx: RunContext) -> ExperimentOutput:
             data.y_test,
             radii,
             seeds=member_seeds,
-            steps=cfg.attack.pgd_steps,
-            rel_step=cfg.attack.rel_step,
-            restarts=cfg.attack.restarts,
-            random_start=cfg.attack.random_start,
-            objective=BinaryMargin(),
+            settings=AttackSettings(
+                steps=cfg.attack.pgd_steps,
+                rel_step=cfg.attack.rel_step,
+                restarts=cfg.attack.restarts,
+                random_start=cfg.attack.random_start,
+                objective=BinaryMargin(),
+            ),
             readout=torch.ones(1, 1, device=device),
         )
     curves = list(correct.double().mean(-1).cpu())

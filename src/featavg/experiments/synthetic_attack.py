@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featavg import theory
+from featavg.attacks.core import AttackSettings
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, GroupCrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
@@ -178,11 +179,13 @@ def attack_pair(
             labels,
             attack_radii(cfg, x.shape[-1]),
             seeds=pair.seeds,
-            steps=cfg.pgd_steps,
-            rel_step=cfg.rel_step,
-            restarts=cfg.restarts,
-            random_start=cfg.random_start,
-            objective=objective,
+            settings=AttackSettings(
+                steps=cfg.pgd_steps,
+                rel_step=cfg.rel_step,
+                restarts=cfg.restarts,
+                random_start=cfg.random_start,
+                objective=objective,
+            ),
             readout=pgd_readout,
             certified_radii=torch.stack(radii[name]) if name in radii else None,
         )

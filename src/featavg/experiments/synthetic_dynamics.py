@@ -15,6 +15,7 @@ import torch
 from pydantic import Field, model_validator
 
 from featavg import theory
+from featavg.attacks.core import AttackSettings
 from featavg.attacks.objectives import BinaryMargin, CrossEntropy, Objective
 from featavg.attacks.two_layer.ensemble_subspace import ensemble_subspace_pgd
 from featavg.attacks.two_layer.exact import ExactRadiusSolver, Readout
@@ -112,7 +113,7 @@ def _robustness_metrics(cfg: SyntheticDynamicsConfig, device: torch.device) -> E
                 labels,
                 grid,
                 seeds=seeds,
-                objective=objective,
+                settings=AttackSettings(objective=objective),
                 readout=readout,
                 certified_radii=certified,
             )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from featavg.attacks.incremental import eval_mode
+from featavg.attacks.core import eval_mode
 from featavg.config import ConfigError
 from featavg.faults import NumericalFault
 from featavg.progress import bar

@@ -39,6 +39,7 @@ def robustness(
 ) -> list[dict[str, Any]]:
     """The model's coarse robust accuracy per radius (a fine model read out by group, its
     attack loss the group cross-entropy of the argmax read-out)."""
+    from featavg.attacks.core import AttackSettings
     from featavg.attacks.objectives import CrossEntropy, GroupCrossEntropy
     from featavg.attacks.robustness_curve import robustness_curve
 
@@ -49,7 +50,6 @@ def robustness(
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x
     coarse = torch.tensor(group.groups, device=dev)[y.to(dev).long()]
     objective = GroupCrossEntropy(list(group.groups)) if fine else CrossEntropy()
-    curve = robustness_curve(
-        _Logits(model), x, coarse, list(eps), objective=objective, seed=seed, progress=progress
-    )
+    settings = AttackSettings(objective=objective, seed=seed, progress=progress)
+    curve = robustness_curve(_Logits(model), x, coarse, list(eps), settings=settings)
     return robustness_rows(curve.eps, curve.robust_accuracy, int(x.shape[0]))

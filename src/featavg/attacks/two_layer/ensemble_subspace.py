@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from featavg.attacks.objectives import CrossEntropy, Objective
-from featavg.attacks.pgd import check_radii, step_sizes
+from featavg.attacks.core import AttackSettings, check_radii, step_sizes
 from featavg.attacks.two_layer.subspace import row_space_basis, subspace_start
 from featavg.models.two_layer import TwoLayerNet
 
@@ -30,12 +29,7 @@ def ensemble_subspace_pgd(
     eps: Sequence[float] | torch.Tensor,
     *,
     seeds: Sequence[int],
-    steps: int = 7,
-    step_size: float | None = None,
-    rel_step: float = 0.25,
-    restarts: int = 1,
-    random_start: str = "sphere",
-    objective: Objective = CrossEntropy(),
+    settings: AttackSettings = AttackSettings(),
     readout: torch.Tensor | None = None,
     certified_radii: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -44,9 +38,12 @@ def ensemble_subspace_pgd(
 
     Shapes: x (S, B, d), y (S, B), eps (R,); ``seeds`` (S,) the attack seed of each net
     (its random starts equal those of ``subspace_pgd(..., seed=seeds[s],
-    start_draw="subspace")``). ``readout``: optional (C', C) map applied to the scores
-    (e.g. the sum form). Returns correct (S, R, B) bool: still correct after the attack at
-    that radius (a point misclassified clean is wrong at every radius).
+    start_draw="subspace")``); ``settings``: the attack's steps, step (rel_step or
+    step_size), restarts, random_start ("sphere", "ball" or "none") and objective, as for
+    ``subspace_pgd`` (norm "l2" and no box; its seed is not read: ``seeds`` are).
+    ``readout``: optional (C', C) map applied to the scores (e.g. the sum form). Returns
+    correct (S, R, B) bool: still correct after the attack at that radius (a point
+    misclassified clean is wrong at every radius).
 
     ``certified_radii`` (S, B), optional: exact minimal L2 radii of the same read-out
     (:mod:`featavg.attacks.two_layer.exact`). A point whose radius exceeds eps cannot be flipped by
@@ -54,6 +51,9 @@ def ensemble_subspace_pgd(
     rows are not attacked (the other rows, and the result, are unchanged); a relative
     margin of :data:`CERTIFIED_MARGIN` keeps float32 rounding at the boundary out of it.
     """
+    random_start, objective = settings.random_start, settings.objective
+    if settings.norm != "l2" or settings.box is not None:
+        raise ValueError("ensemble_subspace_pgd: only norm='l2' without a box is exact")
     if random_start not in ("sphere", "ball", "none"):
         raise ValueError(f"random_start: must be sphere, ball or none, got {random_start!r}")
     n_nets, n_points, dim = x.shape
@@ -61,7 +61,7 @@ def ensemble_subspace_pgd(
         raise ValueError(f"nets/seeds: need {n_nets} of each, got {len(nets)}, {len(seeds)}")
     device, dtype = x.device, x.dtype
     radii = check_radii(eps, dtype, device)
-    alphas = step_sizes(radii, step_size, rel_step)
+    alphas = step_sizes(radii, settings)
     n_r = radii.numel()
     y = objective.prepare(y.reshape(-1), device).view(n_nets, n_points)
     scores_map = nets[0].readout.detach().to(device=device, dtype=dtype)
@@ -117,7 +117,7 @@ def ensemble_subspace_pgd(
     y_rep = y.gather(1, point).reshape(-1)
     e, a = radii[r_idx].reshape(-1), alphas[r_idx].reshape(-1)
     flat_rows = (rows + torch.arange(n_nets, device=device)[:, None] * (n_r * n_points))[valid]
-    for restart in range(restarts):
+    for restart in range(settings.restarts):
         z0 = torch.zeros(n_nets, n_points, rank, dtype=dtype, device=device)
         c0 = torch.zeros(n_nets, n_points, dtype=dtype, device=device)
         for s, basis in enumerate(bases):
@@ -131,7 +131,7 @@ def ensemble_subspace_pgd(
         c = c0.gather(1, point).view(-1) * e
         z, c = _project(z, c, e)
         with torch.no_grad():
-            for _ in range(steps):
+            for _ in range(settings.steps):
                 pre = torch.baddbmm(pre0, z.view(n_nets, -1, rank), w_in_basis.transpose(1, 2))
                 grad = torch.bmm(pre_gradient(pre), w_in_basis).view(-1, rank)
                 norm = grad.norm(dim=1).clamp_min(torch.finfo(dtype).tiny)

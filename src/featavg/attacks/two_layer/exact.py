@@ -236,7 +236,7 @@ class ExactRadiusSolver:
         bar.close()
 
         check = np.isfinite(radius) & (radius > 0)
-        _verify(self.weight, self.basis, A, p_all, z_best, y_np, readout, groups_np, check)
+        _verify((self.weight, self.basis, A), p_all, z_best, y_np, (readout, groups_np), check)
         out_delta = None
         if return_delta:  # exactly 0 where radius is 0 or inf
             out_delta = torch.from_numpy(z_best @ self.basis).reshape(self.shape)
@@ -327,22 +327,22 @@ def _solve(
 
 
 def _verify(
-    W: np.ndarray,
-    basis: np.ndarray,
-    A: np.ndarray,
+    net: tuple[np.ndarray, np.ndarray, np.ndarray],
     p_all: np.ndarray,
     z: np.ndarray,
     y: np.ndarray,
-    readout: str,
-    groups: np.ndarray | None,
+    read: tuple[str, np.ndarray | None],
     check: np.ndarray,
 ) -> None:
-    """Raise unless x + delta, delta = R^T z, flips the real net for every point in
-    ``check``: its preactivations W (x + delta) + b = p_all + z (R W^T), with R W^T taken
+    """Raise unless x + delta, delta = R^T z, flips the real net (W, basis R, A) = ``net``
+    read out by (readout, groups) = ``read`` for every point in ``check``: its
+    preactivations W (x + delta) + b = p_all + z (R W^T), with R W^T taken
     from W itself (not from the SVD factors the search used), O(n r M) instead of
     materialising the (n, d) delta."""
     if not check.any():
         return
+    W, basis, A = net
+    readout, groups = read
     acts = np.maximum(p_all[check] + z[check] @ (basis @ W.T), 0.0)
     scale = (acts @ np.abs(A).T).max(1)
     ok = _flipped(acts @ A.T, y[check], readout, groups, VERIFY_RTOL * (1.0 + scale))

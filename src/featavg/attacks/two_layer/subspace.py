@@ -31,17 +31,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from featavg.attacks.objectives import CrossEntropy, Objective, check_model_output
-from featavg.attacks.pgd import (
-    RANDOM_STARTS,
-    PGDResult,
+from featavg.attacks.core import (
+    AttackSettings,
     ascent_direction,
     check_radii,
     project,
-    run_restarts,
     start_directions,
     step_sizes,
 )
+from featavg.attacks.objectives import check_model_output
+from featavg.attacks.pgd import PGDResult, run_restarts
 from featavg.models.two_layer import TwoLayerNet
 from featavg.seeding import derive_seed
 
@@ -69,31 +68,22 @@ def subspace_pgd(
     x: torch.Tensor,
     y: torch.Tensor,
     eps: Sequence[float] | torch.Tensor,
+    settings: AttackSettings = AttackSettings(),
     *,
-    norm: str = "l2",
-    steps: int = 7,
-    step_size: float | None = None,
-    rel_step: float = 0.25,
-    restarts: int = 1,
-    random_start: str = "sphere",
-    box: tuple[float, float] | None = None,
-    objective: Objective = CrossEntropy(),
-    seed: int = 0,
-    batch_size: int | None = None,
-    progress: bool = False,
     readout: torch.Tensor | None = None,
     start_draw: str = "full",
 ) -> PGDResult:
     r"""L2 PGD on a :class:`~featavg.models.two_layer.TwoLayerNet`, exactly, in the span of
-    its first-layer rows plus one scalar (see the module docstring). Same protocol, seeding
-    and result as :func:`featavg.attacks.pgd.pgd` (Madry et al. 2018; paper defaults: L2,
-    7 steps, alpha = eps/4, random start on the eps-sphere, no box).
+    its first-layer rows plus one scalar (see the module docstring). Same protocol, seeding,
+    settings and result as :func:`featavg.attacks.pgd.pgd` (Madry et al. 2018; paper
+    defaults: L2, 7 steps, alpha = eps/4, random start on the eps-sphere, no box).
 
     Arguments (beyond those of ``pgd``):
         net: the network; read through ``net.linear.weight`` W (M, d), ``net.linear.bias``
             b (M,), ``net.readout`` A (C, M) and ``net.kind``. Logits are computed exactly
             as ``net.forward``: scores s = A relu(W x + b), and [-s/2, s/2] for binary nets.
-        norm: only "l2"; box: only None (anything else raises ValueError).
+        settings: as ``pgd``'s, but norm only "l2" and box only None (anything else raises
+            ValueError).
         readout: optional (C', C) matrix L for a read-out that is a fixed linear map of the
             net's scores, e.g. the sum form F = sum_{J+} f_j - sum_{J-} f_j of a fine-grained
             net (L = the row of cluster signs, with BinaryMargin). Logits are then s L^T
@@ -112,26 +102,23 @@ def subspace_pgd(
         - returns :class:`~featavg.attacks.pgd.PGDResult`: x_adv (R, B, \*x.shape[1:]),
           correct (R, B), logits (R, B, C).
     """
-    if norm != "l2":
+    random_start, seed, objective = settings.random_start, settings.seed, settings.objective
+    if settings.norm != "l2":
         raise ValueError(
             "subspace_pgd: only norm='l2' is exact in the row space (an L-inf step sign(g) "
             "leaves it); use featavg.attacks.pgd for L-inf"
         )
-    if box is not None:
+    if settings.box is not None:
         raise ValueError("subspace_pgd: box clamping leaves the row space; use pgd with a box")
-    if random_start not in RANDOM_STARTS:
-        raise ValueError(f"random_start: must be one of {RANDOM_STARTS}, got {random_start!r}")
     if start_draw not in ("full", "subspace") or (
         start_draw == "subspace" and random_start == "box"
     ):
         raise ValueError(
             f"start_draw: 'full' or 'subspace' (not with a box start), got {start_draw!r}"
         )
-    if steps < 0 or restarts < 1:
-        raise ValueError(f"need steps >= 0 and restarts >= 1, got {steps}, {restarts}")
     device, dtype = x.device, x.dtype
     radii = check_radii(eps, dtype, device)
-    alphas = step_sizes(radii, step_size, rel_step)
+    alphas = step_sizes(radii, settings)
     y = objective.prepare(y, device)
     n_points, num_r = x.shape[0], radii.numel()
     x_flat = x.detach().reshape(n_points, -1)
@@ -186,7 +173,7 @@ def subspace_pgd(
         z0, c0, perp = start_of(restart, point, e)
         state = project(torch.cat([z0, c0[:, None]], dim=1), e, "l2")
         base = clean_pre[point]
-        for _ in range(steps):
+        for _ in range(settings.steps):
             z = state[:, :rank].detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = objective.loss(logits_at(base + z @ w_in_basis.T), y[point])
@@ -208,15 +195,7 @@ def subspace_pgd(
 
     with torch.no_grad():
         correct = run_restarts(
-            n_points,
-            radii,
-            clean_correct,
-            restarts,
-            batch_size,
-            attack,
-            keep,
-            progress,
-            desc="subspace pgd",
+            n_points, radii, clean_correct, settings, attack, keep, desc="subspace pgd"
         )
     return PGDResult(
         eps=radii,
