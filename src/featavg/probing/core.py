@@ -255,10 +255,7 @@ def measure(plan: ProbePlan, options: ProbeOptions, progress: bool = False) -> P
     m = _measure(fit, held, means, plan.weights, groups, plan.k, seed, dev)
     robust = None
     if options.robust_eps is not None:
-        robust = robustness(
-            model, pdata, plan.group, m.fine, list(options.robust_eps), options.robust_points,
-            dev, seed, progress,
-        )  # fmt: skip
+        robust = robustness(model, pdata, plan.group, m.fine, options, dev, progress)
     fingerprint = pdata.fingerprint or (plan.hashing.fingerprint() if plan.hashing else "")
     ctx = {
         "cfg": measurement_identity(plan, options, fingerprint),
