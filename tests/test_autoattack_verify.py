@@ -67,6 +67,21 @@ def test_flip_radius_of_a_linear_model_is_the_grid_radius_above_the_distance():
     assert grads > 0
 
 
+def test_linf_flip_radius_is_the_grid_radius_above_the_linf_distance():
+    """In L-inf the distance of a linear model's point to its boundary is |w.x + b| / ||w||_1
+    (the dual norm): AutoAttack's L-inf APGD must never succeed inside it and must succeed
+    at the first grid radius beyond it."""
+    net, x, y, dist_l2 = linear_binary()
+    weight = net[0].weight.detach()[0]
+    dist = dist_l2 * weight.norm() / weight.abs().sum()
+    budget = AutoAttackBudget(n_iter=30, norm="linf")
+    flip, _ = autoattack_flip_radius(net, CrossEntropy(), x, y, GRID, budget)
+    assert torch.all(flip >= dist - 1e-9)
+    assert torch.equal(flip, grid_above(dist))
+    with pytest.raises(ConfigError, match="AutoAttack norm: l2 or linf"):
+        autoattack_flip_radius(net, CrossEntropy(), x, y, GRID, AutoAttackBudget(norm="l1"))
+
+
 def test_verify_reports_the_points_a_curve_overstates():
     """A curve that calls every point robust at every radius overstates exactly the points
     whose distance is below the radius; the exact curve overstates none."""

@@ -178,3 +178,38 @@ def test_a_sweep_cell_with_bad_data_fails_alone_and_the_sweep_completes(tmp_path
     assert not failed.directory.exists()  # nothing written for the failed cell
     models = tmp_path / "runs" / "models"
     assert not (models / ".featavg-progress").exists()  # no empty progress folder left
+
+
+@pytest.mark.slow
+def test_autoattack_verify_checks_every_seed_and_pools_the_largest_gap(two_seeds):
+    """attack.verify=autoattack: each seed's curves are checked at the grid's three largest
+    radii; the checks agree with the seed's own per-point record, AutoAttack only removes
+    points, and the pooled entry's largest gap is the plain maximum over seeds."""
+    pytest.importorskip("pyautoattack", reason="the autoattack extra (make install has it)")
+    from featavg.terminal import real_data_lines
+
+    root, _ = two_seeds
+    attack = {**TINY["attack"], "verify": "autoattack"}
+    pooled = featavg.run(EXP, root=root, device="cpu", **{**TINY, "seeds": 2, "attack": attack})
+    entry = pooled.summary["autoattack"]
+    gaps = []
+    for path in pooled.summary["seed_runs"]:
+        summary = featavg.load(path).summary
+        checks = summary["autoattack"]["checks"]
+        assert set(checks) == {"binary", "group_argmax", "sum", "tenway"}
+        radii = summary["curves"]["radii"]
+        for readout in summary["point_correct"]:  # the binary and the 10-class model
+            record = correct(summary, readout)
+            assert [c["eps"] for c in checks[readout]] == radii[-3:]
+            for c in checks[readout]:
+                row = record[radii.index(c["eps"])]
+                n = row.size
+                assert c["curve_accuracy"] == pytest.approx(row.mean(), abs=1e-12)
+                assert 0 <= c["broken"] <= c["checked"] <= row.sum()
+                assert c["verified_accuracy"] == pytest.approx((row.sum() - c["broken"]) / n)
+            verified = [c["verified_accuracy"] for c in checks[readout]]
+            assert verified == sorted(verified, reverse=True)  # a larger ball breaks more
+        gaps += [c["gap"] for cs in checks.values() for c in cs]
+    assert entry["max_gap_points"] == pytest.approx(100 * max(gaps))
+    assert len(entry["per_seed"]) == 2
+    assert any("checked against AutoAttack" in line for line in real_data_lines(pooled.summary))

@@ -7,7 +7,8 @@ robustness literature; its APGD-CE (APGD, 100 iterations, on the cross-entropy) 
 almost every point. They come from the optional extra ``pyautoattack``
 (``pip install 'featavg[autoattack]'``), imported only when used.
 
-AutoAttack attacks the argmax of a model's logits inside the box [0, 1]. To attack any
+AutoAttack attacks the argmax of a model's logits inside the box [0, 1], in an L2 or L-inf
+ball (:attr:`AutoAttackBudget.norm`). To attack any
 read-out in any input space:
 
 * Read-out to logits. :class:`~featavg.attacks.objectives.CrossEntropy`: the model's own;
@@ -53,7 +54,7 @@ class AutoAttackBudget:
     targeted: run APGD-T after APGD-CE; None: when the model has more than two logits (a
     10-class model, also when read out by group), as AutoAttack does. seed: APGD's random
     starts. batch_size: points per APGD call (None: all at once). box: the attack space's
-    box (lo, hi), None for none.
+    box (lo, hi), None for none. norm: "l2" (AutoAttack's L2 version) or "linf".
     """
 
     n_iter: int = 100
@@ -63,6 +64,7 @@ class AutoAttackBudget:
     seed: int = 0
     batch_size: int | None = None
     box: tuple[float, float] | None = None
+    norm: str = "l2"
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,14 @@ def autoattack_robust(
     budget: AutoAttackBudget = AutoAttackBudget(),
 ) -> tuple[torch.Tensor, int]:
     r"""Whether each point resists AutoAttack's APGD-CE (then APGD-T on the survivors, see
-    :class:`AutoAttackBudget`) in the L2 ball of radius ``eps`` of the attack space.
+    :class:`AutoAttackBudget`) in the ball of radius ``eps`` (``budget.norm``) of the attack
+    space.
 
     Shape: x (B, \*input_shape), y (B,) in ``objective``'s form. Returns (robust (B,) bool,
     gradient evaluations used); a point misclassified clean is not robust."""
+    if budget.norm not in ("l2", "linf"):
+        raise ConfigError(f"AutoAttack norm: l2 or linf, got {budget.norm!r}")
+    norm = "L2" if budget.norm == "l2" else "Linf"
     apgd = load_pyautoattack()
     counter = GradientCounter(module)
     frame = _frame(x, eps, budget.box)
@@ -184,18 +190,20 @@ def autoattack_robust(
             for idx in todo.split(max(chunk, 1)):
                 if stage == "ce":
                     attack = apgd.APGDAttack(
-                        wrapper, n_iter=budget.n_iter, norm="L2", eps=eps / frame[1],
+                        wrapper, n_iter=budget.n_iter, norm=norm, eps=eps / frame[1],
                         n_restarts=budget.restarts, seed=budget.seed, loss="ce",
                     )  # fmt: skip
                 else:
                     attack = apgd.APGDAttack_targeted(
-                        wrapper, n_iter=budget.n_iter, norm="L2", eps=eps / frame[1],
+                        wrapper, n_iter=budget.n_iter, norm=norm, eps=eps / frame[1],
                         n_restarts=1, seed=budget.seed, n_target_classes=n_targets,
                     )  # fmt: skip
                 u = ((x[idx].to(torch.float64) - frame[0]) / frame[1]).float()
                 u_adv = attack.perturb(u, _labels(objective, labels[idx]))
                 x_adv = frame[0] + frame[1] * u_adv.detach().to(torch.float64)
-                robust[idx] = _verdict(counter, objective, (x[idx], labels[idx]), x_adv, eps)
+                robust[idx] = _verdict(
+                    counter, objective, (x[idx], labels[idx]), x_adv, (eps, budget.norm)
+                )
     return robust, counter.gradient_evaluations
 
 
@@ -214,16 +222,21 @@ def _verdict(
     objective: Objective,
     points: tuple[torch.Tensor, torch.Tensor],
     x_adv: torch.Tensor,
-    eps: float,
+    ball: tuple[float, str],
 ) -> torch.Tensor:
     """The objective's verdict (B,) at AutoAttack's points x_adv (float64, attack space) for
     the clean ``points`` (x, y), each perturbation rescaled into the eps-ball where rounding
     in AutoAttack's float32 [0, 1] frame left it a hair outside."""
     x, y = points
     delta = x_adv - x.to(torch.float64)
-    size = delta.flatten(1).norm(dim=1)
-    shrink = torch.where(size > eps, eps / size.clamp_min(1e-300), torch.ones_like(size))
-    final = (x.to(torch.float64) + delta * shrink.view(-1, *([1] * (x.ndim - 1)))).to(x.dtype)
+    eps, norm = ball
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        size = delta.flatten(1).norm(dim=1)
+        shrink = torch.where(size > eps, eps / size.clamp_min(1e-300), torch.ones_like(size))
+        delta = delta * shrink.view(-1, *([1] * (x.ndim - 1)))
+    final = (x.to(torch.float64) + delta).to(x.dtype)
     with torch.no_grad():
         return objective.correct(model(final), y)
 

@@ -38,6 +38,7 @@ from featavg.experiments.image_common import (
     alignment_rows,
 )
 from featavg.experiments.image_seeds import comparison_table, gap_panel, pooled_numbers
+from featavg.experiments.image_verify import verify_curves
 from featavg.experiments.output import ExperimentOutput
 from featavg.metrics.feature_alignment import (
     block_head_alignment,
@@ -292,6 +293,10 @@ def run_features(cfg: Cifar10FeaturesConfig, ctx: RunContext) -> ExperimentOutpu
     )
     units = pixel_units(model_b.normalization, cfg.attack.norm)
     numbers.update(curve_numbers(curves, cfg.attack.method, units))
+    if cfg.attack.verify == "autoattack":
+        numbers["autoattack"] = verify_curves(
+            curves, x, split.y.to(device), groups, cfg.attack, seed=cfg.seed, progress=progress
+        )
     timings = attack_timings(curves)
     numbers.update(
         {

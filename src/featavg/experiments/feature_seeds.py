@@ -25,6 +25,7 @@ from featavg.experiments.image_seeds import (
     mean_metrics,
     pooled_numbers,
 )
+from featavg.experiments.image_verify import pool_verification
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import SeedRun
 from featavg.models.image_classifier import normalization_by_name
@@ -61,6 +62,9 @@ def pool_features(
             str(s): summary.get(key) for s, summary in zip(seeds, summaries, strict=True)
         }
     numbers["curves"] = mean_curves(summaries)
+    verified = pool_verification(summaries)
+    if verified is not None:
+        numbers["autoattack"] = verified
     numbers["seed_runs"] = [str(d) for d in directories]
     numbers.update(pooled_numbers(summaries, seeds))
     units = pixel_units(normalization_by_name(str(first["normalization"])), cfg.attack.norm)

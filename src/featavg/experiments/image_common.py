@@ -156,6 +156,12 @@ class ImageAttackSection(BaseModel):
     batch_size: int | None = Field(
         512, ge=1, description="points (x radii for per-radius) per attack chunk"
     )
+    verify: Literal["none", "autoattack"] = Field(
+        "none",
+        description="autoattack: check the method's curves at the three largest radii with "
+        "AutoAttack's APGD-CE (+ APGD-T), 100 iterations (the autoattack extra); the summary "
+        "says how far above it the curves sit",
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> ImageAttackSection:

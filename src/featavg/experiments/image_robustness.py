@@ -44,6 +44,7 @@ from featavg.experiments.image_seeds import (
     mean_metrics,
     pooled_numbers,
 )
+from featavg.experiments.image_verify import pool_verification, verify_curves
 from featavg.experiments.output import ExperimentOutput
 from featavg.experiments.spec import Check, SeedRun
 from featavg.models.image_classifier import normalization_by_name
@@ -87,6 +88,10 @@ def run_robustness(cfg: ImageRobustnessConfig, ctx: RunContext, *, title: str) -
     )
     units = pixel_units(model_b.normalization, cfg.attack.norm)
     numbers = curve_numbers(curves, cfg.attack.method, units)
+    if cfg.attack.verify == "autoattack":
+        numbers["autoattack"] = verify_curves(
+            curves, x, split.y.to(device), groups, cfg.attack, seed=cfg.seed, progress=progress
+        )
     alignment = fc_alignment(pair, cfg.centre_features, device)
     numbers.update(alignment.numbers)
     numbers.update(
@@ -146,6 +151,9 @@ def pool_robustness(
     numbers["model_dirs"] = {str(s): summary["model_dirs"] for s, summary in by_seed}
     numbers["models"] = {str(s): summary["models"] for s, summary in by_seed}
     numbers.update(pooled_numbers(summaries, seeds))
+    verified = pool_verification(summaries)
+    if verified is not None:
+        numbers["autoattack"] = verified
     units = pixel_units(normalization_by_name(str(first["normalization"])), cfg.attack.norm)
     stand_in = first.get("stand_in_label")
     grouping = first["grouping"]["name"]

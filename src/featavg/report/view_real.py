@@ -150,6 +150,14 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
     units = summary.get("pixel_units")
     if isinstance(units, str) and units:
         notes.append(f"Pixel radii: {units}")
+    verified = summary.get("autoattack")
+    if isinstance(verified, dict) and isinstance(verified.get("note"), str):
+        notes.append(f"Curves checked against AutoAttack: {verified['note']}.")
+    else:
+        notes.append(
+            "The curves come from an attack: upper bounds on the robust accuracy, not checked "
+            "against AutoAttack (--set attack.verify=autoattack)."
+        )
     if skipped:
         notes.append(f"{skipped} record(s) of more_robust without a radius are left out.")
     header = list(HEADER[:-1])
