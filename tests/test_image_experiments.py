@@ -236,7 +236,7 @@ def test_paper_presets_follow_the_spec():
     )
     assert mnist.train.train_size is None and mnist.train.sgd.epochs == 10
     assert mnist.train.sgd.lr == 0.01 and mnist.train.sgd.batch_size == 128
-    assert mnist.attack.points is None and mnist.attack.methods == ("fmn+descend", "per-radius")
+    assert mnist.attack.points is None and mnist.attack.methods == ("fmn+apgd", "per-radius")
     assert len(mnist.attack.radii) == 21 and mnist.attack.radii[-1] == pytest.approx(2.0)
     linf_exp = get_experiment("mnist-linf")
     linf = build_config(linf_exp.config_cls, linf_exp.preset("paper"))

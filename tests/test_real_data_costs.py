@@ -30,9 +30,9 @@ def _more_radii(name: str) -> list[float]:
 # (dotted key, a larger value than the tiny config's): each must raise the estimate
 KNOBS = {
     "attack.min_norm_steps": 1000,
-    "attack.steps": 50,
     "attack.points": 150,
     "attack.also_per_radius": True,
+    "attack.verify": "autoattack",
     "train.sgd.epochs": 3,
     "train.train_size": 1200,
     "train.test_size": 400,
@@ -50,6 +50,11 @@ def test_every_knob_that_scales_the_work_raises_the_estimate(name):
     for key, value in knobs.items():
         assert _flops(name, **{key: value}) > base, key
     assert _flops(name, **{"attack.radii": _more_radii(name)}) > base, "attack.radii"
+    # PGD's steps scale the methods that run PGD (fmn+apgd runs APGD's own 20 steps)
+    for method in ("per-radius", "fmn+descend"):
+        pgd = {"attack.method": method}
+        more = _flops(name, **pgd, **{"attack.steps": 50})
+        assert more > _flops(name, **pgd), ("attack.steps", method)
 
 
 @pytest.mark.parametrize("name", REAL)

@@ -29,8 +29,8 @@ steps and T restarts, and a minimum-norm attack of K steps, the cost in gradient
   (benchmarks/bench_autoattack_gap.py, 200 points, 21 radii): at most 0.5 (binary model)
   and 1.5 points (10-class model read out by group) above AutoAttack's APGD-CE (+ APGD-T)
   at any radius, for 1/4.4 of the per-radius PGD-7 protocol's gradient evaluations; on
-  the Fashion-MNIST stand-ins up to 3 points (binary, at one radius). A cheap upper bound
-  that is nearly tight, not a certificate: check it with
+  the Fashion-MNIST stand-ins up to 3.0 (binary) and 4.5 points (10-class by group). A
+  cheap upper bound that is nearly tight, not a certificate: check it with
   :func:`~featavg.attacks.autoattack.verify_autoattack`.
 * "fmn+descend" / "ddn+descend": FMN / DDN (K = 10 by default), then
   :func:`~featavg.attacks.descend.descend_pgd`: PGD (warm-started from the found
@@ -209,7 +209,7 @@ def robustness_curve(
         eps: R radii >= 0, any order; the result is on the ascending grid.
         method: a key of :data:`CURVE_METHODS`: "per-radius", "incremental", "fmn", "ddn"
             (L2 only), "fmn+pgd", "fmn+apgd", "fmn+descend" or "ddn+descend" (L2 only).
-            (Default: "fmn+apgd": 0.5 to 3 points above AutoAttack in our benchmarks, for
+            (Default: "fmn+apgd": 0.5 to 4.5 points above AutoAttack in our benchmarks, for
             about a quarter of the per-radius PGD-7 cost)
         settings (:class:`~featavg.attacks.core.AttackSettings`): the attack. norm: "l2" or
             "linf". objective: loss and correctness (e.g. GroupCrossEntropy for a 10-class

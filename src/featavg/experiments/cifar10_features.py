@@ -137,7 +137,7 @@ def summary_keys(cfg: Cifar10FeaturesConfig) -> tuple[str, ...]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the authors' protocol: the whole CIFAR-10 train set for the heads and class means, every test
-    # point attacked, per-radius AND fmn+descend curves; give backbone=PATH (the authors
+    # point attacked, per-radius AND fmn+apgd curves; give backbone=PATH (the authors
     # used huyvnphan/PyTorch_CIFAR10's resnet18); without it a ResNet-18 trains here on
     # the standard CIFAR-10 recipe (a GPU job)
     "paper": {
@@ -147,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "radii": PAPER_RADII,
             "steps": 20,
             "points": None,
-            "method": "fmn+descend",
+            "method": "fmn+apgd",
             "also_per_radius": True,
         },
     },
@@ -173,8 +173,9 @@ CLAIM = Claim(
     "1 and 0 only for orthogonal means; the averaging index (1 for an exact average, "
     "1/|J_s| for a single class) summarises each unit. The backbone stays in eval mode "
     "(the authors' BatchNorm statistics drifted in train mode). Curves come from "
-    "fmn+descend (FMN, then PGD down the grid from each point's norm: at least as strong as "
-    "the per-radius protocol at a fraction of the cost; the paper preset runs both), with "
+    "fmn+apgd (FMN, then APGD down the grid from each point's norm: about a quarter of the "
+    "per-radius protocol's cost, an upper bound that attack.verify=autoattack checks; the "
+    "paper preset runs both), with "
     "the read-outs of the other real-data experiments "
     "and radii in normalised and pixel units. Without the CIFAR-10 files the data are a "
     "synthetic stand-in and the backbone is trained here; both are labelled.",

@@ -70,7 +70,7 @@ QUICK_ATTACK: dict[str, Any] = {
     "radii": PAPER_RADII,
     "steps": 20,
     "points": 200,
-    "method": "fmn+descend",
+    "method": "fmn+apgd",
 }
 # the heads of the quick preset take as many SGD steps as the paper's (20 epochs of 50k
 # images at batch 128 = 7820 steps): 200 epochs of 5000 (7800), seconds on cached features

@@ -136,7 +136,7 @@ class ImageAttackSection(BaseModel):
     method: Literal[METHODS] = Field(  # type: ignore[valid-type]
         DEFAULT_METHOD,
         description="how the curve is computed: fmn+apgd (FMN, then APGD down the grid "
-        "below each point's FMN norm: ~1/4 of the per-radius cost, 0.5 to 3 points above "
+        "below each point's FMN norm: ~1/4 of the per-radius cost, 0.5 to 4.5 points above "
         "AutoAttack on the quick models), fmn+descend (the same with PGD-7: ~1/8, a "
         "looser upper bound), incremental (the paper's per-radius PGD, each point only up "
         "to its first flip: same flip radii), per-radius (the paper's protocol), fmn, ddn, "

@@ -91,8 +91,8 @@ CLAIM = Claim(
     "binary grouping of the digits loses robust accuracy at smaller L∞ radii than the "
     "10-class model read out by class group (L∞ PGD, start uniform in [-ε, ε]^d, steps of "
     "ε/4 along sign(grad), no clamp to the pixel range, radii 0.004·j in normalised units).",
-    "As for L2: fmn+descend curves (L∞ FMN, then the paper's PGD down the grid from each "
-    "point's norm; at least as strong as the per-radius protocol at a fraction of the cost; "
+    "As for L2: fmn+apgd curves (L∞ FMN, then APGD down the grid from each point's norm; "
+    "upper bounds at about a quarter of the per-radius protocol's cost; "
     "the paper preset runs both), radii in normalised and pixel units "
     "(half as large), the three read-outs of the 10-class model, one recorded grouping, the "
     "final layer against class-mean features, and a per-radius statement of which model is "
