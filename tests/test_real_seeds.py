@@ -213,3 +213,22 @@ def test_autoattack_verify_checks_every_seed_and_pools_the_largest_gap(two_seeds
     assert entry["max_gap_points"] == pytest.approx(100 * max(gaps))
     assert len(entry["per_seed"]) == 2
     assert any("checked against AutoAttack" in line for line in real_data_lines(pooled.summary))
+
+
+def test_verify_flag_sets_the_attack_and_is_refused_where_no_curves_are(tmp_path, capsys):
+    from featavg.cli import main
+    from featavg.cli.commands import _overrides
+    from featavg.cli.parser import build_parser
+
+    args = build_parser().parse_args(["run", EXP, "--verify", "autoattack", "--preset", "tiny"])
+    overrides = _overrides(args, EXPERIMENTS[EXP])
+    assert overrides["attack"] == {**TINY["attack"], "verify": "autoattack"}
+    assert main(["show-config", EXP, "--verify", "autoattack"]) == 2  # a flag of run only
+    capsys.readouterr()
+    synthetic = ["run", "synthetic-alignment", "--verify", "autoattack"]
+    assert main([*synthetic, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "featavg: error: --verify: synthetic-alignment has no curves to check (real-data only)"
+    )
+    assert not (tmp_path / "r").exists()

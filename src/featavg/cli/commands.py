@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def _overrides(args: argparse.Namespace, exp: Experiment[Any]) -> dict[str, Any]:
-    """The preset, then --set and --seeds on top (a --config file sits in between)."""
+    """The preset, then --set, --seeds, --data-dir and --verify on top (a --config file
+    sits in between)."""
     overrides = parse_overrides(args.overrides)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
@@ -29,6 +30,13 @@ def _overrides(args: argparse.Namespace, exp: Experiment[Any]) -> dict[str, Any]
         if "data_dir" not in fields:
             raise ConfigError(f"--data-dir: {exp.name} reads no image files (it draws its data)")
         overrides.setdefault("train", {})["data_dir"] = data_dir
+    verify = getattr(args, "verify", None)
+    if verify is not None:
+        attack = exp.config_cls.model_fields.get("attack")
+        fields = getattr(attack.annotation, "model_fields", {}) if attack is not None else {}
+        if "verify" not in fields:
+            raise ConfigError(f"--verify: {exp.name} has no curves to check (real-data only)")
+        overrides.setdefault("attack", {})["verify"] = verify
     return _with_preset(exp, args.preset, overrides)
 
 

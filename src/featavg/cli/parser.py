@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--set train.data_dir=DIR; a directory without the files is an error, never a "
         "stand-in)",
     )
+    run.add_argument(
+        "--verify",
+        choices=("none", "autoattack"),
+        help="the real-data experiments: check the curves against AutoAttack at the three "
+        "largest radii (shortcut for --set attack.verify=autoattack; the autoattack extra)",
+    )
     _add_run_options(run)
     sweep = sub.add_parser(
         "sweep",
