@@ -27,7 +27,7 @@ from featavg.models.two_layer import NetConfig, binary_ensemble, multiclass_ense
 from featavg.runs.context import open_context
 from featavg.sweep.executors import FAILED, store_files
 from featavg.training import TrainConfig, TrainingDiverged, train
-from featavg.training.two_layer_gd import DIVERGENCE_FACTOR, check_step
+from featavg.training.two_layer_checks import DIVERGENCE_FACTOR, check_step
 
 EXP = "synthetic-alignment"
 # tiny runs (~0.3 s): d = 60, 4 clusters, 80 training points, 20 GD steps
