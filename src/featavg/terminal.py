@@ -38,7 +38,7 @@ def real_data_lines(summary: dict[str, Any]) -> list[str]:
     else:
         lines.append(
             f"curves: {method}; an attack's curve is an upper bound on the robust accuracy "
-            "(--set attack.verify=autoattack checks it against AutoAttack)"
+            "(featavg run --verify autoattack checks it against AutoAttack)"
         )
     return lines
 

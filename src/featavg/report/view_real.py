@@ -156,7 +156,7 @@ def comparison_view(summary: dict[str, Any]) -> Comparison | None:
     else:
         notes.append(
             "The curves come from an attack: upper bounds on the robust accuracy, not checked "
-            "against AutoAttack (--set attack.verify=autoattack)."
+            "against AutoAttack (featavg run --verify autoattack)."
         )
     if skipped:
         notes.append(f"{skipped} record(s) of more_robust without a radius are left out.")
