@@ -23,20 +23,20 @@ def _overrides(args: argparse.Namespace, exp: Experiment[Any]) -> dict[str, Any]
     overrides = parse_overrides(args.overrides)
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
-    data_dir = getattr(args, "data_dir", None)
-    if data_dir is not None:
-        train = exp.config_cls.model_fields.get("train")
-        fields = getattr(train.annotation, "model_fields", {}) if train is not None else {}
-        if "data_dir" not in fields:
-            raise ConfigError(f"--data-dir: {exp.name} reads no image files (it draws its data)")
-        overrides.setdefault("train", {})["data_dir"] = data_dir
-    verify = getattr(args, "verify", None)
-    if verify is not None:
-        attack = exp.config_cls.model_fields.get("attack")
-        fields = getattr(attack.annotation, "model_fields", {}) if attack is not None else {}
-        if "verify" not in fields:
-            raise ConfigError(f"--verify: {exp.name} has no curves to check (real-data only)")
-        overrides.setdefault("attack", {})["verify"] = verify
+    # the shortcut flags of the real-data experiments: (flag, config section, field, refusal)
+    shortcuts = (
+        ("--data-dir", "train", "data_dir", "reads no image files (it draws its data)"),
+        ("--verify", "attack", "verify", "has no curves to check (real-data only)"),
+    )
+    for flag, section, field, refusal in shortcuts:
+        value = getattr(args, field, None)
+        if value is None:
+            continue
+        declared = exp.config_cls.model_fields.get(section)
+        fields = getattr(declared.annotation, "model_fields", {}) if declared else {}
+        if field not in fields:
+            raise ConfigError(f"{flag}: {exp.name} {refusal}")
+        overrides.setdefault(section, {})[field] = value
     return _with_preset(exp, args.preset, overrides)
 
 
