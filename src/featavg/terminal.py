@@ -34,7 +34,7 @@ def real_data_lines(summary: dict[str, Any]) -> list[str]:
     verified = summary.get("autoattack")
     method = (summary.get("config") or {}).get("attack", {}).get("method", "the attack")
     if isinstance(verified, dict) and verified:
-        lines.append(f"curves: {method}, checked against AutoAttack ({verified.get('note', '')})")
+        lines.append(f"curves: {method}, checked against AutoAttack: {verified.get('note', '')}")
     else:
         lines.append(
             f"curves: {method}; an attack's curve is an upper bound on the robust accuracy "
