@@ -137,3 +137,21 @@ def test_a_cell_on_hostile_files_fails_alone_and_the_sweep_completes(dataset, tm
     table = (sweep.directory / "sweep.csv").read_text()
     assert "failed" in table and needle in table
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_the_subset_label_is_on_the_figure_the_line_and_the_result(sweeps, capsys):
+    """A sweep on the 5000-digit subset says so wherever its results appear."""
+    from featavg.sweep.results import gap_sweep_figure, sweep_figure
+
+    sweep = sweeps[0]
+    label = sweep.data_label
+    assert label == sweep.cells[0].summary["stand_in_label"] and "5000-digit subset" in label
+    assert label in gap_sweep_figure(EXP, sweep.cells).axes[0].get_title()
+    assert label in sweep_figure(EXP, GRID, sweep.cells, ["clean_acc_binary"])._suptitle.get_text()
+    assert label in repr(sweep)
+    argv = ["sweep", EXP, "--grid", "grouping=parity,halves", "--preset", "tiny", "--quiet",
+            "--set", "train.dataset=mnist-5k", "--set", "train.model=mlp",
+            "--out", str(sweep.directory), "--force"]  # fmt: skip
+    assert main(argv) == 0
+    assert f"{EXP} on {label}: 2 cells" in capsys.readouterr().out

@@ -144,8 +144,9 @@ def sweep(args: argparse.Namespace) -> int:
     cached = sum(c.cached for c in result.cells)
     failed = sum(1 for c in result.cells if c.summary is not None and is_failure(c.summary))
     note = f", {failed} failed: see the status and reason columns" if failed else ""
+    data = f" on {result.data_label}" if result.data_label else ""
     print(
-        f"{args.experiment}: {len(result.cells)} cells ({cached} cached{note}) -> "
+        f"{args.experiment}{data}: {len(result.cells)} cells ({cached} cached{note}) -> "
         f"{result.csv_path} and {result.figure_path.name}"
     )
     return RUN_FAILED_EXIT if failed else 0

@@ -39,6 +39,12 @@ class SweepResult:
         return self.directory / "sweep.csv"
 
     @property
+    def data_label(self) -> str:
+        """The stand-in or subset label of the cells' data ('' for the paper's own data):
+        see :func:`data_label`."""
+        return data_label(self.cells)
+
+    @property
     def figure_path(self) -> Path:
         """The figure, ``sweep.png``."""
         return self.directory / "sweep.png"
@@ -57,11 +63,26 @@ class SweepResult:
         cached = sum(c.cached for c in self.cells)
         grid = "; ".join(f"{key} = {values(vs)}" for key, vs in self.grid.items())
         return (
-            f"SweepResult {self.experiment}: {len(self.cells)} cells ({cached} cached)\n"
+            f"SweepResult {_titled(self.experiment, self.cells)}: {len(self.cells)} cells "
+            f"({cached} cached)\n"
             f"  grid: {grid}\n  directory: {self.directory}\n"
             f"  table: sweep.csv ({len(self.table)} rows, {len(self.table.columns)} columns); "
             f"figure: sweep.png"
         )
+
+
+def data_label(cells: list[SweepCell]) -> str:
+    """The labels of the data the finished cells ran on when it is not the paper's own
+    (e.g. "MNIST, 5000-digit subset (not the full set)" or a Fashion-MNIST stand-in), each
+    once, joined by "; "; '' when every cell ran on the paper's data (or is synthetic)."""
+    labels = [_summary(c).get("stand_in_label") for c in cells if c.summary is not None]
+    return "; ".join(dict.fromkeys(str(x) for x in labels if x))
+
+
+def _titled(experiment: str, cells: list[SweepCell]) -> str:
+    """The experiment's name, with its data's label when the data are a stand-in or subset."""
+    label = data_label(cells)
+    return f"{experiment} on {label}" if label else experiment
 
 
 def _summary(cell: SweepCell) -> dict[str, Any]:
@@ -172,7 +193,7 @@ def sweep_figure(
             ax.legend(fontsize=7)
     for ax in flat[len(metrics) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{experiment}: {seeds_note(seeds)} per cell")
+    fig.suptitle(f"{_titled(experiment, cells)}: {seeds_note(seeds)} per cell")
     return fig
 
 
@@ -209,8 +230,9 @@ def gap_sweep_figure(experiment: str, cells: list[SweepCell], seeds: int = 1) ->
     ax.set_ylabel("10-class minus binary robust accuracy (points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{experiment}: the verdict per grid value, {seeds_note(seeds)} per cell "
-                 "(band: 95% interval over seeds and points)", fontsize=10)  # fmt: skip
+    ax.set_title(f"{_titled(experiment, cells)}: the verdict per grid value,\n"
+                 f"{seeds_note(seeds)} per cell (band: 95% interval over seeds and points)",
+                 fontsize=10)  # fmt: skip
     return fig
 
 
