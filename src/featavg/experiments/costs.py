@@ -156,10 +156,10 @@ def attack_passes(attack: Any) -> float:
 
 
 # the grid stage of a descent per attacked point, as a fraction of its worst case (the
-# stage at every radius of the grid): measured 23-26 gradient evaluations of 420 for
-# fmn+apgd and ~7 of 147 for fmn+descend beyond their 10 FMN steps (0.05-0.06) on the quick
-# MNIST and Fashion-MNIST ResNet-18s (benchmarks/bench_autoattack_gap.py, 200 points, 21
-# radii), taken x2
+# stage at every radius of the grid), measured on the quick MNIST and Fashion-MNIST
+# ResNet-18s at 21 radii beyond the 10 FMN steps: 23-26 gradient evaluations of 420 for
+# fmn+apgd (benchmarks/bench_autoattack_gap.py, 200 points), ~7 of 147 for fmn+descend
+# (benchmarks/bench_robustness_curve.py, 500 points): 0.05-0.06, taken x2
 DESCENT_FRACTION = 0.12
 # verify=autoattack per point and read-out: 3 radii x 101 gradient evaluations (100 APGD
 # iterations) x the runs per point (APGD-CE, plus APGD-T over 1 target for a 2-group
