@@ -30,3 +30,21 @@ def test_an_option_given_as_dash_dash_is_that_value(argv, flag, tmp_path, monkey
     assert flag in err or flag.removeprefix("--").replace("-", "_") in err, err
     assert "'--'" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("how", "named", "allowed"),
+    [(["--set", ".=1"], "'': unknown key", "train, attack"),
+     (["--set", "train..lr=1"], "train.'': unknown key", "dataset, data_dir"),
+     (["--config", "padded.yaml"], "'seed ': unknown key", "train, attack")],
+)  # fmt: skip
+def test_an_empty_or_padded_key_is_shown_quoted(how, named, allowed, tmp_path, monkeypatch, capsys):
+    """Once: ``featavg: error: : unknown key; allowed: ...`` named nothing (an empty key
+    from ``--set .=1`` or ``""`` in a config file), and a key with a trailing space read
+    like the known one."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "padded.yaml").write_text("'seed ': 1\n")
+    assert main(["show-config", "mnist-robustness", *how]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"featavg: error: {named}"), err
+    assert f"allowed: {allowed}" in err, err
