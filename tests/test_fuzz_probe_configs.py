@@ -48,3 +48,30 @@ def test_an_empty_or_padded_key_is_shown_quoted(how, named, allowed, tmp_path, m
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"featavg: error: {named}"), err
     assert f"allowed: {allowed}" in err, err
+
+
+LONG = "x" * 300  # a name longer than any file system takes (ENAMETOOLONG)
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["show-config", "mnist-linf", "--set", f"train.data_dir={LONG}"], "train.data_dir"),
+        (["train", "--data-dir", LONG, "--quiet"], "data_dir"),
+        (["probe", "--builtin", "mlp", "--checkpoint", "w.pt", "--data", "mnist-5k",
+          "--data-dir", LONG, "--layer", "net.fc"], "data_dir"),
+        (["show-config", "mnist-linf", "--set", f"train.data_dir=a/{'y' * 200}/{'z' * 200}"],
+         "train.data_dir"),
+    ],
+)  # fmt: skip
+def test_a_data_dir_too_long_to_exist_is_one_line_saying_so(
+    argv, field, tmp_path, monkeypatch, capsys
+):
+    """Once: a 300-character data directory was an OSError traceback (File name too
+    long), and a long one that can exist filled the line before saying what was wrong."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"featavg: error: {field}: "), err
+    assert err.endswith(("(File name too long)", "does not exist")), err
+    assert list(tmp_path.iterdir()) == []
