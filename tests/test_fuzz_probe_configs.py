@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from featavg.cli import main
 
@@ -75,3 +76,22 @@ def test_a_data_dir_too_long_to_exist_is_one_line_saying_so(
     assert len(err.splitlines()) == 1 and err.startswith(f"featavg: error: {field}: "), err
     assert err.endswith(("(File name too long)", "does not exist")), err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--out", "--root"])
+def test_a_probe_directory_too_long_says_why(flag, tmp_path, monkeypatch, capsys):
+    """Once: ``featavg: error: --out xxxx...`` (or ``probe directory xxxx...``): the
+    300-character path filled the line and the reason was cut off."""
+    from featavg.models.builtin import build_model
+    from featavg.models.image_classifier import MNIST_HALF
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(build_model("mlp", 2, 1, 28, MNIST_HALF, seed=0).state_dict(), "w.pt")
+    argv = ["probe", "--builtin", "mlp", "--checkpoint", "w.pt", "--data", "mnist-5k",
+            "--layer", "net.fc", "--train-size", "100", "--test-size", "50",
+            "--probe-points", "50", "--grad-points", "20", "--quiet", flag, LONG]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "xxx..." in err, err
+    assert "too long" in err and err.endswith("; choose another directory"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
