@@ -1,12 +1,69 @@
-"""What fuzzing ``featavg probe`` options and the real-data configs found
-(scripts/fuzz_probe_and_configs.py), each pinned as a one-line refusal naming what was wrong."""
+"""A seeded sample of scripts/fuzz_probe_and_configs.py (``featavg probe`` options and the
+real-data experiments' configs, hostile values everywhere: every case ends in a valid result
+or a one-line refusal naming what was wrong, never a traceback, a hang or a half-written
+directory), the script's judge shown able to fail, and what the fuzzing found, each pinned
+as a one-line refusal naming what was wrong."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from featavg.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import fuzz_probe_and_configs as fz  # noqa: E402
+
+SAMPLE = 15  # cases per surface, seed 0: the same inputs every run
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    return fz.make_fixtures(tmp_path_factory.mktemp("fuzz-fixtures"))
+
+
+def test_a_seeded_sample_of_probe_options_and_real_data_configs(fixtures, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        tallies = fz.run_cases(fz.make_cases(SAMPLE, seed=0, fx=fixtures), tmp_path)
+    finally:
+        torch.set_num_threads(threads)  # the runner leaves one thread, as the script runs
+    failures = [f for t in tallies.values() for f in t.failures]
+    assert not failures, "\n" + fz.report(tallies) + "\n" + "\n".join(failures[:10])
+    for surface, tally in tallies.items():
+        assert sum(tally.verdicts.values()) == SAMPLE, surface
+        # the sample reaches both outcomes: valid commands run, hostile ones are refused
+        assert tally.verdicts["exit 0"] > 0 and tally.verdicts["exit 2"] > 0, tally.verdicts
+
+
+def _judged(surface, outcome, tmp_path, names=(), leave=None):
+    case = fz.Case(surface, ["probe"], names=names)
+    before = fz.snapshot(tmp_path)
+    if leave is not None:
+        (tmp_path / leave).write_text("half")
+    return fz.judge(case, outcome, tmp_path, before)[0]
+
+
+def test_the_judge_is_not_vacuous(tmp_path):
+    """Each must-be-zero column is reachable: what a broken command would do is caught."""
+    probe, configs = fz.SURFACES
+    assert _judged(probe, fz.Outcome(None, "", "", TypeError("x")), tmp_path) == "traceback"
+    assert _judged(probe, fz.Outcome(1, "", "boom"), tmp_path) == "other exit"
+    two_lines = fz.Outcome(2, "", "featavg: error: a: b\nmore")
+    assert _judged(probe, two_lines, tmp_path) == "malformed"
+    cut = fz.Outcome(2, "", "featavg: error: --out " + "x" * 280 + "...")
+    assert _judged(probe, cut, tmp_path) == "malformed"
+    other = fz.Outcome(2, "", "featavg: error: seed: must be >= 0")
+    assert _judged(configs, other, tmp_path, names=("train.lr", "lr")) == "unnamed"
+    assert _judged(configs, other, tmp_path, names=("seed", "seed")) == "exit 2"
+    refused = fz.Outcome(2, "", "featavg: error: --layer: no layer 'x'")
+    assert _judged(probe, refused, tmp_path, leave="partial.json") == "half-written"
+    no_line = fz.Outcome(0, "done\n", "")
+    assert _judged(probe, no_line, tmp_path) == "half-written"
 
 
 @pytest.mark.parametrize(
