@@ -152,3 +152,14 @@ def test_a_probe_directory_too_long_says_why(flag, tmp_path, monkeypatch, capsys
     assert len(err.splitlines()) == 1 and "xxx..." in err, err
     assert "too long" in err and err.endswith("; choose another directory"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
+
+
+@pytest.mark.parametrize("top", [10, 10**12, 10**30])
+def test_a_group_id_far_out_of_range_is_refused_at_once(top):
+    """Once: ``--grouping 0,1,0,1,0,1,0,1,0,999999999999`` built the set of every id up to
+    it, tens of GiB, until the kernel killed the process (probe, run, train, show-config)."""
+    from featavg.config import ConfigError
+    from featavg.data.groupings import get_grouping
+
+    with pytest.raises(ConfigError, match=rf"^grouping: group id {top} is out of range"):
+        get_grouping(f"0,1,0,1,0,1,0,1,0,{top}")

@@ -77,6 +77,11 @@ def validate_groups(values: Any, num_classes: int, where: str) -> tuple[int, ...
         raise ConfigError(f"{where}: group ids must be integers, got {bad[0]!r}")
     if min(values) < 0:
         raise ConfigError(f"{where}: group ids must be >= 0, got {min(values)}")
+    if max(values) >= num_classes:  # checked first: the next line counts up to it
+        raise ConfigError(
+            f"{where}: group id {max(values)} is out of range (ids must be 0..G-1, G <= "
+            f"{num_classes} groups)"
+        )
     unused = sorted(set(range(max(values) + 1)) - set(values))
     if unused:
         raise ConfigError(
