@@ -163,3 +163,27 @@ def test_a_group_id_far_out_of_range_is_refused_at_once(top):
 
     with pytest.raises(ConfigError, match=rf"^grouping: group id {top} is out of range"):
         get_grouping(f"0,1,0,1,0,1,0,1,0,{top}")
+
+
+@pytest.mark.parametrize("name", [LONG, f"a/{'y' * 200}/{'z' * 200}.pt"], ids=["300", "long"])
+def test_a_checkpoint_path_too_long_is_one_line_saying_so(name, tmp_path, monkeypatch):
+    """Once: ``probe --checkpoint`` (and a cifar10-features backbone) with a 300-character
+    name was an OSError traceback (File name too long); a long path that can exist filled
+    the line before saying it is not there."""
+    from featavg.config import MAX_MESSAGE, ConfigError, error_line
+    from featavg.models.backbone_file import load_backbone_file
+    from featavg.models.model_file import load_trained_model
+    from featavg.probing.loading import load_model
+
+    monkeypatch.chdir(tmp_path)
+    loaders = [
+        lambda: load_model(factory=None, builtin="mlp", checkpoint=name, data=None,
+                           dataset_name=None),
+        lambda: load_backbone_file(name),
+        lambda: load_trained_model(name),
+    ]  # fmt: skip
+    for load in loaders:
+        with pytest.raises(ConfigError) as caught:
+            load()
+        line = "featavg: error: " + error_line(str(caught.value), MAX_MESSAGE - 16)
+        assert line.endswith(("(File name too long)", "checkpoint file not found")), line
