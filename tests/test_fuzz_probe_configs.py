@@ -187,3 +187,24 @@ def test_a_checkpoint_path_too_long_is_one_line_saying_so(name, tmp_path, monkey
             load()
         line = "featavg: error: " + error_line(str(caught.value), MAX_MESSAGE - 16)
         assert line.endswith(("(File name too long)", "checkpoint file not found")), line
+
+
+@pytest.mark.parametrize("grouping", ["0,1", "0,1,0,1,0"])
+def test_fewer_group_ids_than_the_data_has_classes_is_refused_before_any_pass(
+    grouping, tmp_path, monkeypatch, capsys
+):
+    """Once: ``--grouping 0,1`` (ids for 2 classes on 10-class data) was found while the
+    first pass read its labels: a progress line, then the error (two lines on stderr)."""
+    from featavg.models.builtin import build_model
+    from featavg.models.image_classifier import MNIST_HALF
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(build_model("mlp", 2, 1, 28, MNIST_HALF, seed=0).state_dict(), "w.pt")
+    argv = ["probe", "--builtin", "mlp", "--checkpoint", "w.pt", "--data", "mnist-5k",
+            "--layer", "net.fc", "--train-size", "100", "--test-size", "50",
+            "--probe-points", "50", "--grad-points", "20", "--grouping", grouping]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("featavg: error: grouping: "), err
+    assert "expected one per class (10)" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
