@@ -208,3 +208,19 @@ def test_fewer_group_ids_than_the_data_has_classes_is_refused_before_any_pass(
     assert len(err.splitlines()) == 1 and err.startswith("featavg: error: grouping: "), err
     assert "expected one per class (10)" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("bad.json", "{"), ("bad.toml", "groups = [0, 1"), ("nokey.json", '{"grups": [0, 1]}'),
+     ("short.json", "[0, 1]"), ("dir.json", None)],
+)  # fmt: skip
+def test_a_bad_grouping_file_is_refused_naming_the_field(name, text, tmp_path, capsys):
+    """Once: ``--set grouping=bad.json`` gave ``featavg: error: .../bad.json: not valid
+    JSON (...)``, naming the file but not the field it was given as."""
+    path = tmp_path / name
+    path.mkdir() if text is None else path.write_text(text)
+    assert main(["show-config", "mnist-robustness", "--set", f"grouping={path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("featavg: error: grouping: "), err
+    assert name in err, err
