@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from featavg.config import ConfigError
+from featavg.config.text import clip
 
 # what torch's weights-only unpickler says when the file references code (a class or a
 # function) rather than plain data; anything else it refuses is a corrupt file
@@ -85,9 +86,14 @@ def load_checkpoint(
     dict, is truncated or corrupt, or needs pickle code execution to load; such a file is
     refused without running any of its code."""
     path = Path(path)
-    if not path.is_file():
+    shown = clip(str(path), 120)  # a long path must not push the reason off the line
+    try:
+        is_file = path.is_file()
+    except OSError as err:  # a name too long for the file system (ENAMETOOLONG), ...
+        raise ConfigError(f"{shown}: cannot be used ({err.strerror})") from None
+    if not is_file:
         what = _kind(path)
-        raise ConfigError(f"{path}: checkpoint file not found" + (f" ({what})" if what else ""))
+        raise ConfigError(f"{shown}: checkpoint file not found" + (f" ({what})" if what else ""))
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

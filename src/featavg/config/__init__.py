@@ -164,8 +164,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return load(path)
 
 
+def _location_part(part: str | int) -> str:
+    """One part of an error's location: a key as it reads, quoted when it would not show
+    (empty) or would read like another (surrounding spaces); an index as a number."""
+    if isinstance(part, str) and part and part == part.strip():
+        return clip(part, 40)
+    return shown(part, 40)
+
+
 def _describe(err: ErrorDetails) -> str:
-    field = ".".join(clip(p, 40) if isinstance(p, str) else shown(p, 40) for p in err["loc"])
+    field = ".".join(_location_part(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown key"

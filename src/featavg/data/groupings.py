@@ -77,6 +77,11 @@ def validate_groups(values: Any, num_classes: int, where: str) -> tuple[int, ...
         raise ConfigError(f"{where}: group ids must be integers, got {bad[0]!r}")
     if min(values) < 0:
         raise ConfigError(f"{where}: group ids must be >= 0, got {min(values)}")
+    if max(values) >= num_classes:  # checked first: the next line counts up to it
+        raise ConfigError(
+            f"{where}: group id {max(values)} is out of range (ids must be 0..G-1, G <= "
+            f"{num_classes} groups)"
+        )
     unused = sorted(set(range(max(values) + 1)) - set(values))
     if unused:
         raise ConfigError(
@@ -92,14 +97,16 @@ def _from_file(path: Path, num_classes: int) -> Grouping:
         text = path.read_text()
         data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read grouping file ({err})") from None
+        raise ConfigError(f"grouping: {path}: cannot read grouping file ({err})") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({err})") from None
+        raise ConfigError(
+            f"grouping: {path}: not valid {path.suffix[1:].upper()} ({err})"
+        ) from None
     if isinstance(data, dict):
         if "groups" not in data:
-            raise ConfigError(f"{path}: no 'groups' key; {_HELP}")
+            raise ConfigError(f"grouping: {path}: no 'groups' key; {_HELP}")
         data = data["groups"]
-    return Grouping("custom", validate_groups(data, num_classes, str(path)))
+    return Grouping("custom", validate_groups(data, num_classes, f"grouping: {path}"))
 
 
 def get_grouping(spec: str, num_classes: int = 10) -> Grouping:
@@ -122,7 +129,7 @@ def get_grouping(spec: str, num_classes: int = 10) -> Grouping:
         is_file = False
     if path.suffix in (".json", ".toml") or is_file:
         if not is_file:
-            raise ConfigError(f"{path}: grouping file not found; {_HELP}")
+            raise ConfigError(f"grouping: {path}: grouping file not found; {_HELP}")
         return _from_file(path, num_classes)
     if "," in spec:
         try:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from featavg.config import ConfigError
+from featavg.config.text import clip
 from featavg.data import cifar, idx, mnist5k, synthetic_images
 from featavg.seeding import generator
 
@@ -204,9 +205,15 @@ def check_data_dir(name: str, data_dir: str | Path, field: str = "data_dir") -> 
     a one-line :class:`ConfigError` naming ``field`` and the missing file otherwise (never a
     fall-back to other data). Only looks for the files; reads none of them."""
     root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a directory"
-        raise ConfigError(f"{field}: {root} {what}")
+    shown = clip(str(root), 120)  # a long path must not push the reason off the line
+    try:
+        is_dir, exists = root.is_dir(), root.exists()
+    except OSError as err:  # a name too long for the file system (ENAMETOOLONG), ...
+        raise ConfigError(f"{field}: {shown} cannot be used ({err.strerror})") from None
+    if not is_dir:
+        raise ConfigError(
+            f"{field}: {shown} {'is not a directory' if exists else 'does not exist'}"
+        )
     if name in ("mnist", "fashion-mnist"):
         family: idx.Family = "mnist" if name == "mnist" else "fashion-mnist"
         folder = idx.find_idx_dir(root, family)

@@ -62,7 +62,11 @@ class ModelMeta:
 def model_file_path(path: str | Path) -> Path:
     """``path`` itself, or ``path/model.pt`` for a model directory."""
     path = Path(path).expanduser()
-    return path / MODEL_FILE if path.is_dir() else path
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # a name too long to exist (ENAMETOOLONG): loading it says so
+        is_dir = False
+    return path / MODEL_FILE if is_dir else path
 
 
 def model_file_digest(blob: Mapping[str, Any]) -> str:

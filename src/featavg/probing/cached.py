@@ -25,6 +25,7 @@ from featavg.probing import run
 from featavg.probing.core import ProbeResult, measure, measurement_identity, plan_probe
 from featavg.probing.data import ProbeInput
 from featavg.probing.options import ProbeOptions, ProbeRun
+from featavg.runs import paths
 from featavg.runs.door import Door, Made, Slot, cached_run
 
 
@@ -99,7 +100,8 @@ def probe_cached(
         fingerprint = early.data_fingerprint
     cfg = identity(fingerprint)
     directory = how.out if how.out is not None else run.probe_directory(cfg, how.root or "runs")
-    where = f"--out {directory}" if how.out is not None else f"probe directory {directory}"
+    shown = paths.shown(directory)  # clipped: a long path must not push the reason off
+    where = f"--out {shown}" if how.out is not None else f"probe directory {shown}"
     slot = Slot(run.EXPERIMENT, cfg, Path(directory), where)
 
     def make(_: Slot) -> Made[ProbeResult]:

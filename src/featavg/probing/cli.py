@@ -138,7 +138,7 @@ def probe_command(args: argparse.Namespace) -> int:
     """Run ``featavg probe`` (see the module docstring); returns the exit code."""
     from pathlib import Path
 
-    from featavg.data.groupings import Grouping
+    from featavg.data.groupings import Grouping, get_grouping
     from featavg.device import resolve_device
     from featavg.probing.options import ProbeRun
     from featavg.threads import configure
@@ -170,10 +170,11 @@ def probe_command(args: argparse.Namespace) -> int:
         data = _data(str(described["name"]), args)
         if described.get("stand_in") and data.stand_in is None:
             data = replace(data, stand_in=str(described["stand_in"]))
-    grouping: Grouping | str = args.grouping or "parity"
     if args.grouping is None and trained.get("grouping"):
         g = trained["grouping"]
         grouping = Grouping(str(g["name"]), tuple(int(v) for v in g["groups"]))
+    else:  # checked against the data's classes now, not when the first pass reads labels
+        grouping = get_grouping(args.grouping or "parity", len(data.classes))
     how = ProbeRun(
         root=Path(args.root),
         out=Path(args.out) if args.out is not None else None,
