@@ -232,3 +232,18 @@ def test_verify_flag_sets_the_attack_and_is_refused_where_no_curves_are(tmp_path
         "featavg: error: --verify: synthetic-alignment has no curves to check (real-data only)"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_verify_without_the_extra_is_refused_before_any_training(tmp_path, monkeypatch, capsys):
+    """Once found only when the check started, after both models had trained."""
+    import sys
+
+    from featavg.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)  # as if not installed
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", EXP, "--preset", "tiny", "--verify", "autoattack", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "verify: autoattack needs the optional extra" in err
+    assert list(tmp_path.iterdir()) == []  # nothing trained or written

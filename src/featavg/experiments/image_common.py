@@ -19,6 +19,7 @@ The experiment itself (train, attack, align, summarise) is :mod:`.image_robustne
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -175,6 +176,12 @@ class ImageAttackSection(BaseModel):
             raise ValueError(f"radii: must be strictly increasing, got {radii}")
         if self.method.startswith("ddn") and self.norm != "l2":
             raise ValueError("method: ddn is an L2 attack; use fmn or a PGD method for linf")
+        # checked here, not when the check starts: that is after training both models
+        if self.verify == "autoattack" and importlib.util.find_spec("pyautoattack") is None:
+            raise ValueError(
+                "verify: autoattack needs the optional extra pyautoattack "
+                "(pip install 'featavg[autoattack]'); allowed without it: none"
+            )
         return self
 
     @property
