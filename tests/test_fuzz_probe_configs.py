@@ -224,3 +224,21 @@ def test_a_bad_grouping_file_is_refused_naming_the_field(name, text, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("featavg: error: grouping: "), err
     assert name in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "synthetic-alignment", "--preset", "tiny", "--out", LONG],
+        ["train", "--data", "mnist-5k", "--model", "mlp", "--root", LONG],
+    ],
+)
+def test_a_run_or_model_directory_too_long_says_why(argv, tmp_path, monkeypatch, capsys):
+    """Once: the run's and the model cache's refusals showed the whole 300-character path
+    and the reason fell off the line (as the probe's did)."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "xxx..." in err and len(err) < 300, err
+    assert "too long" in err, err
+    assert list(tmp_path.iterdir()) == []

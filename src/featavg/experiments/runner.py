@@ -29,7 +29,7 @@ from featavg.experiments.registry import get_experiment
 from featavg.experiments.spec import Experiment, SeedRun
 from featavg.faults import NumericalFault, RunFailed, failure_summary, one_line
 from featavg.progress import bar as progress_bar
-from featavg.runs import guards
+from featavg.runs import guards, paths
 from featavg.runs.context import RunContext, open_context
 from featavg.runs.door import SUMMARIES, Failed, Made, Served, Slot, cached_run, cached_runs
 
@@ -156,7 +156,8 @@ def run_experiment(
     cfg = config if config is not None else build_config(exp.config_cls, overrides, config_file)
     cfg_json = cfg.model_dump(mode="json")
     directory = Path(out) if out is not None else runs.run_dir(name, cfg_json, ctx.root)
-    where = f"--out {directory}" if out is not None else f"run directory {directory}"
+    shown = paths.shown(directory)  # clipped: a long path must not push the reason off
+    where = f"--out {shown}" if out is not None else f"run directory {shown}"
     run_ctx = ctx if out is None else ctx.with_(root=directory.parent)
     slot = Slot(name, cfg_json, directory, where)
     return cached_run(SUMMARIES, slot, lambda _: _make_one(exp, cfg, run_ctx), force=force)

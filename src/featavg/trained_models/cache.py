@@ -17,7 +17,7 @@ from featavg import runs
 from featavg.config import ConfigError
 from featavg.data.groupings import get_grouping
 from featavg.models.model_file import MODEL_FILE, load_trained_model
-from featavg.runs import guards
+from featavg.runs import guards, paths
 from featavg.runs.door import Door, Made, Slot, cached_runs
 from featavg.trained_models.cost import training_estimate
 from featavg.trained_models.files import identity, made_model
@@ -149,7 +149,7 @@ def train_models(
             "train",
             identity(cfg, data),
             directory,
-            f"model directory {directory}",
+            f"model directory {paths.shown(directory)}",  # clipped: the reason stays on
             remedy="choose another --root (the trained-model cache is <root>/models)",
         )
         for cfg, directory in zip(configs, directories, strict=True)
