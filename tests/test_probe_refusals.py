@@ -140,3 +140,19 @@ def test_a_user_model_with_nan_logits_is_a_numerical_fault(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 3 and len(err.splitlines()) == 1 and "non-finite logits" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--normalization", "nope"), ("--num-classes", "7")])
+def test_builtin_flags_without_builtin_are_refused_not_ignored(tmp_path, capsys, flag, value):
+    """Once silently ignored (exit 0, even for a normalisation that does not exist) when the
+    model came from a checkpoint without --builtin or from --model."""
+    from featavg.models.model_file import MODEL_FILE
+
+    model = tmp_path / MODEL_FILE
+    model.write_bytes(b"")  # never read: the flags are checked first
+    argv = ["probe", "--checkpoint", str(model), "--data", "mnist-5k", "--layer", "net.fc",
+            *SMALL, "--root", str(tmp_path / "runs"), flag, value]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"featavg: error: {flag}: describes a --builtin architecture; give --builtin NAME"
+    assert not (tmp_path / "runs").exists()

@@ -151,6 +151,12 @@ def probe_command(args: argparse.Namespace) -> int:
 
     if args.factory is None and args.checkpoint is None:
         raise ConfigError("--model or --checkpoint: say which model to probe")
+    for flag, value in (
+        ("--num-classes", args.num_classes),
+        ("--normalization", args.normalization),
+    ):
+        if value is not None and args.builtin is None:  # else silently ignored
+            raise ConfigError(f"{flag}: describes a --builtin architecture; give --builtin NAME")
     data = _data(args.data, args) if args.data else None
     loaded = load_model(
         factory=args.factory,
