@@ -160,8 +160,8 @@ class ImageAttackSection(BaseModel):
     verify: Literal["none", "autoattack"] = Field(
         "none",
         description="autoattack: check the method's curves at the three largest radii with "
-        "AutoAttack's APGD-CE (+ APGD-T), 100 iterations (the autoattack extra); the summary "
-        "says how far above it the curves sit",
+        "AutoAttack's APGD-CE (+ APGD-T), 100 iterations (the autoattack extra; ~5 min a seed "
+        "on the quick models on 2 CPU cores); the summary says how far above it the curves sit",
     )
 
     @model_validator(mode="after")
