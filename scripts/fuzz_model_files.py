@@ -37,7 +37,6 @@ import io
 import math
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -56,27 +55,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from featavg.config import ConfigError  # noqa: E402
+from time_limits import Hang, time_limit  # noqa: E402
 
 TIMEOUT_S = 60  # per case: far above any (about a second), far below a hang
 SURFACES = ("progress", "model-file", "user-model")
-
-
-class Hang(Exception):
-    """A case ran past TIMEOUT_S."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"past {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @dataclass

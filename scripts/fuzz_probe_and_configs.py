@@ -76,7 +76,6 @@ import math
 import os
 import random
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -89,6 +88,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from time_limits import Hang, time_limit  # noqa: E402
 
 TIMEOUT_S = 60  # per case: far above any (a few seconds), far below a hang
 SURFACES = ("probe-options", "real-data-configs")
@@ -107,27 +109,9 @@ KNOWN = {
 }
 
 
-class Hang(Exception):
-    """A case ran past TIMEOUT_S."""
-
-
 class Validated(Exception):
     """Raised where a real-data run would load its first data set: everything before was
     accepted."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"past {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 import test_fuzz_inputs as fz  # noqa: E402
+from time_limits import Hang  # noqa: E402
 
 
 class Tally:
@@ -57,7 +58,7 @@ def record_cli(tally: Tally, argv: list[str]) -> None:
     start = time.perf_counter()
     outcome = fz.run_cli(argv)
     seconds = time.perf_counter() - start
-    hang = isinstance(outcome.bug, fz.Hang)
+    hang = isinstance(outcome.bug, Hang)
     found = fz.problems(outcome)
     code = "exception" if outcome.bug is not None else str(outcome.code)
     tally.add(repr(argv), seconds, code, "; ".join(found) if found else None, hang)

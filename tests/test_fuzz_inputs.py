@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import signal
 import string
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ import featavg
 from featavg.cli import main
 from featavg.config import MAX_MESSAGE, ConfigError, error_line, parse_value
 from featavg.experiments.registry import EXPERIMENTS
+from time_limits import time_limit
 
 EXAMPLES = 100  # per strategy; 6 strategies
 TIMEOUT_S = 20  # per input: far above any case (< 1 s), far below a hang
@@ -52,10 +52,6 @@ FUZZ = settings(
 
 class _Validated(Exception):
     """Raised where a command would start computing: its config was accepted."""
-
-
-class Hang(Exception):
-    """An input ran past TIMEOUT_S."""
 
 
 @dataclass
@@ -89,23 +85,6 @@ def no_compute() -> Iterator[None]:
         mock.patch.object(sweep, "plan_sweep", plan_then_stop),
     ):
         yield
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`Hang` in the main thread after ``seconds`` (a blocking open of a FIFO
-    or an endless read is interrupted too)."""
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise Hang
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run_cli(argv: list[str]) -> Outcome:
