@@ -165,13 +165,18 @@ class CurveMethod:
 
     min_norm: the minimum-norm attack, or None. refine: the PGD stage, or None (the curve is
     then the minimum-norm norms'). min_norm_steps: the minimum-norm steps when the settings
-    name none. l2_only: refuses L-inf (DDN is an L2 attack).
+    name none. l2_only: refuses L-inf (DDN is an L2 attack). descends: the refinement
+    descends the grid from each point's minimum-norm radius, stopping at the first radius
+    where it fails (so it runs at a few radii, not all). refine_steps: the refinement's
+    steps per run when fixed by the method, None for the settings' ``steps``.
     """
 
     min_norm: MinNormStage | None
     refine: Refinement | None
     min_norm_steps: int = 100
     l2_only: bool = False
+    descends: bool = False
+    refine_steps: int | None = None
 
 
 CURVE_METHODS: dict[str, CurveMethod] = {
@@ -181,10 +186,12 @@ CURVE_METHODS: dict[str, CurveMethod] = {
     "ddn": CurveMethod(_ddn, None, l2_only=True),
     "fmn+pgd": CurveMethod(_fmn, _incremental),
     # FMN locates each point near its boundary; APGD checks the grid below it
-    "fmn+apgd": CurveMethod(_fmn, _descend_apgd, min_norm_steps=10),
+    "fmn+apgd": CurveMethod(
+        _fmn, _descend_apgd, min_norm_steps=10, descends=True, refine_steps=APGD_STEPS
+    ),
     # a short run: the PGD descent corrects its overshoot
-    "fmn+descend": CurveMethod(_fmn, _descend, min_norm_steps=10),
-    "ddn+descend": CurveMethod(_ddn, _descend, min_norm_steps=10, l2_only=True),
+    "fmn+descend": CurveMethod(_fmn, _descend, min_norm_steps=10, descends=True),
+    "ddn+descend": CurveMethod(_ddn, _descend, min_norm_steps=10, l2_only=True, descends=True),
 }
 METHODS: tuple[str, ...] = tuple(CURVE_METHODS)
 DEFAULT_METHOD = "fmn+apgd"

@@ -138,19 +138,16 @@ def attack_passes(attack: Any) -> float:
     incremental and fmn+pgd (their worst case); :data:`DESCENT_FRACTION` of the worst
     case for a descent (fmn+apgd, +descend); then ``also_per_radius`` and
     :data:`VERIFY_PASSES` for ``verify=autoattack``."""
-    from featavg.attacks.robustness_curve import APGD_STEPS, CURVE_METHODS
+    from featavg.attacks.robustness_curve import CURVE_METHODS
 
     spec = CURVE_METHODS[attack.method]
     min_norm = 0 if spec.min_norm is None else (attack.min_norm_steps or spec.min_norm_steps)
     grid = attack.steps * len(attack.radii)  # PGD at every radius
+    worst = (spec.refine_steps or attack.steps) * len(attack.radii)  # the stage's, likewise
     if spec.refine is None:
         stage = 0.0
-    elif attack.method.endswith("+apgd"):  # APGD's own step count, not attack.steps
-        stage = DESCENT_FRACTION * APGD_STEPS * len(attack.radii)
-    elif attack.method.endswith("+descend"):
-        stage = DESCENT_FRACTION * grid
     else:
-        stage = float(grid)
+        stage = DESCENT_FRACTION * worst if spec.descends else float(worst)
     passes = float(min_norm + stage + (grid if attack.also_per_radius else 0))
     return passes + (VERIFY_PASSES if getattr(attack, "verify", "none") == "autoattack" else 0)
 

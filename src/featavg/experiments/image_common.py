@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from featavg.attacks.core import RANDOM_STARTS
-from featavg.attacks.robustness_curve import DEFAULT_METHOD, METHODS
+from featavg.attacks.robustness_curve import CURVE_METHODS, DEFAULT_METHOD, METHODS
 from featavg.data.groupings import Grouping, get_grouping
 from featavg.data.images import DATASETS
 from featavg.metrics.feature_alignment import averaging_index, class_means, unit_class_cosines
@@ -174,7 +174,7 @@ class ImageAttackSection(BaseModel):
             raise ValueError(f"radii: must be finite and >= 0, got {bad[0]!r}")
         if any(b <= a for a, b in zip(radii, radii[1:], strict=False)):
             raise ValueError(f"radii: must be strictly increasing, got {radii}")
-        if self.method.startswith("ddn") and self.norm != "l2":
+        if CURVE_METHODS[self.method].l2_only and self.norm != "l2":
             raise ValueError("method: ddn is an L2 attack; use fmn or a PGD method for linf")
         # checked here, not when the check starts: that is after training both models
         if self.verify == "autoattack" and importlib.util.find_spec("pyautoattack") is None:
